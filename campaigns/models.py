@@ -1,0 +1,218 @@
+"""Business accounts, sender numbers, templates, contacts, suppression list and campaigns."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+
+class WhatsAppAccount(models.Model):
+    """A WhatsApp Business Account (WABA). Its token lives in the environment, never here."""
+
+    waba_id = models.CharField("WABA id", max_length=64, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    # Set when the API answered 0/190 (auth): every campaign of the account is paused until
+    # staff replace the token and clear this.
+    auth_failed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "WhatsApp business account"
+
+    def __str__(self) -> str:
+        return self.name or self.waba_id
+
+
+class SenderNumber(models.Model):
+    class Status(models.TextChoices):
+        CONNECTED = "CONNECTED"
+        FLAGGED = "FLAGGED"
+        RESTRICTED = "RESTRICTED"
+        DISCONNECTED = "DISCONNECTED"
+
+    class Quality(models.TextChoices):
+        GREEN = "GREEN"
+        YELLOW = "YELLOW"
+        RED = "RED"
+        UNKNOWN = "UNKNOWN"
+
+    account = models.ForeignKey(WhatsAppAccount, on_delete=models.PROTECT, related_name="numbers")
+    phone_number_id = models.CharField("Graph phone-number-id", max_length=64, unique=True)
+    display_number = models.CharField(max_length=20, help_text="E.164, e.g. +15550783881")
+    rate_mps = models.PositiveIntegerField(
+        "rate (messages/s)",
+        default=80,
+        validators=[MinValueValidator(1), MaxValueValidator(1000)],
+    )
+    messaging_tier = models.CharField(max_length=32, blank=True, default="TIER_250")
+    quality_rating = models.CharField(
+        max_length=16, choices=Quality.choices, default=Quality.UNKNOWN
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CONNECTED)
+    # The rate the engine learned after throttling (AIMD); survives restarts. Null = configured.
+    learned_rate = models.FloatField(null=True, blank=True)
+    learned_rate_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(rate_mps__gte=1, rate_mps__lte=1000), name="sender_rate_1_to_1000"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.display_number} ({self.phone_number_id})"
+
+
+class MessageTemplate(models.Model):
+    """A template as synced from the Graph API; read-only for staff once synced."""
+
+    account = models.ForeignKey(WhatsAppAccount, on_delete=models.PROTECT, related_name="templates")
+    graph_id = models.CharField(max_length=64, blank=True)
+    name = models.CharField(max_length=512)
+    language = models.CharField(max_length=16)
+    category = models.CharField(max_length=32, blank=True)
+    status = models.CharField(max_length=32, default="APPROVED")
+    parameter_format = models.CharField(max_length=16, default="POSITIONAL")
+    components = models.JSONField(default=list)
+    synced_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "name", "language"], name="template_unique_per_account"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.language}"
+
+    @property
+    def is_sendable(self) -> bool:
+        return self.status == "APPROVED"
+
+
+class Contact(models.Model):
+    phone = models.CharField("phone (E.164)", max_length=20, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    # Free attributes from the CSV's extra columns; template variables are read from here.
+    attributes = models.JSONField(default=dict, blank=True)
+    # The WhatsApp id last seen for this number, which can differ from the E.164 (Brazil, Mexico).
+    wa_id = models.CharField(max_length=32, blank=True, db_index=True)
+    opted_out_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.phone
+
+
+class Suppression(models.Model):
+    """A number that no campaign may message. Every campaign import and send respects it."""
+
+    class Source(models.TextChoices):
+        STAFF = "staff"
+        KEYWORD = "keyword"
+        USER_PREFERENCES = "user_preferences"
+        API_ERROR = "api_error"
+        IMPORT = "import"
+
+    phone = models.CharField("phone (E.164)", max_length=20, unique=True)
+    source = models.CharField(max_length=32, choices=Source.choices, default=Source.STAFF)
+    reason = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.phone
+
+
+class Campaign(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft"
+        SCHEDULED = "scheduled"
+        RUNNING = "running"
+        PAUSED = "paused"
+        COMPLETED = "completed"
+        CANCELLED = "cancelled"
+
+    # Allowed moves; services refuse any other (e.g. resuming a completed campaign).
+    TRANSITIONS: dict[str, set[str]] = {
+        Status.DRAFT: {Status.SCHEDULED, Status.RUNNING, Status.CANCELLED},
+        Status.SCHEDULED: {Status.RUNNING, Status.PAUSED, Status.CANCELLED, Status.DRAFT},
+        Status.RUNNING: {Status.PAUSED, Status.COMPLETED, Status.CANCELLED},
+        Status.PAUSED: {Status.RUNNING, Status.SCHEDULED, Status.CANCELLED},
+        Status.COMPLETED: set(),
+        Status.CANCELLED: set(),
+    }
+
+    name = models.CharField(max_length=200)
+    sender = models.ForeignKey(SenderNumber, on_delete=models.PROTECT, related_name="campaigns")
+    templates = models.ManyToManyField(MessageTemplate, through="CampaignTemplate")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    # Higher goes first on a shared number: transactional traffic before marketing.
+    priority = models.SmallIntegerField(default=0)
+    start_at = models.DateTimeField(null=True, blank=True)
+    # 131049 (per-user marketing cap) retries no sooner than 24 h, and never after this.
+    valid_until = models.DateTimeField(null=True, blank=True)
+    pause_reason = models.CharField(max_length=255, blank=True)
+
+    # Counters kept exact by F() updates in the transaction that records the event, so lists
+    # never count the queue. Cumulative: a read message also counts as delivered and sent.
+    total = models.PositiveIntegerField(default=0)
+    sent = models.PositiveIntegerField(default=0)
+    delivered = models.PositiveIntegerField(default=0)
+    read = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    # Import report.
+    rejected_count = models.PositiveIntegerField(default=0)
+    duplicate_count = models.PositiveIntegerField(default=0)
+    suppressed_count = models.PositiveIntegerField(default=0)
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # The scheduler's question: which scheduled campaigns are due?
+            models.Index(fields=["status", "start_at"], name="campaign_status_start"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def can_transition_to(self, status: str) -> bool:
+        return status in self.TRANSITIONS[self.status]
+
+
+class CampaignTemplate(models.Model):
+    """A template of a campaign with its share of the contacts (weights, equal by default)."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="template_links")
+    template = models.ForeignKey(MessageTemplate, on_delete=models.PROTECT)
+    weight = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1)])
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "template"], name="campaign_template_once"),
+        ]
+
+
+class ImportRejection(models.Model):
+    """A CSV row that did not become a message, kept for the downloadable rejection report."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="rejections")
+    row_number = models.PositiveIntegerField()
+    value = models.CharField(max_length=255, blank=True)
+    reason = models.CharField(max_length=255)
+
+    class Meta:
+        indexes = [models.Index(fields=["campaign", "row_number"], name="rejection_campaign_row")]

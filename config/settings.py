@@ -1,0 +1,202 @@
+"""Settings for wacampaigns: every value comes from the environment, with safe dev defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
+# The development default is short on purpose: `manage.py check --deploy` rejects it (W009),
+# so production has to set its own SECRET_KEY.
+SECRET_KEY = env("SECRET_KEY", default="dev-only-insecure-key")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_q",
+    "campaigns",
+    "messaging",
+    "webhooks",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# https://django-environ.readthedocs.io/en/latest/types.html#environ-env-db-url
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The quickstart runs the sender and admin side by side on SQLite: wait for locks.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"IGNORE_EXCEPTIONS": True},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+MEDIA_ROOT = env("MEDIA_ROOT", default=str(BASE_DIR / "var" / "media"))
+# Admin uploads of large CSVs stream to disk rather than memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10_485_760
+
+# Security: on in production (DEBUG off), overridable for a plain-HTTP staging box.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = not DEBUG
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_REDIRECT_EXEMPT = [r"^health/$"]
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# --- WhatsApp Cloud API -------------------------------------------------------------------
+WHATSAPP_API_BASE_URL = env("WHATSAPP_API_BASE_URL", default="https://graph.facebook.com")
+WHATSAPP_API_VERSION = env("WHATSAPP_API_VERSION", default="v23.0")
+# Tokens are read from the environment only, never stored in the database or shown in admin.
+# WHATSAPP_ACCESS_TOKEN_<WABA_ID> overrides the default token for one business account.
+WHATSAPP_ACCESS_TOKEN = env("WHATSAPP_ACCESS_TOKEN", default="")
+WHATSAPP_APP_SECRET = env("WHATSAPP_APP_SECRET", default="")
+WHATSAPP_VERIFY_TOKEN = env("WHATSAPP_VERIFY_TOKEN", default="")
+WHATSAPP_DEFAULT_REGION = env("WHATSAPP_DEFAULT_REGION", default="US")
+WHATSAPP_CONNECT_TIMEOUT = env.float("WHATSAPP_CONNECT_TIMEOUT", default=3.05)
+WHATSAPP_READ_TIMEOUT = env.float("WHATSAPP_READ_TIMEOUT", default=15.0)
+
+# --- Sender engine -----------------------------------------------------------------------
+# Meta counts inbound messages in a number's throughput, so aim below the configured rate.
+SENDER_RATE_HEADROOM = env.float("SENDER_RATE_HEADROOM", default=0.9)
+SENDER_MAX_ATTEMPTS = env.int("SENDER_MAX_ATTEMPTS", default=6)
+SENDER_RETRY_BASE_SECONDS = env.float("SENDER_RETRY_BASE_SECONDS", default=5.0)
+SENDER_RETRY_MAX_SECONDS = env.float("SENDER_RETRY_MAX_SECONDS", default=600.0)
+SENDER_RETRY_JITTER = env.float("SENDER_RETRY_JITTER", default=0.2)
+# A claim older than this belongs to a dead worker; its rows become "unknown".
+SENDER_LEASE_SECONDS = env.float("SENDER_LEASE_SECONDS", default=60.0)
+# How long an unknown-outcome row waits for a status webhook before the policy applies.
+SENDER_RECONCILE_SECONDS = env.float("SENDER_RECONCILE_SECONDS", default=600.0)
+# "resend": re-send after the window; "hold": leave it for staff to decide in admin.
+SENDER_UNKNOWN_POLICY = env("SENDER_UNKNOWN_POLICY", default="resend")
+SENDER_SLICE_SECONDS = env.float("SENDER_SLICE_SECONDS", default=30.0)
+SENDER_MAX_IN_FLIGHT = env.int("SENDER_MAX_IN_FLIGHT", default=256)
+
+# --- Webhooks -----------------------------------------------------------------------------
+OPT_OUT_KEYWORDS = env.list(
+    "OPT_OUT_KEYWORDS",
+    default=[
+        "STOP",
+        "UNSUBSCRIBE",
+        "CANCEL",
+        "END",
+        "QUIT",
+        "STOPALL",
+        "PARAR",
+        "SAIR",
+        "BAJA",
+        "CANCELAR",
+        "ALTO",
+        "STOP PROMOTIONS",
+    ],
+)
+REPLY_ATTRIBUTION_WINDOW_HOURS = env.int("REPLY_ATTRIBUTION_WINDOW_HOURS", default=72)
+AUTO_REPLY_ENABLED = env.bool("AUTO_REPLY_ENABLED", default=False)
+AUTO_REPLY_LLM_URL = env("AUTO_REPLY_LLM_URL", default="")
+AUTO_REPLY_LLM_KEY = env("AUTO_REPLY_LLM_KEY", default="")
+AUTO_REPLY_LLM_MODEL = env("AUTO_REPLY_LLM_MODEL", default="gpt-4o-mini")
+AUTO_REPLY_MAX_PER_USER_PER_DAY = env.int("AUTO_REPLY_MAX_PER_USER_PER_DAY", default=3)
+
+# --- django-q2 ----------------------------------------------------------------------------
+# django-q2 carries control tasks (sender slices, watchdog, webhook apply), never one task
+# per message. timeout < retry, or a slow task is handed out twice (engine-notes §1).
+Q_CLUSTER = {
+    "name": "wacampaigns",
+    "orm": "default",
+    "workers": env.int("Q_WORKERS", default=4),
+    "timeout": 60,
+    "retry": 120,
+    "max_attempts": 3,
+    "ack_failures": True,
+    "queue_limit": 4,
+    "bulk": 1,
+    "poll": 0.5,
+    "recycle": 200,
+    "max_rss": 300_000,
+    "save_limit": 200,
+    "catch_up": False,
+    "sync": env.bool("Q_SYNC", default=False),
+}

@@ -1,0 +1,100 @@
+"""The send queue: one row per campaign and contact, from queued to a final state."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from campaigns.models import Campaign, Contact, MessageTemplate, SenderNumber
+
+
+class OutboundStatus(models.IntegerChoices):
+    # Still to send (the sender's partial index covers exactly these two).
+    QUEUED = 0, "queued"
+    RETRY = 1, "retry"
+    # Claimed by a worker; the HTTP request may be in flight.
+    SENDING = 2, "sending"
+    # The request may have reached the API but we never saw the answer: waits for a webhook
+    # (matched by biz_opaque_callback_data) or the reconciliation window.
+    UNKNOWN = 3, "unknown"
+    # Left for staff to decide (unknown-outcome policy "hold", or a paused template).
+    HELD = 4, "held"
+    # Accepted by the API (we have the wamid); the webhook statuses follow.
+    ACCEPTED = 10, "accepted"
+    SENT = 11, "sent"
+    DELIVERED = 12, "delivered"
+    READ = 13, "read"
+    FAILED = 20, "failed"
+    CANCELLED = 21, "cancelled"
+
+
+PENDING_STATUSES = (OutboundStatus.QUEUED, OutboundStatus.RETRY)
+# Once here, the sender is done with the row (webhooks may still move it up the ladder).
+FINAL_STATUSES = (
+    OutboundStatus.ACCEPTED,
+    OutboundStatus.SENT,
+    OutboundStatus.DELIVERED,
+    OutboundStatus.READ,
+    OutboundStatus.FAILED,
+    OutboundStatus.CANCELLED,
+)
+
+
+class OutboundMessage(models.Model):
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="messages")
+    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="messages")
+    template = models.ForeignKey(MessageTemplate, on_delete=models.PROTECT)
+    # Denormalised from the campaign and contact so the hot path reads one table.
+    sender = models.ForeignKey(SenderNumber, on_delete=models.PROTECT, related_name="+")
+    phone = models.CharField(max_length=20)
+    # Rendered template components (the Graph API's `components` list) for this contact.
+    parameters = models.JSONField(default=list)
+    priority = models.SmallIntegerField(default=0)
+
+    status = models.PositiveSmallIntegerField(
+        choices=OutboundStatus.choices, default=OutboundStatus.QUEUED
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=64, blank=True)
+
+    wamid = models.CharField(max_length=128, null=True, blank=True, unique=True)
+    error_code = models.IntegerField(null=True, blank=True)
+    error_category = models.CharField(max_length=32, blank=True)
+    error_detail = models.CharField(max_length=500, blank=True)
+
+    # Not indexed, so webhook updates of these stay HOT-eligible.
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # A double enqueue is impossible, whatever the importer does.
+            models.UniqueConstraint(
+                fields=["campaign", "contact"], name="outbound_once_per_contact"
+            ),
+        ]
+        indexes = [
+            # The sender's claim: due rows of one campaign in send order (id = interleaved
+            # order). Partial, so it holds only what is still to send and stays small.
+            models.Index(
+                fields=["campaign", "status", "next_attempt_at", "id"],
+                condition=Q(status__in=[0, 1]),
+                name="outbound_due",
+            ),
+            # Counts by status per campaign (campaign_status, admin detail, completion check).
+            models.Index(fields=["campaign", "status"], name="outbound_campaign_status"),
+            # Lease recovery: claims whose worker may have died; reconciliation of unknowns.
+            models.Index(
+                fields=["claimed_at"], condition=Q(status__in=[2, 3]), name="outbound_in_doubt"
+            ),
+            # The inbox thread and reply attribution: messages to one phone, newest first.
+            models.Index(fields=["phone", "-id"], name="outbound_phone"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.phone} {self.get_status_display()}"

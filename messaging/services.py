@@ -1,0 +1,209 @@
+"""Campaign state changes: one function per verb, each atomic, each refusing illegal moves.
+
+Admin actions, management commands, the sender and the webhooks all go through these.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from campaigns.models import Campaign, CampaignTemplate
+from messaging.models import PENDING_STATUSES, OutboundMessage, OutboundStatus
+
+logger = logging.getLogger(__name__)
+Status = Campaign.Status
+
+# Rows that still need the sender (or staff) before the campaign can complete.
+UNFINISHED_STATUSES = (
+    *PENDING_STATUSES,
+    OutboundStatus.SENDING,
+    OutboundStatus.UNKNOWN,
+    OutboundStatus.HELD,
+)
+
+
+class TransitionError(Exception):
+    """A state change the campaign's current status does not allow."""
+
+
+def _lock(campaign_id: int) -> Campaign:
+    return Campaign.objects.select_for_update().get(pk=campaign_id)
+
+
+def _move(campaign: Campaign, status: str, **fields: object) -> Campaign:
+    if not campaign.can_transition_to(status):
+        raise TransitionError(
+            f"Campaign {campaign.pk} ({campaign.name}) cannot go from {campaign.status} to {status}"
+        )
+    campaign.status = status
+    for name, value in fields.items():
+        setattr(campaign, name, value)
+    campaign.save(update_fields=["status", "updated_at", *fields])
+    logger.info("campaign %s -> %s", campaign.pk, status)
+    return campaign
+
+
+@transaction.atomic
+def start_campaign(*, campaign_id: int, at: datetime | None = None) -> Campaign:
+    """Start now, or schedule for `at` when it is in the future."""
+    campaign = _lock(campaign_id)
+    now = timezone.now()
+    if at is not None and at > now:
+        return _move(campaign, Status.SCHEDULED, start_at=at, pause_reason="")
+    return _move(
+        campaign,
+        Status.RUNNING,
+        start_at=campaign.start_at or now,
+        started_at=campaign.started_at or now,
+        pause_reason="",
+    )
+
+
+@transaction.atomic
+def pause_campaign(*, campaign_id: int, reason: str = "Paused by staff") -> Campaign:
+    """Stop claiming new messages; in-flight requests finish and are recorded as usual."""
+    return _move(_lock(campaign_id), Status.PAUSED, pause_reason=reason[:255])
+
+
+@transaction.atomic
+def resume_campaign(*, campaign_id: int) -> Campaign:
+    campaign = _lock(campaign_id)
+    if campaign.status != Status.PAUSED:
+        raise TransitionError(f"Campaign {campaign.pk} is {campaign.status}, not paused")
+    if campaign.start_at and campaign.start_at > timezone.now():
+        return _move(campaign, Status.SCHEDULED, pause_reason="")
+    return _move(
+        campaign, Status.RUNNING, pause_reason="", started_at=campaign.started_at or timezone.now()
+    )
+
+
+@transaction.atomic
+def cancel_campaign(*, campaign_id: int) -> Campaign:
+    """Cancel: nothing new is claimed, every message not yet sent is cancelled."""
+    campaign = _move(_lock(campaign_id), Status.CANCELLED, finished_at=timezone.now())
+    OutboundMessage.objects.filter(
+        campaign_id=campaign_id, status__in=(*PENDING_STATUSES, OutboundStatus.HELD)
+    ).update(status=OutboundStatus.CANCELLED)
+    return campaign
+
+
+def pause_campaigns(*, campaigns: list[int], reason: str) -> int:
+    """Pause every running or scheduled campaign in `campaigns`; returns how many paused."""
+    paused = 0
+    for campaign_id in campaigns:
+        try:
+            pause_campaign(campaign_id=campaign_id, reason=reason)
+            paused += 1
+        except TransitionError:
+            continue  # already paused, completed or cancelled
+    if paused:
+        logger.warning("paused %d campaign(s): %s", paused, reason)
+    return paused
+
+
+def pause_active_campaigns(*, reason: str, **filters: object) -> int:
+    """Pause the running/scheduled campaigns matching `filters` (e.g. sender__account_id=…)."""
+    ids = list(
+        Campaign.objects.filter(
+            status__in=(Status.RUNNING, Status.SCHEDULED), **filters
+        ).values_list("pk", flat=True)
+    )
+    return pause_campaigns(campaigns=ids, reason=reason)
+
+
+def complete_if_finished(*, campaign_id: int) -> bool:
+    """The one place that decides completion: a running campaign whose every row is final."""
+    if OutboundMessage.objects.filter(
+        campaign_id=campaign_id, status__in=UNFINISHED_STATUSES
+    ).exists():
+        return False
+    with transaction.atomic():
+        campaign = _lock(campaign_id)
+        if campaign.status != Status.RUNNING:
+            return False
+        # Re-check under the lock: a requeue may have raced us.
+        if OutboundMessage.objects.filter(
+            campaign_id=campaign_id, status__in=UNFINISHED_STATUSES
+        ).exists():
+            return False
+        _move(campaign, Status.COMPLETED, finished_at=timezone.now())
+    return True
+
+
+@transaction.atomic
+def start_due_campaigns(*, now: datetime | None = None) -> list[int]:
+    """Scheduled campaigns whose start time has come become running."""
+    now = now or timezone.now()
+    due = list(
+        Campaign.objects.select_for_update(skip_locked=True)
+        .filter(status=Status.SCHEDULED, start_at__lte=now)
+        .values_list("pk", flat=True)
+    )
+    for campaign_id in due:
+        start_campaign(campaign_id=campaign_id)
+    return due
+
+
+@transaction.atomic
+def requeue_failed(*, campaign_id: int, message_ids: list[int] | None = None) -> int:
+    """Put dead-lettered messages back in the queue (staff's decision), fixing the counters."""
+    campaign = _lock(campaign_id)
+    rows = OutboundMessage.objects.filter(
+        campaign_id=campaign_id, status__in=(OutboundStatus.FAILED, OutboundStatus.HELD)
+    )
+    if message_ids is not None:
+        rows = rows.filter(pk__in=message_ids)
+    failed = rows.filter(status=OutboundStatus.FAILED).count()
+    count = rows.update(
+        status=OutboundStatus.RETRY,
+        attempts=0,
+        next_attempt_at=timezone.now(),
+        error_code=None,
+        error_category="",
+        error_detail="",
+        failed_at=None,
+    )
+    if failed:
+        Campaign.objects.filter(pk=campaign_id).update(failed=F("failed") - failed)
+    if count and campaign.status == Status.COMPLETED:
+        # Completed is final for staff transitions, but new work reopens it.
+        Campaign.objects.filter(pk=campaign_id).update(status=Status.RUNNING, finished_at=None)
+    return count
+
+
+@transaction.atomic
+def duplicate_campaign(*, campaign_id: int, created_by_id: int | None = None) -> Campaign:
+    """A new draft with the same sender, templates and contacts, queued afresh."""
+    source = Campaign.objects.get(pk=campaign_id)
+    copy = Campaign.objects.create(
+        name=f"{source.name} (copy)"[:200],
+        sender_id=source.sender_id,
+        priority=source.priority,
+        created_by_id=created_by_id,
+        total=source.total,
+    )
+    CampaignTemplate.objects.bulk_create(
+        CampaignTemplate(
+            campaign=copy, template_id=t.template_id, weight=t.weight, position=t.position
+        )
+        for t in source.template_links.all()
+    )
+    table = OutboundMessage._meta.db_table
+    with connection.cursor() as cursor:
+        # One statement, whatever the size: id order (the interleave) is preserved.
+        cursor.execute(
+            f"INSERT INTO {table} (campaign_id, contact_id, template_id, sender_id, phone, "  # noqa: S608
+            "parameters, priority, status, attempts, next_attempt_at, claimed_by, "
+            "error_category, error_detail) "
+            "SELECT %s, contact_id, template_id, sender_id, phone, parameters, priority, %s, 0, "
+            "%s, '', '', '' FROM " + table + " WHERE campaign_id = %s ORDER BY id",
+            [copy.pk, OutboundStatus.QUEUED, timezone.now(), campaign_id],
+        )
+        copy.total = cursor.rowcount
+    copy.save(update_fields=["total"])
+    return copy

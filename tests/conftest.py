@@ -1,0 +1,46 @@
+"""Root fixtures: the test database is real PostgreSQL (started by scripts/test), Redis is real."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.conf import settings
+
+from tests import factories
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Tests must never run against SQLite by accident: the queue relies on PostgreSQL.
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        raise pytest.UsageError(
+            "DATABASE_URL must point at PostgreSQL: run the suite with scripts/test"
+        )
+
+
+@pytest.fixture
+def redis_client():
+    """A real Redis connection on a clean database (REDIS_URL from scripts/services.sh)."""
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def account(db):
+    return factories.AccountFactory()
+
+
+@pytest.fixture
+def sender(account):
+    return factories.SenderFactory(account=account)
+
+
+@pytest.fixture
+def template(account):
+    return factories.TemplateFactory(account=account)
