@@ -92,6 +92,13 @@ def cancel_campaign(*, campaign_id: int) -> Campaign:
     return campaign
 
 
+def cancel_pending_to(*, phones: list[str]) -> int:
+    """Cancel the not-yet-sent messages to these numbers (opt-out), in every campaign."""
+    return OutboundMessage.objects.filter(
+        phone__in=phones, status__in=(*PENDING_STATUSES, OutboundStatus.HELD)
+    ).update(status=OutboundStatus.CANCELLED)
+
+
 def pause_campaigns(*, campaigns: list[int], reason: str) -> int:
     """Pause every running or scheduled campaign in `campaigns`; returns how many paused."""
     paused = 0
