@@ -1,0 +1,48 @@
+import socket
+
+import pytest
+from django.test import override_settings
+
+pytestmark = pytest.mark.django_db
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_health_is_ok_with_database_and_redis_up(client, settings):
+    assert settings.REDIS_URL, "scripts/test sets REDIS_URL"
+    response = client.get("/health/")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok", "redis": "ok"}
+
+
+def test_health_reports_redis_disabled_without_a_redis_url(client):
+    with override_settings(REDIS_URL=""):
+        response = client.get("/health/")
+    assert response.status_code == 200
+    assert response.json()["redis"] == "disabled"
+
+
+def test_health_is_503_naming_redis_when_redis_is_unreachable(client):
+    url = f"redis://:s3cret-password@127.0.0.1:{_closed_port()}/0"
+    with override_settings(REDIS_URL=url):
+        response = client.get("/health/")
+    assert response.status_code == 503
+    assert response.json() == {"status": "error", "database": "ok", "redis": "error"}
+    assert b"s3cret-password" not in response.content
+
+
+def test_health_needs_no_login_and_is_not_cached(client):
+    response = client.get("/health/")
+    assert response.status_code == 200
+    assert "no-cache" in response["Cache-Control"]
+
+
+def test_memory_reports_rss_and_peak_in_megabytes(client):
+    response = client.get("/health/memory/")
+    assert response.status_code == 200
+    body = response.json()
+    assert 1 < body["rss_mb"] <= body["peak_rss_mb"] < 64 * 1024

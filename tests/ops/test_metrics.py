@@ -1,0 +1,74 @@
+import re
+
+import pytest
+
+from campaigns.models import Campaign
+from messaging.models import OutboundStatus
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+def _samples(text: str) -> dict[str, float]:
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+def test_metrics_show_campaigns_queue_counters_and_pending_raw_events(client):
+    from webhooks.models import RawEvent
+
+    running = factories.CampaignFactory(
+        status=Campaign.Status.RUNNING, total=3, sent=2, delivered=1, read=1, failed=1
+    )
+    factories.CampaignFactory(status=Campaign.Status.DRAFT, total=5)
+    factories.OutboundMessageFactory(campaign=running, status=OutboundStatus.QUEUED)
+    factories.OutboundMessageFactory(campaign=running, status=OutboundStatus.READ)
+    factories.OutboundMessageFactory(campaign=running, status=OutboundStatus.FAILED)
+    RawEvent.objects.create(body=b"{}")
+    RawEvent.objects.create(body=b"{}", applied_at="2025-01-01T00:00:00Z")
+
+    response = client.get("/metrics")
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain; version=0.0.4")
+    samples = _samples(response.content.decode())
+    assert samples['wac_campaigns{status="running"}'] == 1
+    assert samples['wac_campaigns{status="draft"}'] == 1
+    assert samples['wac_campaigns{status="completed"}'] == 0
+    assert samples['wac_queue_messages{status="queued"}'] == 1
+    assert samples['wac_queue_messages{status="read"}'] == 1
+    assert samples['wac_queue_messages{status="failed"}'] == 1
+    assert samples['wac_queue_messages{status="sending"}'] == 0
+    assert samples['wac_campaign_messages{counter="total"}'] == 8
+    assert samples['wac_campaign_messages{counter="sent"}'] == 2
+    assert samples['wac_campaign_messages{counter="failed"}'] == 1
+    assert samples["wac_webhook_raw_events_pending"] == 1
+
+
+def test_metrics_lines_are_valid_prometheus_text(client):
+    factories.CampaignFactory()
+    text = client.get("/metrics").content.decode()
+    sample = re.compile(r'^[a-z_]+(\{[a-z_]+="[a-z_]+"\})? \d+(\.\d+)?$')
+    for line in text.splitlines():
+        assert line.startswith("# HELP ") or line.startswith("# TYPE ") or sample.match(line), line
+
+
+def test_metrics_do_not_show_campaign_names(client):
+    factories.CampaignFactory(name="Secret launch of product X")
+    assert b"Secret launch" not in client.get("/metrics").content
+
+
+def test_metrics_query_count_does_not_grow_with_data(client, django_assert_num_queries):
+    factories.CampaignFactory()
+    with django_assert_num_queries(3):
+        client.get("/metrics")
+    for status in (Campaign.Status.RUNNING, Campaign.Status.PAUSED, Campaign.Status.COMPLETED):
+        campaign = factories.CampaignFactory(status=status)
+        for queue_status in (OutboundStatus.QUEUED, OutboundStatus.SENT, OutboundStatus.FAILED):
+            factories.OutboundMessageFactory(campaign=campaign, status=queue_status)
+    with django_assert_num_queries(3):
+        client.get("/metrics")
