@@ -1,0 +1,237 @@
+"""The queue's SQL: claim due rows, write outcomes back, recover leases, reconcile unknowns.
+
+On PostgreSQL each step is one statement whatever the batch size (engine-notes §2: a
+MATERIALIZED CTE with FOR UPDATE SKIP LOCKED to claim; UPDATE … FROM unnest(arrays) to write,
+with the campaign counters moved in the same statement). SQLite (single-process quickstart)
+gets plain ORM equivalents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from campaigns.models import Campaign
+from messaging.models import OutboundMessage, OutboundStatus
+
+TABLE = OutboundMessage._meta.db_table
+CAMPAIGNS = Campaign._meta.db_table
+S = OutboundStatus
+
+
+@dataclass(slots=True)
+class ClaimedMessage:
+    id: int
+    campaign_id: int
+    template_id: int
+    phone: str
+    parameters: list
+    attempts: int
+    previous_status: int
+
+
+@dataclass(slots=True)
+class RowOutcome:
+    id: int
+    status: int
+    attempts: int
+    next_attempt_at: datetime | None = None
+    wamid: str | None = None
+    error_code: int | None = None
+    error_category: str = ""
+    error_detail: str = ""
+
+
+def _is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+_CLAIM_SQL = f"""
+WITH due AS MATERIALIZED (
+    SELECT id FROM {TABLE}
+    WHERE campaign_id = %s AND status = %s AND next_attempt_at <= %s
+    ORDER BY next_attempt_at, id
+    LIMIT %s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {TABLE} AS m
+SET status = {S.SENDING}, claimed_at = %s, claimed_by = %s, attempts = m.attempts + 1
+FROM due WHERE m.id = due.id
+RETURNING m.id, m.campaign_id, m.template_id, m.phone, m.parameters, m.attempts, %s
+"""  # noqa: S608
+
+
+def claim_due(*, campaign_id: int, limit: int, worker: str) -> list[ClaimedMessage]:
+    """Claim up to `limit` due rows of a campaign: retries that are due first, then queued."""
+    now = timezone.now()
+    claimed: list[ClaimedMessage] = []
+    with transaction.atomic():
+        for status in (S.RETRY, S.QUEUED):
+            want = limit - len(claimed)
+            if want <= 0:
+                break
+            if _is_postgres():
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        _CLAIM_SQL, [campaign_id, status, now, want, now, worker, int(status)]
+                    )
+                    rows = cursor.fetchall()
+                claimed.extend(ClaimedMessage(*row) for row in rows)
+            else:
+                claimed.extend(_claim_orm(campaign_id, status, now, want, worker))
+    claimed.sort(key=lambda m: m.id)
+    return claimed
+
+
+def _claim_orm(campaign_id, status, now, want, worker) -> list[ClaimedMessage]:
+    ids = list(
+        OutboundMessage.objects.filter(
+            campaign_id=campaign_id, status=status, next_attempt_at__lte=now
+        )
+        .order_by("next_attempt_at", "id")
+        .values_list("id", flat=True)[:want]
+    )
+    OutboundMessage.objects.filter(id__in=ids, status=status).update(
+        status=S.SENDING, claimed_at=now, claimed_by=worker, attempts=F("attempts") + 1
+    )
+    rows = OutboundMessage.objects.filter(id__in=ids, claimed_by=worker, status=S.SENDING)
+    return [
+        ClaimedMessage(
+            r.id, r.campaign_id, r.template_id, r.phone, r.parameters, r.attempts, int(status)
+        )
+        for r in rows
+    ]
+
+
+def release(messages: list[ClaimedMessage]) -> int:
+    """Give claimed-but-unsent rows back (pause, cancel, shutdown); the attempt never happened."""
+    if not messages:
+        return 0
+    outcomes = [RowOutcome(m.id, m.previous_status, m.attempts - 1) for m in messages]
+    for outcome in outcomes:
+        outcome.next_attempt_at = timezone.now()
+    moved = 0
+    with transaction.atomic():
+        moved = len(record_outcomes(outcomes, from_statuses=(S.SENDING,)))
+        # A cancel that raced the release: rows it did not see are cancelled now.
+        OutboundMessage.objects.filter(
+            id__in=[m.id for m in messages],
+            status__in=(S.QUEUED, S.RETRY),
+            campaign__status=Campaign.Status.CANCELLED,
+        ).update(status=S.CANCELLED)
+    return moved
+
+
+_RECORD_SQL = f"""
+WITH v AS (
+    SELECT * FROM unnest(
+        %s::bigint[], %s::smallint[], %s::smallint[], %s::timestamptz[], %s::text[],
+        %s::integer[], %s::text[], %s::text[]
+    ) AS v(id, status, attempts, next_attempt_at, wamid, error_code, error_category, error_detail)
+), moved AS (
+    UPDATE {TABLE} AS m SET
+        status = v.status,
+        attempts = v.attempts,
+        next_attempt_at = COALESCE(v.next_attempt_at, m.next_attempt_at),
+        wamid = COALESCE(v.wamid, m.wamid),
+        error_code = v.error_code,
+        error_category = v.error_category,
+        error_detail = v.error_detail,
+        claimed_at = CASE WHEN v.status = {S.UNKNOWN} THEN %s ELSE m.claimed_at END,
+        accepted_at = CASE WHEN v.status = {S.ACCEPTED} THEN %s ELSE m.accepted_at END,
+        failed_at = CASE WHEN v.status = {S.FAILED} THEN %s ELSE m.failed_at END
+    FROM v
+    WHERE m.id = v.id AND m.status = ANY(%s)
+    RETURNING m.id, m.campaign_id, v.status
+), counts AS (
+    SELECT campaign_id,
+           count(*) FILTER (WHERE status = {S.ACCEPTED}) AS sent,
+           count(*) FILTER (WHERE status = {S.FAILED}) AS failed
+    FROM moved GROUP BY campaign_id
+), bump AS (
+    UPDATE {CAMPAIGNS} AS c SET sent = c.sent + counts.sent, failed = c.failed + counts.failed
+    FROM counts WHERE c.id = counts.campaign_id AND (counts.sent > 0 OR counts.failed > 0)
+)
+SELECT id, campaign_id, status FROM moved
+"""  # noqa: S608
+
+
+def record_outcomes(
+    outcomes: list[RowOutcome], *, from_statuses: tuple[int, ...] = (S.SENDING, S.UNKNOWN)
+) -> list[tuple[int, int, int]]:
+    """Write outcomes of rows still in `from_statuses`, moving the campaign counters with them.
+
+    A row a webhook already moved up the ladder is left alone (our answer came late). Returns
+    (id, campaign_id, new status) for the rows actually moved.
+    """
+    if not outcomes:
+        return []
+    now = timezone.now()
+    if not _is_postgres():
+        return _record_orm(outcomes, from_statuses, now)
+    columns = [
+        [o.id for o in outcomes],
+        [o.status for o in outcomes],
+        [o.attempts for o in outcomes],
+        [o.next_attempt_at for o in outcomes],
+        [o.wamid for o in outcomes],
+        [o.error_code for o in outcomes],
+        [o.error_category for o in outcomes],
+        [o.error_detail[:500] for o in outcomes],
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_RECORD_SQL, [*columns, now, now, now, list(from_statuses)])
+        return cursor.fetchall()
+
+
+def _record_orm(outcomes, from_statuses, now) -> list[tuple[int, int, int]]:
+    moved = []
+    with transaction.atomic():
+        for o in outcomes:
+            fields = {
+                "status": o.status,
+                "attempts": o.attempts,
+                "error_code": o.error_code,
+                "error_category": o.error_category,
+                "error_detail": o.error_detail[:500],
+            }
+            if o.next_attempt_at:
+                fields["next_attempt_at"] = o.next_attempt_at
+            if o.wamid:
+                fields["wamid"] = o.wamid
+            if o.status == S.UNKNOWN:
+                fields["claimed_at"] = now
+            if o.status == S.ACCEPTED:
+                fields["accepted_at"] = now
+            if o.status == S.FAILED:
+                fields["failed_at"] = now
+            row = OutboundMessage.objects.filter(id=o.id, status__in=from_statuses)
+            campaign_id = row.values_list("campaign_id", flat=True).first()
+            if campaign_id is None or not row.update(**fields):
+                continue
+            moved.append((o.id, campaign_id, o.status))
+            if o.status in (S.ACCEPTED, S.FAILED):
+                counter = "sent" if o.status == S.ACCEPTED else "failed"
+                Campaign.objects.filter(pk=campaign_id).update(**{counter: F(counter) + 1})
+    return moved
+
+
+def recover_expired_leases(*, lease_seconds: float) -> int:
+    """Rows claimed by a worker that died: the send may have happened, so they become unknown."""
+    cutoff = timezone.now() - timedelta(seconds=lease_seconds)
+    return OutboundMessage.objects.filter(status=S.SENDING, claimed_at__lt=cutoff).update(
+        status=S.UNKNOWN, error_detail="worker lease expired"
+    )
+
+
+def reconcile_unknown(*, window_seconds: float, policy: str) -> int:
+    """Unknown rows no webhook settled within the window: re-send, or hold for staff."""
+    cutoff = timezone.now() - timedelta(seconds=window_seconds)
+    stale = OutboundMessage.objects.filter(status=S.UNKNOWN, claimed_at__lt=cutoff)
+    if policy == "hold":
+        return stale.update(status=S.HELD)
+    return stale.update(status=S.RETRY, next_attempt_at=timezone.now())

@@ -1,0 +1,337 @@
+"""The paced sender of one sender number: claim → pace → send → record, until told to stop.
+
+Three threads share the work so that database round trips never delay a send slot:
+- the pacer (the caller's thread) reserves slots from the number's bucket and hands each
+  claimed row to an HTTP thread at its slot time;
+- the feeder keeps a few seconds of claimed rows ready, refreshes which campaigns are running
+  (a pause or cancel is seen within a second) and gives back rows it must not send;
+- the flusher writes outcomes back once a second (one statement per batch) and applies the
+  side effects the error table asks for.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+from campaigns.models import Campaign, MessageTemplate, SenderNumber
+from messaging import queue
+from messaging.graph_api import GraphApiClient, SendOutcome, access_token, template_payload
+from messaging.outcomes import SideEffects, apply_side_effects, decide
+from messaging.pacing import Bucket, bucket_for
+from messaging.queue import ClaimedMessage
+from messaging.services import complete_if_finished
+
+logger = logging.getLogger(__name__)
+
+CLAIM_HORIZON = 3.0  # seconds of sending claimed at once
+REFRESH_INTERVAL = 0.8  # how often running campaigns are re-read (pause/cancel latency)
+FLUSH_INTERVAL = 1.0
+FLUSH_MAX_ROWS = 1000
+CHUNK_SECONDS = 0.05  # slots reserved per bucket call
+LATE_SLOT = 0.02  # a slot missed by more than this is skipped, never bunched into a burst
+ASSUMED_LATENCY = 0.3
+
+
+@dataclass
+class RunStats:
+    sent: int = 0
+    accepted: int = 0
+    released: int = 0
+    skipped_slots: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class ActiveCampaign:
+    id: int
+    priority: int
+    valid_until: object
+
+
+class NumberSender:
+    """Sends the running campaigns of one sender number. Safe to run in many processes."""
+
+    def __init__(
+        self,
+        sender_id: int,
+        *,
+        worker_id: str,
+        stop: threading.Event | None = None,
+        client: GraphApiClient | None = None,
+    ) -> None:
+        self.number = SenderNumber.objects.select_related("account").get(pk=sender_id)
+        self.worker_id = worker_id
+        self.stop = stop or threading.Event()
+        self.target = self.number.rate_mps * settings.SENDER_RATE_HEADROOM
+        self.bucket: Bucket = bucket_for(
+            sender_id=sender_id, target=self.target, initial=self.number.learned_rate
+        )
+        self.rate = min(self.number.learned_rate or self.target, self.target)
+        in_flight = math.ceil(self.target * ASSUMED_LATENCY * 1.5) + 4
+        self.max_in_flight = max(4, min(settings.SENDER_MAX_IN_FLIGHT, in_flight))
+        self.client = client or GraphApiClient(max_connections=self.max_in_flight)
+        self.token = access_token(self.number.account.waba_id)
+        self.pending: deque[ClaimedMessage] = deque()
+        self.to_release: deque[ClaimedMessage] = deque()
+        self.results: deque[tuple[ClaimedMessage, SendOutcome]] = deque()
+        self.active: dict[int, ActiveCampaign] = {}
+        self.templates: dict[int, tuple[str, str]] = {}
+        self.in_flight = 0
+        self.in_flight_lock = threading.Lock()
+        self.next_claim = 0.0
+        self.claiming = threading.Event()  # set once the feeder has looked at least once
+        self.draining = threading.Event()  # no more claims: finish what is in hand
+        self.done = threading.Event()  # everything sent: the flusher does its last flush
+        self.stats = RunStats()
+
+    # --- the pacer -------------------------------------------------------------------------
+    def run(self, *, max_seconds: float, until_idle: bool = True) -> RunStats:
+        """Send until `max_seconds` pass, `stop` is set, or (until_idle) nothing is running."""
+        deadline = time.monotonic() + max_seconds
+        feeder = threading.Thread(target=self._guard, args=(self._feed, deadline, until_idle))
+        flusher = threading.Thread(target=self._guard, args=(self._flush_loop,))
+        executor = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="send")
+        feeder.start()
+        flusher.start()
+        try:
+            self.claiming.wait(timeout=10)
+            while not self.draining.is_set():
+                if not self.pending:
+                    time.sleep(0.02)
+                    continue
+                self._send_chunk(executor)
+        finally:
+            self.draining.set()
+            feeder.join()
+            executor.shutdown(wait=True)  # in-flight requests finish and are recorded
+            self._release_pending()
+            self.done.set()
+            flusher.join()
+            self.client.close()
+        return self.stats
+
+    def _send_chunk(self, executor: ThreadPoolExecutor) -> None:
+        wanted = min(len(self.pending), max(1, round(self.rate * CHUNK_SECONDS)))
+        reservation = self.bucket.reserve(wanted)
+        self.rate = reservation.rate
+        start = time.monotonic() + reservation.delay
+        for i in range(wanted):
+            slot = start + i / reservation.rate
+            wait = slot - time.monotonic()
+            if wait > 0:
+                if self.draining.wait(wait):
+                    return
+            elif wait < -LATE_SLOT:
+                self.stats.skipped_slots += 1
+                continue
+            message = self._next_sendable()
+            if message is None:
+                return
+            with self.in_flight_lock:
+                full = self.in_flight >= self.max_in_flight
+                if not full:
+                    self.in_flight += 1
+            if full:
+                self.pending.appendleft(message)  # no connection free: this slot is lost
+                self.stats.skipped_slots += 1
+                continue
+            self.stats.sent += 1
+            executor.submit(self._send_one, message)
+
+    def _next_sendable(self) -> ClaimedMessage | None:
+        while self.pending:
+            message = self.pending.popleft()
+            if message.campaign_id in self.active:
+                return message
+            self.to_release.append(message)  # paused or cancelled since it was claimed
+        return None
+
+    def _send_one(self, message: ClaimedMessage) -> None:
+        try:
+            name, language = self.templates[message.template_id]
+            payload = template_payload(
+                to=message.phone.lstrip("+"),
+                template_name=name,
+                language=language,
+                components=message.parameters,
+                callback_data=f"out:{message.id}",
+            )
+            outcome = self.client.send(
+                phone_number_id=self.number.phone_number_id, token=self.token, payload=payload
+            )
+        except Exception as exc:  # never lose a row to a bug in this thread
+            logger.exception("send of message %s crashed", message.id)
+            from messaging.graph_api import OutcomeKind
+
+            outcome = SendOutcome(OutcomeKind.AMBIGUOUS, detail=f"crash: {exc}"[:500])
+        self.results.append((message, outcome))
+        with self.in_flight_lock:
+            self.in_flight -= 1
+
+    # --- the feeder ------------------------------------------------------------------------
+    def _guard(self, target, *args) -> None:
+        """Thread body wrapper: each thread has its own DB connection and closes it."""
+        try:
+            target(*args)
+        except Exception:
+            logger.exception("sender thread %s failed", target.__name__)
+            self.draining.set()
+        finally:
+            connection.close()
+
+    def _feed(self, deadline: float, until_idle: bool) -> None:
+        next_refresh = 0.0
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            now = time.monotonic()
+            if now >= next_refresh:
+                self._refresh_active()
+                next_refresh = now + REFRESH_INTERVAL
+            self._release_unsendable()
+            low = len(self.pending) < self.rate * CLAIM_HORIZON / 2
+            if low and now >= self.next_claim and not self._claim():
+                self.next_claim = now + 1.0  # nothing due: don't poll the table hot
+            self.claiming.set()
+            if until_idle and not self.active and not self.pending and self._idle():
+                break
+            if not self.active and not until_idle and not self.pending:
+                break
+            self.stop.wait(0.1)
+        self.draining.set()
+        self.claiming.set()
+
+    def _idle(self) -> bool:
+        return self.in_flight == 0 and not self.results
+
+    def _refresh_active(self) -> None:
+        rows = Campaign.objects.filter(
+            sender_id=self.number.pk, status=Campaign.Status.RUNNING
+        ).values_list("id", "priority", "valid_until")
+        active = {row[0]: ActiveCampaign(*row) for row in rows}
+        if set(active) - set(self.active):
+            for t in MessageTemplate.objects.filter(campaigntemplate__campaign__in=list(active)):
+                self.templates[t.pk] = (t.name, t.language)
+        self.active = active
+
+    def _claim(self) -> bool:
+        """Top up the pending rows; returns whether anything was claimed."""
+        budget = math.ceil(self.rate * CLAIM_HORIZON) - len(self.pending)
+        if budget <= 0 or not self.active:
+            return False
+        claimed_any = False
+        # Highest priority first; campaigns of equal priority share the budget equally and
+        # their rows are interleaved, so two campaigns on one number progress side by side.
+        by_priority: dict[int, list[int]] = {}
+        for campaign in self.active.values():
+            by_priority.setdefault(campaign.priority, []).append(campaign.id)
+        for priority in sorted(by_priority, reverse=True):
+            ids = by_priority[priority]
+            share = math.ceil(budget / len(ids))
+            batches = [
+                queue.claim_due(campaign_id=c, limit=share, worker=self.worker_id) for c in ids
+            ]
+            for c, batch in zip(ids, batches, strict=True):
+                if not batch:
+                    # Rows in hand are still "sending", so this cannot complete too early.
+                    complete_if_finished(campaign_id=c)
+            claimed = [m for group in _interleave(batches) for m in group]
+            self.pending.extend(claimed)
+            claimed_any = claimed_any or bool(claimed)
+            budget -= len(claimed)
+            if budget <= 0:
+                break
+        return claimed_any
+
+    def _release_unsendable(self) -> None:
+        if not self.active and self.pending:
+            while self.pending:
+                self.to_release.append(self.pending.popleft())
+        batch = []
+        while self.to_release:
+            batch.append(self.to_release.popleft())
+        if batch:
+            self.stats.released += queue.release(batch)
+
+    def _release_pending(self) -> None:
+        self.to_release.extend(self.pending)
+        self.pending.clear()
+        try:
+            self._release_unsendable()
+        finally:
+            connection.close()
+
+    # --- the flusher -----------------------------------------------------------------------
+    def _flush_loop(self) -> None:
+        while True:
+            finished = self.done.is_set()
+            self._flush()
+            if finished:
+                return
+            self.done.wait(FLUSH_INTERVAL)
+
+    def _flush(self) -> None:
+        batch = []
+        while self.results and len(batch) < FLUSH_MAX_ROWS * 10:
+            batch.append(self.results.popleft())
+        if batch:
+            effects = SideEffects()
+            outcomes = []
+            for message, outcome in batch:
+                campaign = self.active.get(message.campaign_id)
+                outcomes.append(
+                    decide(
+                        message,
+                        outcome,
+                        account_id=self.number.account_id,
+                        valid_until=campaign.valid_until if campaign else None,
+                        effects=effects,
+                    )
+                )
+            moved = queue.record_outcomes(outcomes)
+            self.stats.accepted += sum(1 for _id, _c, status in moved if status == 10)
+            if effects.throttled:
+                self._store_rate(self.bucket.throttled(), throttled=True)
+            apply_side_effects(effects)
+            if effects.pause_campaigns or effects.pause_accounts:
+                self._refresh_active()
+        new_rate = self.bucket.recover()
+        if new_rate is not None:
+            self._store_rate(new_rate)
+
+    def _store_rate(self, rate: float, *, throttled: bool = False) -> None:
+        from django.utils import timezone
+
+        self.rate = rate
+        SenderNumber.objects.filter(pk=self.number.pk).update(
+            learned_rate=rate, learned_rate_at=timezone.now()
+        )
+        if throttled:
+            logger.warning("sender %s throttled: rate now %.1f/s", self.number.pk, rate)
+
+
+def _interleave(batches: list[list[ClaimedMessage]]) -> list[list[ClaimedMessage]]:
+    """[[a1,a2],[b1]] -> [[a1,b1],[a2]]: one row of each campaign in turn."""
+    longest = max((len(b) for b in batches), default=0)
+    return [[b[i] for b in batches if i < len(b)] for i in range(longest)]
+
+
+def run_number(
+    sender_id: int,
+    *,
+    worker_id: str,
+    max_seconds: float,
+    until_idle: bool,
+    stop: threading.Event | None = None,
+) -> RunStats:
+    """Entry point shared by the django-q2 slice task and the run_sender command."""
+    close_old_connections()
+    sender = NumberSender(sender_id, worker_id=worker_id, stop=stop)
+    return sender.run(max_seconds=max_seconds, until_idle=until_idle)
