@@ -1,0 +1,517 @@
+"""Admin for campaigns, templates, numbers, accounts, contacts and the suppression list.
+
+Staff's main tool. Classes stay declarative: state changes go through messaging.services and
+campaigns.services, reads through the selectors.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
+from django.shortcuts import get_object_or_404
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+
+from campaigns import admin_wizard, selectors
+from campaigns.admin_helpers import CappedCountPaginator, confirm_action, report_each
+from campaigns.forms import SuppressionForm
+from campaigns.models import (
+    Campaign,
+    CampaignTemplate,
+    Contact,
+    MessageTemplate,
+    SenderNumber,
+    Suppression,
+    WhatsAppAccount,
+)
+from campaigns.services import suppress_numbers, unsuppress_numbers
+from messaging import selectors as queue_selectors
+from messaging import services as campaign_services
+from messaging.services import TransitionError
+
+# verb -> (service, past tense shown to staff)
+TRANSITIONS: dict[str, tuple[Any, str]] = {
+    "start": (campaign_services.start_campaign, "Started"),
+    "pause": (campaign_services.pause_campaign, "Paused"),
+    "resume": (campaign_services.resume_campaign, "Resumed"),
+    "cancel": (campaign_services.cancel_campaign, "Cancelled"),
+}
+
+
+def _percent(rate: float | None) -> str:
+    return "–" if rate is None else f"{rate:.1%}"
+
+
+def _refusal(verb: str) -> Any:
+    def describe(campaign: Campaign, exc: Exception) -> str:
+        campaign.refresh_from_db(fields=["status"])
+        return f"Could not {verb} “{campaign.name}”: it is {campaign.get_status_display()}."
+
+    return describe
+
+
+class CampaignTemplateInline(admin.TabularInline[CampaignTemplate, Campaign]):
+    model = CampaignTemplate
+    fields = ["template_link", "weight", "position"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CampaignTemplate]:
+        return super().get_queryset(request).select_related("template")
+
+    @admin.display(description="template")
+    def template_link(self, link: CampaignTemplate) -> str:
+        url = reverse("admin:campaigns_messagetemplate_change", args=[link.template_id])
+        return format_html(
+            '<a href="{}">{}</a> ({})', url, link.template, link.template.get_status_display()
+        )
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin[Campaign]):
+    list_display = [
+        "name",
+        "status",
+        "sender",
+        "template_names",
+        "progress_bar",
+        "sent",
+        "delivered_column",
+        "read_column",
+        "failed_column",
+        "start_at",
+    ]
+    list_filter = ["status", "sender"]
+    search_fields = ["name"]
+    list_select_related = ["sender"]
+    date_hierarchy = None
+    ordering = ["-id"]
+    actions = [
+        "start_selected",
+        "pause_selected",
+        "resume_selected",
+        "cancel_selected",
+        "duplicate_selected",
+    ]
+    inlines = [CampaignTemplateInline]
+    fieldsets = [
+        (None, {"fields": ["name", "status", "pause_reason", "sender", "priority"]}),
+        ("Schedule", {"fields": ["start_at", "valid_until", "started_at", "finished_at"]}),
+        (
+            "Counters",
+            {
+                "fields": [
+                    "progress_bar",
+                    ("total", "sent", "delivered", "read", "failed"),
+                    ("delivered_column", "read_column", "failed_column"),
+                ]
+            },
+        ),
+        (
+            "Import report",
+            {"fields": [("rejected_count", "duplicate_count", "suppressed_count")]},
+        ),
+        ("Audit", {"fields": ["created_by", "created_at", "updated_at"]}),
+    ]
+    # Everything but the name, priority and validity is the engine's or a service's to change.
+    readonly_fields = [
+        "status",
+        "pause_reason",
+        "sender",
+        "start_at",
+        "started_at",
+        "finished_at",
+        "progress_bar",
+        "total",
+        "sent",
+        "delivered",
+        "read",
+        "failed",
+        "delivered_column",
+        "read_column",
+        "failed_column",
+        "rejected_count",
+        "duplicate_count",
+        "suppressed_count",
+        "created_by",
+        "created_at",
+        "updated_at",
+    ]
+    change_form_template = "admin/campaigns/campaign/change_form.html"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
+        return selectors.campaigns_for_list(super().get_queryset(request))
+
+    # --- columns -------------------------------------------------------------------------
+
+    @admin.display(description="templates")
+    def template_names(self, campaign: Campaign) -> str:
+        return ", ".join(str(link.template) for link in selectors.template_links(campaign))
+
+    @admin.display(description="progress")
+    def progress_bar(self, campaign: Campaign) -> str:
+        p = selectors.progress(campaign)
+        return format_html(
+            '<progress value="{}" max="{}" style="width:8em"></progress> {} / {} ({})',
+            p.done,
+            max(p.total, 1),
+            p.done,
+            p.total,
+            f"{p.fraction:.0%}",
+        )
+
+    @admin.display(description="delivered (of sent)", ordering="delivered")
+    def delivered_column(self, campaign: Campaign) -> str:
+        return f"{campaign.delivered} ({_percent(selectors.progress(campaign).delivered_rate)})"
+
+    @admin.display(description="read (of delivered)", ordering="read")
+    def read_column(self, campaign: Campaign) -> str:
+        return f"{campaign.read} ({_percent(selectors.progress(campaign).read_rate)})"
+
+    @admin.display(description="failed (of total)", ordering="failed")
+    def failed_column(self, campaign: Campaign) -> str:
+        return f"{campaign.failed} ({_percent(selectors.progress(campaign).failed_rate)})"
+
+    # --- list actions --------------------------------------------------------------------
+
+    def _transition(self, request: HttpRequest, queryset: QuerySet[Campaign], verb: str) -> int:
+        service, past = TRANSITIONS[verb]
+        return report_each(
+            self,
+            request,
+            list(queryset.prefetch_related(None).select_related(None).only("pk", "name", "status")),
+            verb=past,
+            call=lambda campaign: service(campaign_id=campaign.pk),
+            refusals=(TransitionError,),
+            describe_refusal=_refusal(verb),
+        )
+
+    @admin.action(description="Start selected campaigns now", permissions=["change"])
+    def start_selected(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
+        self._transition(request, queryset, "start")
+
+    @admin.action(description="Pause selected campaigns", permissions=["change"])
+    def pause_selected(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
+        self._transition(request, queryset, "pause")
+
+    @admin.action(description="Resume selected campaigns", permissions=["change"])
+    def resume_selected(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
+        self._transition(request, queryset, "resume")
+
+    @admin.action(description="Cancel selected campaigns…", permissions=["change"])
+    def cancel_selected(
+        self, request: HttpRequest, queryset: QuerySet[Campaign]
+    ) -> HttpResponseBase | None:
+        if not request.POST.get("post"):
+            return confirm_action(
+                self,
+                request,
+                queryset.prefetch_related(None),
+                action="cancel_selected",
+                title="Cancel campaigns?",
+                question="Cancel these campaigns? Every message not yet sent is cancelled; "
+                "this cannot be undone.",
+            )
+        self._transition(request, queryset, "cancel")
+        return None
+
+    @admin.action(description="Duplicate selected campaigns as drafts", permissions=["add"])
+    def duplicate_selected(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
+        for campaign in queryset.prefetch_related(None).select_related(None).only("pk", "name"):
+            copy = campaign_services.duplicate_campaign(
+                campaign_id=campaign.pk, created_by_id=request.user.pk
+            )
+            url = reverse("admin:campaigns_campaign_change", args=[copy.pk])
+            self.message_user(
+                request,
+                format_html(
+                    "Duplicated “{}” as <a href='{}'>“{}”</a> ({} messages).",
+                    campaign.name,
+                    url,
+                    copy.name,
+                    copy.total,
+                ),
+                messages.SUCCESS,
+            )
+
+    # --- pages ---------------------------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        return [
+            path(
+                "add/confirm/<str:token>/",
+                view(self.wizard_confirm_view),
+                name="campaigns_campaign_add_confirm",
+            ),
+            path(
+                "<path:object_id>/rejections.csv",
+                view(self.rejections_view),
+                name="campaigns_campaign_rejections",
+            ),
+            path(
+                "<path:object_id>/do/<str:verb>/",
+                view(self.transition_view),
+                name="campaigns_campaign_transition",
+            ),
+            *super().get_urls(),
+        ]
+
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponseBase:
+        if not self.has_add_permission(request):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        return admin_wizard.upload_step(self, request)
+
+    def wizard_confirm_view(self, request: HttpRequest, token: str) -> HttpResponseBase:
+        if not self.has_add_permission(request):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        return admin_wizard.confirm_step(self, request, token)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        campaign = self.get_object(request, object_id)
+        extra: dict[str, Any] = dict(extra_context or {})
+        if campaign is not None:
+            extra.update(
+                queue_counts=[
+                    (label, n)
+                    for label, n in queue_selectors.queue_counts(campaign_id=campaign.pk).items()
+                    if n
+                ],
+                failed_by_category=queue_selectors.failed_by_category(campaign_id=campaign.pk),
+                throughput=queue_selectors.throughput(campaign=campaign),
+                transitions=[
+                    verb
+                    for verb, status in (
+                        ("start", Campaign.Status.RUNNING),
+                        ("pause", Campaign.Status.PAUSED),
+                        ("resume", Campaign.Status.RUNNING),
+                        ("cancel", Campaign.Status.CANCELLED),
+                    )
+                    if campaign.can_transition_to(status)
+                    and (verb != "resume" or campaign.status == Campaign.Status.PAUSED)
+                    and (verb != "start" or campaign.status != Campaign.Status.PAUSED)
+                ],
+                queue_url=reverse("admin:messaging_outboundmessage_changelist")
+                + f"?campaign__id__exact={campaign.pk}",
+            )
+        return super().change_view(request, object_id, form_url, extra)
+
+    def rejections_view(self, request: HttpRequest, object_id: str) -> HttpResponseBase:
+        campaign = get_object_or_404(Campaign, pk=object_id)
+        if not self.has_view_permission(request, campaign):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+
+        class Echo:
+            def write(self, value: str) -> str:
+                return value
+
+        writer = csv.writer(Echo())
+
+        def rows() -> Iterator[str]:
+            yield writer.writerow(["row_number", "value", "reason"])
+            for row in selectors.rejection_rows(campaign_id=campaign.pk):
+                yield writer.writerow(row)
+
+        response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = (
+            f'attachment; filename="campaign-{campaign.pk}-rejections.csv"'
+        )
+        return response
+
+    def transition_view(self, request: HttpRequest, object_id: str, verb: str) -> HttpResponseBase:
+        """The change page's buttons: POST acts; cancel asks first on GET."""
+        campaign = get_object_or_404(Campaign, pk=object_id)
+        if verb not in TRANSITIONS or not self.has_change_permission(request, campaign):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        if request.method != "POST":
+            if verb != "cancel":
+                return HttpResponseNotAllowed(["POST"])
+            return confirm_action(
+                self,
+                request,
+                Campaign.objects.filter(pk=campaign.pk),
+                action="cancel_selected",
+                title="Cancel campaign?",
+                question="Cancel this campaign? Every message not yet sent is cancelled; "
+                "this cannot be undone.",
+            )
+        self._transition(request, Campaign.objects.filter(pk=campaign.pk), verb)
+        return HttpResponseRedirect(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
+
+
+@admin.register(MessageTemplate)
+class MessageTemplateAdmin(admin.ModelAdmin[MessageTemplate]):
+    list_display = ["name", "language", "category", "status", "account", "synced_at"]
+    list_filter = ["status", "category", "language", "account"]
+    search_fields = ["name"]
+    list_select_related = ["account"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # Once synced from the Graph API, the API is the source of truth: nothing is editable.
+        if obj is not None and obj.synced_at is not None:
+            return [field.name for field in self.model._meta.fields]
+        return ["synced_at"]
+
+
+@admin.register(SenderNumber)
+class SenderNumberAdmin(admin.ModelAdmin[SenderNumber]):
+    # Tokens are environment-only: this admin has no field that could show one.
+    list_display = [
+        "display_number",
+        "phone_number_id",
+        "account",
+        "rate_mps",
+        "learned_rate",
+        "messaging_tier",
+        "quality_rating",
+        "status",
+    ]
+    list_filter = ["status", "quality_rating", "messaging_tier", "account"]
+    search_fields = ["display_number", "phone_number_id"]
+    list_select_related = ["account"]
+    fields = [
+        "account",
+        "phone_number_id",
+        "display_number",
+        "rate_mps",
+        "messaging_tier",
+        "quality_rating",
+        "status",
+        "learned_rate",
+        "learned_rate_at",
+        "created_at",
+    ]
+    readonly_fields = ["learned_rate", "learned_rate_at", "created_at"]
+
+
+@admin.register(WhatsAppAccount)
+class WhatsAppAccountAdmin(admin.ModelAdmin[WhatsAppAccount]):
+    list_display = ["name", "waba_id", "auth_failed_at", "created_at"]
+    search_fields = ["name", "waba_id"]
+    fields = ["waba_id", "name", "auth_failed_at", "created_at"]
+    readonly_fields = ["auth_failed_at", "created_at"]
+    actions = ["clear_auth_failure"]
+
+    @admin.action(
+        description="Clear auth failure (after replacing the token)", permissions=["change"]
+    )
+    def clear_auth_failure(self, request: HttpRequest, queryset: QuerySet[WhatsAppAccount]) -> None:
+        # Only clears the flag; campaigns paused by it stay paused until staff resume them.
+        cleared = queryset.filter(auth_failed_at__isnull=False).update(auth_failed_at=None)
+        self.message_user(request, f"Cleared the auth failure of {cleared} account(s).")
+
+
+def _normalise_phone_search(term: str) -> str:
+    digits = "".join(ch for ch in term if ch.isdigit())
+    return f"+{digits}" if digits and len(digits) >= 6 else term.strip()
+
+
+@admin.register(Contact)
+class ContactAdmin(admin.ModelAdmin[Contact]):
+    list_display = ["phone", "name", "wa_id", "opted_out_at", "created_at"]
+    list_filter = [("opted_out_at", admin.EmptyFieldListFilter)]
+    # Exact matches only: the contacts table is large and these columns are indexed.
+    search_fields = ["=phone", "=wa_id"]
+    search_help_text = "Exact phone number (any formatting) or WhatsApp id."
+    readonly_fields = ["opted_out_at", "created_at"]
+    ordering = ["-id"]
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+    actions = ["opt_out", "opt_in"]
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Contact], search_term: str
+    ) -> tuple[QuerySet[Contact], bool]:
+        if not search_term:
+            return queryset, False
+        phone = _normalise_phone_search(search_term)
+        return queryset.filter(phone=phone) | queryset.filter(wa_id=search_term.strip()), False
+
+    @admin.action(description="Opt out (suppress) selected contacts", permissions=["change"])
+    def opt_out(self, request: HttpRequest, queryset: QuerySet[Contact]) -> None:
+        phones = list(queryset.values_list("phone", flat=True))
+        count = suppress_numbers(
+            phones=phones, source=Suppression.Source.STAFF, reason=f"Opted out by {request.user}"
+        )
+        self.message_user(request, f"Opted out {count} contact(s); they will not be messaged.")
+
+    @admin.action(description="Opt back in (unsuppress) selected contacts", permissions=["change"])
+    def opt_in(self, request: HttpRequest, queryset: QuerySet[Contact]) -> None:
+        phones = list(queryset.values_list("phone", flat=True))
+        unsuppress_numbers(phones=phones)
+        self.message_user(request, f"Opted {len(phones)} contact(s) back in.")
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(admin.ModelAdmin[Suppression]):
+    form = SuppressionForm
+    list_display = ["phone", "source", "reason", "created_at"]
+    list_filter = ["source"]
+    search_fields = ["=phone"]
+    search_help_text = "Exact phone number (any formatting)."
+    fields = ["phone", "source", "reason", "created_at"]
+    readonly_fields = ["created_at"]
+    ordering = ["-id"]
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Suppression], search_term: str
+    ) -> tuple[QuerySet[Suppression], bool]:
+        if not search_term:
+            return queryset, False
+        return queryset.filter(phone=_normalise_phone_search(search_term)), False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # Changing the number of an entry would silently unsuppress the old one.
+        return ["phone", *self.readonly_fields] if obj is not None else list(self.readonly_fields)
+
+    def save_model(self, request: HttpRequest, obj: Suppression, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        # Through the service, so the contact is marked opted out too.
+        suppress_numbers(phones=[obj.phone], source=obj.source, reason=obj.reason)
+        obj.pk = Suppression.objects.get(phone=obj.phone).pk
+
+    def delete_model(self, request: HttpRequest, obj: Suppression) -> None:
+        unsuppress_numbers(phones=[obj.phone])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Suppression]) -> None:
+        unsuppress_numbers(phones=list(queryset.values_list("phone", flat=True)))

@@ -1,0 +1,99 @@
+"""Small admin building blocks shared by the campaigns and messaging admins."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.core.paginator import Paginator
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.utils.functional import cached_property
+
+# Admin classes are written `ModelAdmin[Campaign]` for the type checker (django-stubs); at
+# runtime Django's classes are not subscriptable, so do what django_stubs_ext.monkeypatch() does
+# for just these. Every admin module imports this one first.
+for _generic in (admin.ModelAdmin, admin.TabularInline, admin.StackedInline):
+    if "__class_getitem__" not in _generic.__dict__:
+        _generic.__class_getitem__ = classmethod(lambda cls, *args, **kwargs: cls)  # type: ignore[attr-defined]
+
+
+class CappedCountPaginator(Paginator):
+    """Counts at most CAP rows (COUNT over a LIMITed subquery), so a changelist over millions
+    of queue rows never counts the whole table; past the cap, pages are still reachable."""
+
+    CAP = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        object_list = self.object_list
+        if isinstance(object_list, QuerySet):
+            return object_list.values("pk")[: self.CAP].count()
+        return len(object_list)
+
+
+def confirm_action(
+    model_admin: admin.ModelAdmin[Any],
+    request: HttpRequest,
+    queryset: QuerySet[Any],
+    *,
+    action: str,
+    title: str,
+    question: str,
+    shown: int = 20,
+) -> TemplateResponse:
+    """An intermediate page like Django's delete confirmation; the action runs on POST `post`."""
+    opts = model_admin.model._meta
+    objects = list(queryset[: shown + 1])
+    select_across = request.POST.get("select_across") == "1"
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": title,
+        "question": question,
+        "objects": objects[:shown],
+        "more": len(objects) > shown,
+        # With "select all", the filtered queryset is rebuilt from the URL; ids would not scale
+        # (Django still wants one checkbox value to treat the POST as a confirmed action).
+        "select_across": select_across,
+        "selected_ids": [o.pk for o in objects[:1]]
+        if select_across
+        else [obj.pk for obj in queryset],
+        "action": action,
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "opts": opts,
+        "app_label": opts.app_label,
+        "media": model_admin.media,
+    }
+    request.current_app = model_admin.admin_site.name
+    return TemplateResponse(request, "admin/campaigns/confirm_action.html", context)
+
+
+def report_each(
+    model_admin: admin.ModelAdmin[Any],
+    request: HttpRequest,
+    objects: QuerySet[Any] | list[Model],
+    *,
+    verb: str,
+    call: Callable[[Model], object],
+    refusals: tuple[type[Exception], ...],
+    describe_refusal: Callable[[Model, Exception], str],
+) -> int:
+    """Call `call` per object; one success message with the count, one warning per refusal."""
+    done = 0
+    for obj in objects:
+        try:
+            call(obj)
+        except refusals as exc:
+            model_admin.message_user(request, describe_refusal(obj, exc), messages.WARNING)
+        else:
+            done += 1
+    if done:
+        noun = model_admin.model._meta.verbose_name
+        plural = model_admin.model._meta.verbose_name_plural
+        model_admin.message_user(
+            request, f"{verb} {done} {noun if done == 1 else plural}.", messages.SUCCESS
+        )
+    return done

@@ -1,0 +1,228 @@
+"""The admin's "add campaign" wizard: upload and check, preview, then create.
+
+Step 1 stores the upload under MEDIA_ROOT keyed by a random token kept in the session and runs
+the importer's preview (which writes nothing). Step 2 shows the rendered messages and the
+rejection report, then creates the campaign from the same file and deletes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.files.uploadedfile import UploadedFile
+from django.http import HttpRequest, HttpResponseBase, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+
+from campaigns.forms import CampaignConfirmForm, CampaignUploadForm, check_templates
+from campaigns.models import Campaign, MessageTemplate, SenderNumber
+from messaging.campaign_import import create_campaign_from_csv, preview_csv
+
+logger = logging.getLogger(__name__)
+
+UPLOAD_SUBDIR = "campaign_uploads"
+SESSION_PREFIX = "campaign_upload:"
+PREVIEW_ROWS = 10
+# Uploads abandoned between the steps are swept on the next upload.
+STALE_SECONDS = 24 * 3600
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+def upload_dir() -> Path:
+    directory = Path(settings.MEDIA_ROOT) / UPLOAD_SUBDIR
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def _store(uploaded: UploadedFile) -> tuple[str, Path]:
+    token = secrets.token_urlsafe(24)
+    path = upload_dir() / f"{token}.csv"
+    with path.open("wb") as out:
+        for chunk in uploaded.chunks():
+            out.write(chunk)
+    return token, path
+
+
+def _sweep_stale() -> None:
+    cutoff = time.time() - STALE_SECONDS
+    for path in upload_dir().glob("*.csv"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+        except OSError:
+            continue  # another request swept it first
+
+
+def _discard(request: HttpRequest, token: str) -> None:
+    data = request.session.pop(SESSION_PREFIX + token, None)
+    if data:
+        Path(data["path"]).unlink(missing_ok=True)
+
+
+def _describe_components(components: list[dict[str, Any]]) -> str:
+    """'BODY: Alice, 1234 | BUTTON: …' — what staff need to see that the variables fit."""
+    parts = []
+    for component in components:
+        values = []
+        for parameter in component.get("parameters", []):
+            kind = parameter.get("type", "")
+            value = parameter.get(kind)
+            if isinstance(value, dict):
+                value = value.get("link") or value.get("fallback_value") or value
+            values.append(str(value))
+        label = component.get("type", "").upper()
+        if component.get("sub_type"):
+            label += f" {component['sub_type']}"
+        parts.append(f"{label}: {', '.join(values)}" if values else label)
+    return " | ".join(parts)
+
+
+def _summary(result: Any) -> dict[str, Any]:
+    """The preview as JSON for the session (what step 2 shows)."""
+    return {
+        "queued": result.queued,
+        "rejected": result.rejected,
+        "duplicates": result.duplicates,
+        "suppressed": result.suppressed,
+        "rejections": [[r.row_number, r.value, r.reason] for r in result.rejections],
+        "preview": [
+            {
+                "phone": p.phone,
+                "template": f"{p.template_name}:{p.template_language}",
+                "text": _describe_components(p.components),
+            }
+            for p in result.preview
+        ],
+    }
+
+
+def _context(model_admin: admin.ModelAdmin[Campaign], request: HttpRequest, **extra: Any):
+    opts = model_admin.model._meta
+    return {
+        **model_admin.admin_site.each_context(request),
+        "opts": opts,
+        "app_label": opts.app_label,
+        "has_view_permission": model_admin.has_view_permission(request),
+        **extra,
+    }
+
+
+def upload_step(model_admin: admin.ModelAdmin[Campaign], request: HttpRequest) -> HttpResponseBase:
+    form = CampaignUploadForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        _sweep_stale()
+        token, path = _store(form.cleaned_data["csv_file"])
+        templates = form.templates_with_weights()
+        region = form.cleaned_data["default_region"] or None
+        try:
+            with path.open("rb") as csv_file:
+                result = preview_csv(
+                    csv_file=csv_file,
+                    sender=form.cleaned_data["sender"],
+                    templates=templates,
+                    default_region=region,
+                    limit=PREVIEW_ROWS,
+                )
+        except ValueError as exc:  # CsvImportError, or templates the sender cannot use
+            path.unlink(missing_ok=True)
+            form.add_error("csv_file", str(exc))
+        else:
+            request.session[SESSION_PREFIX + token] = {
+                "path": str(path),
+                "file_name": form.cleaned_data["csv_file"].name,
+                "name": form.cleaned_data["name"],
+                "sender_id": form.cleaned_data["sender"].pk,
+                "templates": [[t.pk, weight] for t, weight in templates],
+                "default_region": region,
+                "priority": form.cleaned_data["priority"],
+                "summary": _summary(result),
+            }
+            return HttpResponseRedirect(
+                reverse("admin:campaigns_campaign_add_confirm", args=[token])
+            )
+    context = _context(model_admin, request, title="Add campaign: upload", form=form)
+    return TemplateResponse(request, "admin/campaigns/campaign/wizard_upload.html", context)
+
+
+def confirm_step(
+    model_admin: admin.ModelAdmin[Campaign], request: HttpRequest, token: str
+) -> HttpResponseBase:
+    add_url = reverse("admin:campaigns_campaign_add")
+    data = request.session.get(SESSION_PREFIX + token) if _TOKEN.match(token) else None
+    if data is None or not Path(data["path"]).exists():
+        model_admin.message_user(
+            request,
+            "That upload has expired or was already used: upload the file again.",
+            messages.WARNING,
+        )
+        return HttpResponseRedirect(add_url)
+    if request.method == "POST" and "discard" in request.POST:
+        _discard(request, token)
+        model_admin.message_user(request, "Upload discarded; nothing was created.")
+        return HttpResponseRedirect(add_url)
+
+    form = CampaignConfirmForm(request.POST or None)
+    sender = SenderNumber.objects.select_related("account").get(pk=data["sender_id"])
+    by_pk = MessageTemplate.objects.select_related("account").in_bulk(
+        [pk for pk, _ in data["templates"]]
+    )
+    templates = [(by_pk[pk], weight) for pk, weight in data["templates"] if pk in by_pk]
+    if request.method == "POST" and form.is_valid():
+        # The templates may have been paused or deleted since step 1.
+        problems = check_templates(sender=sender, templates=[t for t, _ in templates])
+        if len(templates) != len(data["templates"]):
+            form.add_error(None, "A chosen template no longer exists: upload again.")
+        for errors in problems.values():
+            for error in errors:
+                form.add_error(None, error)
+        if form.is_valid():
+            when = form.cleaned_data["when"]
+            try:
+                with Path(data["path"]).open("rb") as csv_file:
+                    result = create_campaign_from_csv(
+                        name=data["name"],
+                        csv_file=csv_file,
+                        sender=sender,
+                        templates=templates,
+                        start_at=form.cleaned_data["start_at"]
+                        if when == CampaignConfirmForm.SCHEDULE
+                        else None,
+                        start_now=when == CampaignConfirmForm.START_NOW,
+                        created_by=request.user,
+                        default_region=data["default_region"],
+                        priority=data["priority"],
+                    )
+            except ValueError as exc:  # CsvImportError included
+                form.add_error(None, str(exc))
+            else:
+                _discard(request, token)
+                campaign = result.campaign
+                logger.info("campaign %s created from admin upload", campaign.pk)
+                model_admin.message_user(
+                    request,
+                    f"Created “{campaign.name}” ({campaign.get_status_display()}): "
+                    f"{result.queued} queued, {result.rejected} rejected, "
+                    f"{result.duplicates} duplicates, {result.suppressed} suppressed.",
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(
+                    reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+                )
+    context = _context(
+        model_admin,
+        request,
+        title=f"Add campaign: check “{data['name']}”",
+        form=form,
+        upload=data,
+        summary=data["summary"],
+        sender=sender,
+        templates=templates,
+    )
+    return TemplateResponse(request, "admin/campaigns/campaign/wizard_confirm.html", context)

@@ -1,0 +1,158 @@
+"""Admin forms: the two steps of the campaign wizard and the suppression entry."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import phonenumbers
+from django import forms
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from campaigns.models import MessageTemplate, SenderNumber, Suppression
+
+TEMPLATE_SLOTS = 4
+
+
+def check_templates(
+    *, sender: SenderNumber, templates: Sequence[MessageTemplate]
+) -> dict[str, list[str]]:
+    """Problems with using `templates` from `sender`, per template name; empty when fine."""
+    problems: dict[str, list[str]] = {}
+    for template in templates:
+        errors = []
+        if template.account_id != sender.account_id:
+            errors.append(
+                f"Template {template} belongs to account {template.account}, not to the "
+                f"sender's account {sender.account}."
+            )
+        if not template.is_sendable:
+            errors.append(f"Template {template} is {template.status}, not APPROVED.")
+        if errors:
+            problems[str(template)] = errors
+    return problems
+
+
+class CampaignUploadForm(forms.Form):
+    """Step 1: the CSV and what to send it with."""
+
+    name = forms.CharField(max_length=200)
+    csv_file = forms.FileField(
+        label="CSV file",
+        help_text="A header row with a phone column; other columns fill template variables.",
+    )
+    sender = forms.ModelChoiceField(
+        queryset=SenderNumber.objects.select_related("account").order_by("display_number")
+    )
+    default_region = forms.CharField(
+        max_length=2,
+        required=False,
+        help_text="Country (ISO 3166 alpha-2, e.g. US) for numbers written without +country.",
+    )
+    priority = forms.IntegerField(initial=0, min_value=-32768, max_value=32767)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["default_region"].initial = settings.WHATSAPP_DEFAULT_REGION
+        templates = MessageTemplate.objects.select_related("account").order_by("name", "language")
+        for slot in range(1, TEMPLATE_SLOTS + 1):
+            self.fields[f"template_{slot}"] = forms.ModelChoiceField(
+                queryset=templates,
+                required=slot == 1,
+                label=f"Template {slot}",
+                help_text="Contacts are split between the templates by weight."
+                if slot == 1
+                else "",
+            )
+            self.fields[f"weight_{slot}"] = forms.IntegerField(
+                min_value=1, max_value=1000, initial=1, required=False, label=f"Weight {slot}"
+            )
+
+    def clean_default_region(self) -> str:
+        region = (self.cleaned_data.get("default_region") or "").strip().upper()
+        if region and region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValidationError(f"“{region}” is not a country code phonenumbers knows.")
+        return region
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        seen: set[int] = set()
+        for slot in range(1, TEMPLATE_SLOTS + 1):
+            template = cleaned.get(f"template_{slot}")
+            if template is None:
+                continue
+            if template.pk in seen:
+                self.add_error(f"template_{slot}", f"Template {template} is chosen twice.")
+            seen.add(template.pk)
+        sender = cleaned.get("sender")
+        if sender is not None:
+            for slot in range(1, TEMPLATE_SLOTS + 1):
+                template = cleaned.get(f"template_{slot}")
+                if template is None:
+                    continue
+                for errors in check_templates(sender=sender, templates=[template]).values():
+                    for error in errors:
+                        self.add_error(f"template_{slot}", error)
+        return cleaned
+
+    def templates_with_weights(self) -> list[tuple[MessageTemplate, int]]:
+        pairs = []
+        for slot in range(1, TEMPLATE_SLOTS + 1):
+            template = self.cleaned_data.get(f"template_{slot}")
+            if template is not None:
+                pairs.append((template, self.cleaned_data.get(f"weight_{slot}") or 1))
+        return pairs
+
+
+class CampaignConfirmForm(forms.Form):
+    """Step 2: after the preview, when to send."""
+
+    START_NOW = "start_now"
+    SCHEDULE = "schedule"
+    DRAFT = "draft"
+
+    when = forms.ChoiceField(
+        choices=[
+            (START_NOW, "Start now"),
+            (SCHEDULE, "Schedule at"),
+            (DRAFT, "Save as draft"),
+        ],
+        initial=DRAFT,
+        widget=forms.RadioSelect,
+    )
+    start_at = forms.DateTimeField(
+        required=False,
+        label="Start at",
+        help_text=f"For “Schedule at”; time zone {settings.TIME_ZONE}.",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if cleaned.get("when") == self.SCHEDULE:
+            start_at = cleaned.get("start_at")
+            if start_at is None:
+                self.add_error("start_at", "Give the start time to schedule the campaign.")
+            elif start_at <= timezone.now():
+                self.add_error("start_at", "The start time is in the past.")
+        return cleaned
+
+
+class SuppressionForm(forms.ModelForm):  # type: ignore[type-arg]
+    """Staff type numbers in any format; the list stores E.164 like every other table."""
+
+    class Meta:
+        model = Suppression
+        fields = ["phone", "source", "reason"]
+
+    def clean_phone(self) -> str:
+        raw = self.cleaned_data["phone"]
+        try:
+            number = phonenumbers.parse(raw, settings.WHATSAPP_DEFAULT_REGION or None)
+        except phonenumbers.NumberParseException as exc:
+            raise ValidationError(f"“{raw}” is not a phone number: {exc}.") from exc
+        if not phonenumbers.is_valid_number(number):
+            raise ValidationError(f"“{raw}” is not a valid phone number.")
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

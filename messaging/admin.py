@@ -1,0 +1,167 @@
+"""Admin for the send queue (read-only, with the dead-letter re-drive) and the error table."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponseBase
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+
+from campaigns.admin_helpers import CappedCountPaginator, confirm_action
+from messaging.errors import (
+    ERROR_TABLE,
+    HTTP_THROTTLED_RULE,
+    HTTP_TRANSIENT_RULE,
+    UNKNOWN_RULE,
+    Category,
+)
+from messaging.models import OutboundMessage, OutboundStatus
+from messaging.services import requeue_failed
+
+
+class ErrorCategoryFilter(admin.SimpleListFilter):
+    """From the enum, not SELECT DISTINCT over the whole queue."""
+
+    title = "error category"
+    parameter_name = "error_category"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(category.value, category.value) for category in Category]
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[OutboundMessage]
+    ) -> QuerySet[OutboundMessage]:
+        if self.value():
+            return queryset.filter(error_category=self.value())
+        return queryset
+
+
+@admin.register(OutboundMessage)
+class OutboundMessageAdmin(admin.ModelAdmin[OutboundMessage]):
+    list_display = [
+        "id",
+        "phone",
+        "campaign",
+        "template",
+        "status",
+        "attempts",
+        "error_code",
+        "error_category",
+        "error_detail",
+        "next_attempt_at",
+        "accepted_at",
+    ]
+    list_filter = ["status", ErrorCategoryFilter]
+    list_select_related = ["campaign", "template"]
+    # Exact lookups on indexed columns only: the queue holds millions of rows.
+    search_fields = ["=phone", "=wamid"]
+    search_help_text = "Exact phone (E.164) or wamid."
+    raw_id_fields = ["campaign", "contact", "template", "sender"]
+    ordering = ["-id"]
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+    actions = ["requeue_selected"]
+    fieldsets = [
+        (None, {"fields": ["campaign", "contact", "template", "sender", "phone", "priority"]}),
+        (
+            "State",
+            {"fields": ["status", "attempts", "next_attempt_at", "claimed_at", "claimed_by"]},
+        ),
+        ("Outcome", {"fields": ["wamid", "error_code", "error_category", "error_detail"]}),
+        (
+            "Timeline",
+            {"fields": ["accepted_at", "sent_at", "delivered_at", "read_at", "failed_at"]},
+        ),
+        ("Payload", {"fields": ["parameters"], "classes": ["collapse"]}),
+    ]
+    change_list_template = "admin/messaging/outboundmessage/change_list.html"
+
+    # The engine writes these rows; staff only look and re-drive.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_requeue_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("messaging.change_outboundmessage")
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        # The campaign page links here filtered by campaign.
+        return lookup == "campaign__id__exact" or super().lookup_allowed(lookup, value, request)
+
+    @admin.action(description="Re-queue failed/held messages…", permissions=["requeue"])
+    def requeue_selected(
+        self, request: HttpRequest, queryset: QuerySet[OutboundMessage]
+    ) -> HttpResponseBase | None:
+        eligible = queryset.filter(status__in=(OutboundStatus.FAILED, OutboundStatus.HELD))
+        if not request.POST.get("post"):
+            return confirm_action(
+                self,
+                request,
+                queryset.select_related(None),
+                action="requeue_selected",
+                title="Re-queue messages?",
+                question="Put the failed and held messages among these back in the queue? "
+                "They will be sent again while their campaign runs; others are left as they are.",
+            )
+        by_campaign: dict[int, list[int]] = defaultdict(list)
+        for campaign_id, pk in eligible.values_list("campaign_id", "pk").order_by():
+            by_campaign[campaign_id].append(pk)
+        requeued = sum(
+            requeue_failed(campaign_id=campaign_id, message_ids=ids)
+            for campaign_id, ids in by_campaign.items()
+        )
+        if requeued:
+            self.message_user(
+                request,
+                f"Re-queued {requeued} message(s) in {len(by_campaign)} campaign(s).",
+                messages.SUCCESS,
+            )
+        else:
+            self.message_user(
+                request, "None of the selected messages is failed or held.", messages.WARNING
+            )
+        return None
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "errors/",
+                self.admin_site.admin_view(self.error_table_view),
+                name="messaging_outboundmessage_errors",
+            ),
+            *super().get_urls(),
+        ]
+
+    def error_table_view(self, request: HttpRequest) -> TemplateResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        rows = [
+            (code, rule)
+            for code, rule in sorted(ERROR_TABLE.items(), key=lambda i: (i[1].category, i[0]))
+        ]
+        fallbacks = [
+            ("200–299 (permissions)", ERROR_TABLE[10]),
+            ("HTTP 429, no code", HTTP_THROTTLED_RULE),
+            ("HTTP 5xx or network error", HTTP_TRANSIENT_RULE),
+            ("any other code", UNKNOWN_RULE),
+        ]
+        opts = self.model._meta
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "WhatsApp error table",
+            "rows": rows,
+            "fallbacks": fallbacks,
+            "opts": opts,
+            "app_label": opts.app_label,
+        }
+        return TemplateResponse(request, "admin/messaging/error_table.html", context)
