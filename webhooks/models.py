@@ -80,3 +80,38 @@ class InboundMessage(models.Model):
                 fields=["sender", "user_phone", "-timestamp"], name="inbound_conversation"
             ),
         ]
+
+
+class AutoReplyRule(models.Model):
+    """A keyword that gets a fixed free-form answer inside the customer service window."""
+
+    keyword = models.CharField(
+        max_length=100, unique=True, help_text="Matched against the whole message, any case."
+    )
+    reply = models.TextField(max_length=4096)
+    active = models.BooleanField(default=True)
+
+    def __str__(self) -> str:
+        return self.keyword
+
+
+class AutoReply(models.Model):
+    """A free-form answer we sent (or tried to): the per-user daily limit counts these."""
+
+    sender = models.ForeignKey(SenderNumber, on_delete=models.PROTECT, related_name="+")
+    user_phone = models.CharField(max_length=32)
+    inbound = models.OneToOneField(
+        InboundMessage, on_delete=models.CASCADE, related_name="auto_reply"
+    )
+    text = models.TextField()
+    source = models.CharField(max_length=16)  # "rule" or "llm"
+    wamid = models.CharField(max_length=128, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "auto replies"
+        indexes = [
+            # The daily limit and the inbox thread: replies to one user, newest first.
+            models.Index(fields=["sender", "user_phone", "-created_at"], name="autoreply_user"),
+        ]

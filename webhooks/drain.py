@@ -1,0 +1,205 @@
+"""Store verified bodies, then apply them in the background: claim, parse, apply, mark.
+
+The view only stores (`store_raw_event`); everything else happens here, driven by the
+`drain_webhooks` task (kicked after stores, plus an every-minute Schedule) or by
+`manage.py apply_webhooks`. A stored body stays pending until the transaction that applied it
+commits, so a crash anywhere loses nothing: the next drain picks it up again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+import psycopg.errors
+from django.conf import settings
+from django.db import OperationalError, connection, transaction
+from django.utils import timezone
+
+from webhooks.account_events import record_account_events
+from webhooks.inbound import record_inbound, record_preferences
+from webhooks.models import RawEvent
+from webhooks.payload import ParsedBody, PayloadError, check_envelope, parse
+from webhooks.statuses import match_unmatched_statuses, record_statuses
+
+logger = logging.getLogger(__name__)
+
+_RAW = RawEvent._meta.db_table
+BATCH_SIZE = 500
+# How far back the drain loop looks for statuses whose queue row may have appeared since.
+REMATCH_WINDOW = timedelta(days=2)
+REMATCH_EVERY_SECONDS = 10.0
+# Any 64-bit number unique to this lock; keeps the watchdog and kicks from piling up drainers.
+DRAIN_LOCK_KEY = 0x5741_484F_4F4B
+
+
+def store_raw_event(body: bytes) -> None:
+    """One INSERT, committed before we answer 200 (the view runs in autocommit)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_RAW} (body, received_at, error) VALUES (%s, now(), '')",  # noqa: S608
+            [body],
+        )
+
+
+def apply_parsed(parsed: ParsedBody) -> list[int]:
+    """Apply every event of one or more bodies; returns new inbound ids to auto-answer."""
+    if parsed.statuses:
+        record_statuses(events=parsed.statuses)
+    answer = record_inbound(events=parsed.inbound) if parsed.inbound else []
+    if parsed.preferences:
+        record_preferences(events=parsed.preferences)
+    if parsed.account:
+        record_account_events(events=parsed.account)
+    return answer
+
+
+def _parse(body: bytes) -> ParsedBody:
+    return parse(check_envelope(bytes(body)))
+
+
+def _apply_claimed(claimed: list[tuple[int, bytes]]) -> tuple[dict[int, str], list[int]]:
+    """Apply claimed bodies together; isolate a body that fails so it can't block the rest."""
+    errors: dict[int, str] = {}
+    parsed: dict[int, ParsedBody] = {}
+    for raw_id, body in claimed:
+        try:
+            parsed[raw_id] = _parse(body)
+        except PayloadError as exc:  # stored by an older version or by hand: keep, don't retry
+            errors[raw_id] = str(exc)
+    merged = ParsedBody()
+    for one in parsed.values():
+        merged.statuses += one.statuses
+        merged.inbound += one.inbound
+        merged.preferences += one.preferences
+        merged.account += one.account
+    try:
+        with transaction.atomic():
+            return errors, apply_parsed(merged)
+    except OperationalError:
+        raise  # deadlock or lost connection: the whole batch is retried
+    except Exception:
+        logger.exception("batch of %d webhook bodies failed; applying one by one", len(parsed))
+    answer: list[int] = []
+    for raw_id, one in parsed.items():
+        try:
+            with transaction.atomic():
+                answer += apply_parsed(one)
+        except OperationalError:
+            raise
+        except Exception as exc:
+            logger.exception("webhook body %s could not be applied", raw_id)
+            errors[raw_id] = f"{type(exc).__name__}: {exc}"[:2000]
+    return errors, answer
+
+
+def _apply_batch_once(limit: int) -> int:
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            # Served by rawevent_pending; SKIP LOCKED lets concurrent drainers share the backlog.
+            cursor.execute(
+                f"SELECT id, body FROM {_RAW} WHERE applied_at IS NULL "  # noqa: S608
+                "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+                [limit],
+            )
+            claimed = cursor.fetchall()
+        if not claimed:
+            return 0
+        errors, answer = _apply_claimed(claimed)
+        ids = [raw_id for raw_id, _ in claimed]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {_RAW} r SET applied_at = now(), error = v.error "  # noqa: S608
+                "FROM unnest(%s::bigint[], %s::text[]) AS v(id, error) WHERE r.id = v.id",
+                [ids, [errors.get(i, "") for i in ids]],
+            )
+        if answer and settings.AUTO_REPLY_ENABLED:
+            transaction.on_commit(lambda: _enqueue_auto_replies(answer))
+    for raw_id, error in errors.items():
+        logger.warning("webhook body %s kept with error: %s", raw_id, error)
+    return len(claimed)
+
+
+def _enqueue_auto_replies(inbound_ids: list[int]) -> None:
+    from django_q.tasks import async_task
+
+    for inbound_id in inbound_ids:
+        async_task("webhooks.tasks.auto_reply", inbound_id)
+
+
+def _retryable(exc: OperationalError) -> bool:
+    return isinstance(
+        exc.__cause__, psycopg.errors.DeadlockDetected | psycopg.errors.SerializationFailure
+    )
+
+
+def apply_batch(*, limit: int = BATCH_SIZE) -> int:
+    """Claim up to `limit` pending bodies and apply them in one transaction; returns how many."""
+    for attempt in range(1, 4):
+        try:
+            return _apply_batch_once(limit)
+        except OperationalError as exc:
+            if attempt == 3 or not _retryable(exc):
+                raise
+            logger.warning("webhook batch retried after %s (attempt %d)", exc.__cause__, attempt)
+    return 0  # unreachable
+
+
+def pending_exists() -> bool:
+    return RawEvent.objects.filter(applied_at__isnull=True).exists()
+
+
+def drain(
+    *,
+    until_empty: bool = True,
+    max_seconds: float | None = None,
+    batch_size: int = BATCH_SIZE,
+    idle_sleep: float = 0.2,
+    stop: object = None,
+) -> int:
+    """Apply pending bodies batch after batch; returns how many bodies were applied.
+
+    `until_empty` returns at the first empty claim; otherwise it polls until `max_seconds`
+    (or `stop()` returns true). Unmatched statuses are retried every few seconds.
+    """
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
+    total, last_rematch = 0, float("-inf")
+    while True:
+        applied = apply_batch(limit=batch_size)
+        total += applied
+        now = time.monotonic()
+        if now - last_rematch > (1.0 if applied == 0 else REMATCH_EVERY_SECONDS):
+            match_unmatched_statuses(since=timezone.now() - REMATCH_WINDOW)
+            last_rematch = now
+        if deadline is not None and now >= deadline:
+            break
+        if callable(stop) and stop():
+            break
+        if applied == 0:
+            if until_empty:
+                break
+            time.sleep(idle_sleep)
+    return total
+
+
+def try_drain_exclusively(*, max_seconds: float) -> int | None:
+    """Drain unless another process already is (a session advisory lock); None if skipped.
+
+    The lock only saves work: correctness comes from row claims. A dead process's lock goes
+    with its connection.
+    """
+    total, deadline = 0, time.monotonic() + max_seconds
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [DRAIN_LOCK_KEY])
+            if not cursor.fetchone()[0]:
+                return None if total == 0 else total
+        try:
+            total += drain(until_empty=True, max_seconds=max(deadline - time.monotonic(), 0))
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [DRAIN_LOCK_KEY])
+        # A body stored while we held the lock had its kick refused: look once more.
+        if time.monotonic() >= deadline or not pending_exists():
+            return total

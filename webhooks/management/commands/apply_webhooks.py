@@ -1,0 +1,42 @@
+"""Apply stored webhook bodies: `--until-empty` drains and exits; otherwise polls until stopped."""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import connection
+
+from webhooks.drain import BATCH_SIZE, drain
+
+
+class Command(BaseCommand):
+    help = "Apply pending webhook events (statuses, inbound messages, template/number updates)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--until-empty", action="store_true", help="exit when none is left")
+        parser.add_argument("--max-seconds", type=float, default=None, help="stop after this")
+        parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["batch_size"] < 1:
+            self.stderr.write("--batch-size must be at least 1")
+            raise SystemExit(2)
+        stopping = False
+
+        def stop(signum: int, frame: object) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        with connection.cursor() as cursor:
+            cursor.execute("SET application_name = 'apply_webhooks'")
+        applied = drain(
+            until_empty=options["until_empty"],
+            max_seconds=options["max_seconds"],
+            batch_size=options["batch_size"],
+            stop=lambda: stopping,
+        )
+        self.stdout.write(f"applied {applied} webhook bodies")
