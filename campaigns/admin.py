@@ -82,9 +82,7 @@ class CampaignTemplateInline(admin.TabularInline[CampaignTemplate, Campaign]):
     @admin.display(description="template")
     def template_link(self, link: CampaignTemplate) -> str:
         url = reverse("admin:campaigns_messagetemplate_change", args=[link.template_id])
-        return format_html(
-            '<a href="{}">{}</a> ({})', url, link.template, link.template.get_status_display()
-        )
+        return format_html('<a href="{}">{}</a> ({})', url, link.template, link.template.status)
 
 
 @admin.register(Campaign)

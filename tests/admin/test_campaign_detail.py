@@ -1,0 +1,138 @@
+import csv
+import io
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from campaigns.models import Campaign, CampaignTemplate, ImportRejection
+from messaging.models import OutboundStatus
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+def _change_url(campaign):
+    return reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+
+
+def test_change_page_shows_queue_counts_failures_throughput_and_links(
+    admin_client, sender, template
+):
+    campaign = factories.CampaignFactory(
+        sender=sender,
+        status=Campaign.Status.RUNNING,
+        total=6,
+        sent=3,
+        failed=2,
+        started_at=timezone.now() - timezone.timedelta(seconds=30),
+    )
+    CampaignTemplate.objects.create(campaign=campaign, template=template)
+    now = timezone.now()
+    for status, category in [
+        (OutboundStatus.QUEUED, ""),
+        (OutboundStatus.ACCEPTED, ""),
+        (OutboundStatus.DELIVERED, ""),
+        (OutboundStatus.READ, ""),
+        (OutboundStatus.FAILED, "recipient"),
+        (OutboundStatus.FAILED, "recipient"),
+    ]:
+        factories.OutboundMessageFactory(
+            campaign=campaign,
+            template=template,
+            status=status,
+            error_category=category,
+            accepted_at=now if status >= OutboundStatus.ACCEPTED and not category else None,
+        )
+
+    response = admin_client.get(_change_url(campaign))
+    page = response.content.decode()
+
+    assert response.status_code == 200
+    assert "<tr><td>queued</td><td>1</td></tr>" in page
+    assert "<tr><td>failed</td><td>2</td></tr>" in page
+    assert "<tr><td>recipient</td><td>2</td></tr>" in page
+    assert "3 accepted in the last minute" in page
+    assert "0.1 msg/s since start" in page  # 3 sent over ~30 s
+    assert reverse("admin:messaging_outboundmessage_errors") in page
+    assert reverse("admin:campaigns_campaign_rejections", args=[campaign.pk]) in page
+    assert reverse("admin:campaigns_messagetemplate_change", args=[template.pk]) in page
+    assert reverse("admin:campaigns_campaign_transition", args=[campaign.pk, "pause"]) in page
+    assert reverse("admin:campaigns_campaign_transition", args=[campaign.pk, "start"]) not in page
+
+
+def test_change_page_query_count_does_not_grow_with_the_queue(
+    admin_client, sender, template, django_assert_num_queries
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    campaign = factories.CampaignFactory(sender=sender, status=Campaign.Status.RUNNING)
+    CampaignTemplate.objects.create(campaign=campaign, template=template)
+    factories.OutboundMessageFactory(campaign=campaign, template=template)
+    admin_client.get(_change_url(campaign))
+    with CaptureQueriesContext(connection) as small:
+        admin_client.get(_change_url(campaign))
+    for status in (OutboundStatus.SENT, OutboundStatus.FAILED, OutboundStatus.HELD):
+        factories.OutboundMessageFactory.create_batch(
+            3, campaign=campaign, template=template, status=status, error_category="spam"
+        )
+    with django_assert_num_queries(len(small.captured_queries)):
+        admin_client.get(_change_url(campaign))
+
+
+def test_only_name_priority_and_validity_are_editable(admin_client, sender):
+    campaign = factories.CampaignFactory(sender=sender, name="Before", total=10, sent=4)
+    response = admin_client.post(
+        _change_url(campaign),
+        {
+            "name": "After",
+            "priority": 5,
+            "valid_until_0": "",
+            "valid_until_1": "",
+            "status": "completed",
+            "sent": 999,
+            "template_links-TOTAL_FORMS": 0,
+            "template_links-INITIAL_FORMS": 0,
+        },
+    )
+    assert response.status_code == 302
+    campaign.refresh_from_db()
+    assert (campaign.name, campaign.priority) == ("After", 5)
+    assert campaign.status == Campaign.Status.DRAFT and campaign.sent == 4
+
+
+def test_rejection_report_downloads_every_rejection_as_csv(admin_client):
+    campaign = factories.CampaignFactory()
+    ImportRejection.objects.bulk_create(
+        [
+            ImportRejection(campaign=campaign, row_number=7, value="12", reason="too short"),
+            ImportRejection(campaign=campaign, row_number=3, value='a,"b"', reason="no phone"),
+        ]
+        + [
+            ImportRejection(campaign=campaign, row_number=100 + i, value="x", reason="bad")
+            for i in range(2500)
+        ]
+    )
+    other = factories.CampaignFactory()
+    ImportRejection.objects.create(campaign=other, row_number=2, value="z", reason="elsewhere")
+
+    response = admin_client.get(reverse("admin:campaigns_campaign_rejections", args=[campaign.pk]))
+
+    assert response.status_code == 200
+    assert response.streaming
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert f"campaign-{campaign.pk}-rejections.csv" in response["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert rows[0] == ["row_number", "value", "reason"]
+    assert rows[1] == ["3", 'a,"b"', "no phone"]
+    assert rows[2] == ["7", "12", "too short"]
+    assert len(rows) == 1 + 2502
+    assert all(row[2] != "elsewhere" for row in rows)
+
+
+def test_rejection_report_needs_staff_login(client):
+    campaign = factories.CampaignFactory()
+    response = client.get(reverse("admin:campaigns_campaign_rejections", args=[campaign.pk]))
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]

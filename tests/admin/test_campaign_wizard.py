@@ -1,0 +1,181 @@
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+from django.utils import timezone
+
+from campaigns.admin_wizard import SESSION_PREFIX, UPLOAD_SUBDIR
+from campaigns.models import Campaign, ImportRejection
+from messaging.models import OutboundMessage
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+ADD_URL = reverse("admin:campaigns_campaign_add")
+GOOD_CSV = (
+    b"phone,name,code\n"
+    b"+14152000001,Alice,A1\n"
+    b"+14152000002,Bob,B2\n"
+    b"not-a-number,Carol,C3\n"
+    b"+14152000001,Alice again,A9\n"
+)
+
+
+def _upload(client, sender, template, content=GOOD_CSV, **extra):
+    data = {
+        "name": "Spring sale",
+        "csv_file": SimpleUploadedFile("contacts.csv", content, content_type="text/csv"),
+        "sender": sender.pk,
+        "template_1": template.pk,
+        "weight_1": 1,
+        "default_region": "US",
+        "priority": 0,
+        **extra,
+    }
+    return client.post(ADD_URL, data)
+
+
+def _uploads() -> list[Path]:
+    directory = Path(settings.MEDIA_ROOT) / UPLOAD_SUBDIR
+    return sorted(directory.glob("*")) if directory.exists() else []
+
+
+def test_add_page_is_the_upload_form(admin_client):
+    response = admin_client.get(ADD_URL)
+    assert response.status_code == 200
+    assert b'enctype="multipart/form-data"' in response.content
+    assert b'name="csv_file"' in response.content
+
+
+def test_upload_preview_confirm_creates_a_running_campaign_with_its_queue(
+    admin_client, sender, template
+):
+    upload = _upload(admin_client, sender, template)
+    assert upload.status_code == 302
+    confirm_url = upload["Location"]
+    assert len(_uploads()) == 1  # the file waits under MEDIA_ROOT between the steps
+    assert Campaign.objects.count() == 0  # the preview writes nothing
+
+    preview = admin_client.get(confirm_url)
+    page = preview.content.decode()
+    assert preview.status_code == 200
+    assert "+14152000001" in page and "BODY: Alice, A1" in page
+    assert "+14152000002" in page and "BODY: Bob, B2" in page
+    assert '<td id="count-queued">2</td>' in page
+    assert '<td id="count-rejected">1</td>' in page
+    assert '<td id="count-duplicates">1</td>' in page
+    assert "not-a-number" in page  # the rejected row, with its reason, before confirming
+
+    created = admin_client.post(confirm_url, {"when": "start_now"})
+
+    campaign = Campaign.objects.get()
+    assert created.status_code == 302
+    assert created["Location"] == reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+    assert campaign.name == "Spring sale" and campaign.status == Campaign.Status.RUNNING
+    assert campaign.total == 2 and campaign.rejected_count == 1
+    assert OutboundMessage.objects.filter(campaign=campaign).count() == 2
+    assert ImportRejection.objects.filter(campaign=campaign).count() == 1
+    assert _uploads() == []  # cleaned up
+    assert not any(k.startswith(SESSION_PREFIX) for k, _ in admin_client.session.items())
+    # The token is spent: coming back does not create a second campaign.
+    again = admin_client.post(confirm_url, {"when": "start_now"})
+    assert again.status_code == 302 and again["Location"] == ADD_URL
+    assert Campaign.objects.count() == 1
+
+
+def test_confirm_can_schedule_or_save_as_draft(admin_client, sender, template):
+    later = timezone.localtime() + timedelta(days=1)
+    confirm_url = _upload(admin_client, sender, template)["Location"]
+    admin_client.post(
+        confirm_url, {"when": "schedule", "start_at": later.strftime("%Y-%m-%dT%H:%M")}
+    )
+    scheduled = Campaign.objects.get()
+    assert scheduled.status == Campaign.Status.SCHEDULED
+    assert abs((scheduled.start_at - later).total_seconds()) < 60
+
+    confirm_url = _upload(admin_client, sender, template, name="Draft one")["Location"]
+    admin_client.post(confirm_url, {"when": "draft"})
+    assert Campaign.objects.get(name="Draft one").status == Campaign.Status.DRAFT
+
+
+def test_schedule_without_a_time_is_refused_and_keeps_the_upload(admin_client, sender, template):
+    confirm_url = _upload(admin_client, sender, template)["Location"]
+    response = admin_client.post(confirm_url, {"when": "schedule"})
+    assert response.status_code == 200
+    assert "Give the start time" in response.content.decode()
+    assert Campaign.objects.count() == 0
+    assert len(_uploads()) == 1
+
+
+def test_discard_deletes_the_upload_and_creates_nothing(admin_client, sender, template):
+    confirm_url = _upload(admin_client, sender, template)["Location"]
+    response = admin_client.post(confirm_url, {"discard": "1"})
+    assert response.status_code == 302
+    assert _uploads() == [] and Campaign.objects.count() == 0
+
+
+def test_csv_without_a_phone_column_is_an_error_on_the_form(admin_client, sender, template):
+    response = _upload(admin_client, sender, template, content=b"name,code\nAlice,A1\n")
+    assert response.status_code == 200
+    assert "no phone column" in response.content.decode()
+    assert Campaign.objects.count() == 0
+    assert OutboundMessage.objects.count() == 0
+    assert _uploads() == []
+
+
+def test_template_of_another_account_is_refused(admin_client, sender):
+    foreign = factories.TemplateFactory(name="foreign_promo")
+    response = _upload(admin_client, sender, foreign)
+    assert response.status_code == 200
+    assert "belongs to account" in response.content.decode()
+    assert "foreign_promo" in response.content.decode()
+    assert Campaign.objects.count() == 0 and _uploads() == []
+
+
+def test_unapproved_template_is_refused(admin_client, sender, account):
+    pending = factories.TemplateFactory(account=account, name="new_promo", status="PENDING")
+    response = _upload(admin_client, sender, pending)
+    assert response.status_code == 200
+    assert "is PENDING, not APPROVED" in response.content.decode()
+    assert Campaign.objects.count() == 0
+
+
+def test_template_paused_between_the_steps_is_refused_at_confirm(admin_client, sender, template):
+    confirm_url = _upload(admin_client, sender, template)["Location"]
+    template.status = "PAUSED"
+    template.save()
+    response = admin_client.post(confirm_url, {"when": "start_now"})
+    assert response.status_code == 200
+    assert "is PAUSED, not APPROVED" in response.content.decode()
+    assert Campaign.objects.count() == 0
+
+
+def test_file_with_nothing_to_send_is_refused_at_confirm(admin_client, sender, template):
+    content = b"phone,name,code\nnot-a-number,Carol,C3\n"
+    confirm_url = _upload(admin_client, sender, template, content=content)["Location"]
+    assert "No row of the file can be sent" in admin_client.get(confirm_url).content.decode()
+    response = admin_client.post(confirm_url, {"when": "start_now"})
+    assert response.status_code == 200
+    assert "no number left to send to" in response.content.decode()
+    assert Campaign.objects.count() == 0
+
+
+def test_weights_and_second_template_reach_the_campaign(admin_client, sender, account, template):
+    other = factories.TemplateFactory(account=account)
+    confirm_url = _upload(
+        admin_client, sender, template, template_2=other.pk, weight_1=3, weight_2=1
+    )["Location"]
+    admin_client.post(confirm_url, {"when": "draft"})
+    campaign = Campaign.objects.get()
+    assert list(campaign.template_links.values_list("template_id", "weight")) == [
+        (template.pk, 3),
+        (other.pk, 1),
+    ]
+
+
+def test_unknown_token_redirects_to_upload(admin_client):
+    response = admin_client.get(reverse("admin:campaigns_campaign_add_confirm", args=["x" * 32]))
+    assert response.status_code == 302 and response["Location"] == ADD_URL
