@@ -24,6 +24,7 @@ from django.db import close_old_connections, connection
 
 from campaigns.models import Campaign, MessageTemplate, SenderNumber
 from messaging import queue
+from messaging.errors import Action, ErrorRule
 from messaging.graph_api import GraphApiClient, SendOutcome, access_token, template_payload
 from messaging.outcomes import SideEffects, apply_side_effects, decide
 from messaging.pacing import Bucket, bucket_for
@@ -84,6 +85,8 @@ class NumberSender:
         self.to_release: deque[ClaimedMessage] = deque()
         self.results: deque[tuple[ClaimedMessage, SendOutcome]] = deque()
         self.active: dict[int, ActiveCampaign] = {}
+        # Campaigns stopped by an error answer, until the flusher has paused them in the DB.
+        self.halted: set[int] = set()
         self.templates: dict[int, tuple[str, str]] = {}
         self.in_flight = 0
         self.in_flight_lock = threading.Lock()
@@ -173,9 +176,22 @@ class NumberSender:
             from messaging.graph_api import OutcomeKind
 
             outcome = SendOutcome(OutcomeKind.AMBIGUOUS, detail=f"crash: {exc}"[:500])
+        if outcome.rule is not None:
+            self._react(message, outcome.rule)
         self.results.append((message, outcome))
         with self.in_flight_lock:
             self.in_flight -= 1
+
+    def _react(self, message: ClaimedMessage, rule: ErrorRule) -> None:
+        """Act on a stop or slow-down signal at once; the flusher records it durably."""
+        if rule.action == Action.SLOW_DOWN:
+            self.rate = self.bucket.throttled()
+        elif rule.action in (Action.FAIL_PAUSE_CAMPAIGN, Action.PAUSE_CAMPAIGN):
+            self.halted.add(message.campaign_id)
+            self.active.pop(message.campaign_id, None)
+        elif rule.action == Action.PAUSE_ACCOUNT:
+            self.halted.update(self.active)
+            self.active = {}
 
     # --- the feeder ------------------------------------------------------------------------
     def _guard(self, target, *args) -> None:
@@ -215,7 +231,7 @@ class NumberSender:
         rows = Campaign.objects.filter(
             sender_id=self.number.pk, status=Campaign.Status.RUNNING
         ).values_list("id", "priority", "valid_until")
-        active = {row[0]: ActiveCampaign(*row) for row in rows}
+        active = {row[0]: ActiveCampaign(*row) for row in rows if row[0] not in self.halted}
         if set(active) - set(self.active):
             for t in MessageTemplate.objects.filter(campaigntemplate__campaign__in=list(active)):
                 self.templates[t.pk] = (t.name, t.language)
@@ -298,9 +314,10 @@ class NumberSender:
             moved = queue.record_outcomes(outcomes)
             self.stats.accepted += sum(1 for _id, _c, status in moved if status == 10)
             if effects.throttled:
-                self._store_rate(self.bucket.throttled(), throttled=True)
+                self._store_rate(self.rate, throttled=True)
             apply_side_effects(effects)
             if effects.pause_campaigns or effects.pause_accounts:
+                self.halted.clear()  # the database says paused now; a resume is staff's
                 self._refresh_active()
         new_rate = self.bucket.recover()
         if new_rate is not None:

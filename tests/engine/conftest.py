@@ -1,0 +1,58 @@
+"""Engine tests run the real sender against the real simulator over loopback HTTP."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from messaging.models import OutboundMessage
+from messaging.simulator.harness import start_simulator
+from tests import factories
+
+
+@pytest.fixture(scope="session")
+def simulator_process():
+    with start_simulator(latency_ms=20, jitter_ms=10, mps=1000, seed=7) as sim:
+        yield sim
+
+
+@pytest.fixture
+def sim(simulator_process, settings):
+    """A simulator with fresh counters and start options, and the app pointed at it."""
+    simulator_process.reset(config=True)
+    settings.WHATSAPP_API_BASE_URL = simulator_process.base_url
+    settings.WHATSAPP_ACCESS_TOKEN = simulator_process.token
+    settings.SENDER_RETRY_BASE_SECONDS = 0.2
+    settings.SENDER_RETRY_MAX_SECONDS = 1.0
+    return simulator_process
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pacing(redis_client):
+    """Every test starts with empty buckets (the Redis db is flushed by redis_client)."""
+
+
+def make_campaign(*, sender, templates, contacts: int, status="running", **fields):
+    """A running campaign with `contacts` queue rows, interleaved over `templates`."""
+    campaign = factories.CampaignFactory(sender=sender, status=status, total=contacts, **fields)
+    for position, template in enumerate(templates):
+        factories.CampaignTemplateFactory(campaign=campaign, template=template, position=position)
+    start = factories.ContactFactory._meta.model.objects.count()
+    people = factories.ContactFactory.create_batch(contacts)
+    now = timezone.now()
+    OutboundMessage.objects.bulk_create(
+        OutboundMessage(
+            campaign=campaign,
+            contact=person,
+            template=templates[i % len(templates)],
+            sender=sender,
+            phone=person.phone,
+            parameters=[
+                {"type": "body", "parameters": [{"type": "text", "text": f"n{start + i}"}]}
+            ],
+            priority=campaign.priority,
+            next_attempt_at=now,
+        )
+        for i, person in enumerate(people)
+    )
+    return campaign
