@@ -274,7 +274,7 @@ def _step(row: Row, log: LogRow, outcome: Outcome, valid_until: dict[int, dateti
         counts["sent"] += 1
         row.accepted_at = row.accepted_at or ts
     row.sent_at = row.sent_at or ts
-    if new >= S.DELIVERED:
+    if new >= S.DELIVERED > old:
         counts["delivered"] += 1
         row.delivered_at = row.delivered_at or ts
     if new == S.READ:
