@@ -7,7 +7,6 @@ import pytest
 from campaigns.models import Campaign
 from messaging.models import OutboundMessage, OutboundStatus
 from messaging.sender import run_number
-from tests import factories
 from tests.engine.conftest import make_campaign
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -34,20 +33,3 @@ def test_a_campaign_is_sent_once_per_contact_and_completes(sim, sender, template
     assert stats["accepted"] == 120
     assert stats["callbacks"]["exactly_once"] == 120
     assert stats["callbacks"]["more_than_once"] == 0
-
-
-def test_templates_go_out_interleaved(sim, sender, account):
-    sender.rate_mps = 200
-    sender.save()
-    templates = factories.TemplateFactory.create_batch(3, account=account)
-    campaign = make_campaign(sender=sender, templates=templates, contacts=30)
-
-    run_number(sender.pk, worker_id="t1", max_seconds=30, until_idle=True)
-
-    order = list(
-        OutboundMessage.objects.filter(campaign=campaign)
-        .order_by("accepted_at", "id")
-        .values_list("template_id", flat=True)
-    )
-    ids = [t.pk for t in templates]
-    assert order[:6] == ids + ids
