@@ -1,0 +1,150 @@
+"""Read-only admin for webhook data, the inbox pages, and the auto-reply rules."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from django.contrib import admin
+from django.core.paginator import Paginator
+from django.db.models import F, Func, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+
+from campaigns.models import SenderNumber
+from webhooks.inbox import conversations, thread
+from webhooks.models import AutoReply, AutoReplyRule, InboundMessage, RawEvent, StatusLog
+
+COUNT_CAP = 10_000
+
+
+class CappedCountPaginator(Paginator):
+    """Counts at most COUNT_CAP rows: event tables grow by millions, pages stay cheap."""
+
+    @cached_property
+    def count(self) -> int:
+        return self.object_list[: COUNT_CAP + 1].count()
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+    list_per_page = 100
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(RawEvent)
+class RawEventAdmin(ReadOnlyAdmin):
+    list_display = ("id", "received_at", "applied_at", "size", "error")
+    list_filter = (("applied_at", admin.EmptyFieldListFilter),)
+    readonly_fields = ("received_at", "applied_at", "error", "body_text")
+    exclude = ("body",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[RawEvent]:
+        # The body can be megabytes: the list shows only its size.
+        return (
+            super()
+            .get_queryset(request)
+            .defer("body")
+            .annotate(size=Func(F("body"), function="octet_length"))
+        )
+
+    @admin.display(description="bytes")
+    def size(self, obj: RawEvent) -> int:
+        return obj.size
+
+    @admin.display(description="body")
+    def body_text(self, obj: RawEvent) -> str:
+        return bytes(obj.body).decode("utf-8", "replace")
+
+
+@admin.register(StatusLog)
+class StatusLogAdmin(ReadOnlyAdmin):
+    list_display = ("wamid", "status", "timestamp", "outbound", "error_code", "recipient_id")
+    list_filter = ("status",)
+    search_fields = ("=wamid",)
+    raw_id_fields = ("outbound",)
+
+
+@admin.register(InboundMessage)
+class InboundMessageAdmin(ReadOnlyAdmin):
+    list_display = ("timestamp", "sender", "conversation", "type", "short_text", "campaign")
+    list_select_related = ("sender", "campaign")
+    list_filter = ("type",)
+    search_fields = ("=user_phone", "=wamid")
+    raw_id_fields = ("campaign",)
+    change_list_template = "admin/webhooks/inboundmessage/change_list.html"
+
+    @admin.display(description="text")
+    def short_text(self, obj: InboundMessage) -> str:
+        return obj.text[:80]
+
+    @admin.display(description="user")
+    def conversation(self, obj: InboundMessage) -> str:
+        url = reverse("admin:webhooks_inbox_thread", args=[obj.sender_id, obj.user_phone])
+        return format_html('<a href="{}">{}</a>', url, obj.user_phone)
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        return [
+            path("inbox/", view(self.inbox_view), name="webhooks_inbox"),
+            path(
+                "inbox/<int:sender_id>/<path:user_phone>/",
+                view(self.thread_view),
+                name="webhooks_inbox_thread",
+            ),
+            *super().get_urls(),
+        ]
+
+    def inbox_view(self, request: HttpRequest) -> HttpResponse:
+        sender_id = request.GET.get("sender")
+        rows = conversations(sender_id=int(sender_id) if (sender_id or "").isdigit() else None)
+        page = Paginator(rows, 50).get_page(request.GET.get("page"))
+        senders = {
+            s.pk: s for s in SenderNumber.objects.filter(pk__in={r["sender_id"] for r in page})
+        }
+        for row in page:
+            row["sender"] = senders.get(row["sender_id"])
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Inbox",
+            "opts": self.model._meta,
+            "page": page,
+        }
+        return TemplateResponse(request, "admin/webhooks/inbox.html", context)
+
+    def thread_view(self, request: HttpRequest, sender_id: int, user_phone: str) -> HttpResponse:
+        sender = get_object_or_404(SenderNumber, pk=sender_id)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Conversation with {user_phone} on {sender.display_number}",
+            "opts": self.model._meta,
+            "sender": sender,
+            "user_phone": user_phone,
+            "items": thread(sender_id=sender.pk, user_phone=user_phone),
+        }
+        return TemplateResponse(request, "admin/webhooks/thread.html", context)
+
+
+@admin.register(AutoReply)
+class AutoReplyAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "sender", "user_phone", "source", "wamid", "error")
+    list_select_related = ("sender",)
+    raw_id_fields = ("inbound",)
+
+
+@admin.register(AutoReplyRule)
+class AutoReplyRuleAdmin(admin.ModelAdmin):
+    list_display = ("keyword", "active", "reply")
+    list_editable = ("active",)
+    search_fields = ("keyword",)
