@@ -5,8 +5,10 @@
 Phase 1 (throughput): latency 0, several client processes, each with many keep-alive
 connections sending template POSTs as fast as the simulator answers. Phase 2 (in flight): the
 sender's shape, 100 ms ± 50 ms latency, 300 connections, to show ~300 concurrent requests are
-fine. The clients are raw asyncio HTTP/1.1 (cheaper than the simulator per request, so the
-simulator is what gets measured). Everything runs on 127.0.0.1 and stops after --seconds.
+fine. Phase 3 adds signed status webhooks (sent/delivered/read) to a loopback sink, to
+show what they cost the simulator. The clients are raw asyncio HTTP/1.1 (cheaper than the
+simulator per request, so the simulator is what gets measured). Everything runs on
+127.0.0.1 and stops after --seconds.
 """
 
 from __future__ import annotations
@@ -106,6 +108,21 @@ async def _drive(host: str, port: int, token: str, connections: int, seconds: fl
     return statuses
 
 
+def _sink_process(port_queue: multiprocessing.Queue, seconds: float) -> None:
+    """A webhook receiver that answers 200 to everything (the simulator's own protocol)."""
+    from messaging.simulator.protocol import HttpProtocol, Response
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: HttpProtocol(lambda request: Response(200, b"{}"), set()), "127.0.0.1", 0
+        )
+        port_queue.put(server.sockets[0].getsockname()[1])
+        await asyncio.sleep(seconds)
+
+    asyncio.run(serve())
+
+
 def _client_process(args: tuple, queue: multiprocessing.Queue) -> None:
     queue.put(asyncio.run(_drive(*args)))
 
@@ -142,7 +159,10 @@ def run_phase(sim, *, clients: int, connections: int, seconds: float) -> dict:
         "requests_per_s": round(stats["requests"] / seconds),
         "sim_cpu_s": stats["cpu_s"],
         "sim_cpu_us_per_request": round(stats["cpu_s"] / max(1, stats["requests"]) * 1e6, 1),
+        "sim_capacity_per_core": round(stats["requests"] / max(stats["cpu_s"], 1e-9)),
         "accepted": stats["accepted"],
+        "webhook_statuses_delivered": stats["webhooks"]["statuses_delivered"],
+        "webhook_posts": stats["webhooks"]["posts"],
     }
 
 
@@ -167,6 +187,24 @@ def main() -> None:
             seconds=options.seconds,
         )
         print("in flight (100 ± 50 ms):", json.dumps(result))
+        port_queue: multiprocessing.Queue = multiprocessing.Queue()
+        sink = multiprocessing.Process(target=_sink_process, args=(port_queue, options.seconds * 3))
+        sink.start()
+        try:
+            sim.configure(webhook_url=f"http://127.0.0.1:{port_queue.get(timeout=10)}/hook")
+            result = run_phase(
+                sim,
+                clients=options.clients,
+                connections=options.inflight_connections,
+                seconds=options.seconds,
+            )
+            # Let the last statuses (up to 3 steps of webhook_delay_ms) go out before counting.
+            time.sleep(1.0)
+            result["webhook_statuses_delivered"] = sim.stats()["webhooks"]["statuses_delivered"]
+            print("in flight + webhooks:", json.dumps(result))
+        finally:
+            sink.terminate()
+            sink.join(10)
 
 
 if __name__ == "__main__":

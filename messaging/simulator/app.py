@@ -98,6 +98,9 @@ class SimulatorApp:
             return self._error(exc.code, exc.details, delay)
         if message.get("status") == "read":
             return Response(200, b'{"success":true}', JSON, delay=delay)
+        callback = message.get("biz_opaque_callback_data")
+        if callback is not None:
+            state.arrivals_by_callback[callback] += 1
         template = message.get("template")
         if (
             cfg.strict_templates

@@ -61,6 +61,8 @@ class SimState:
         self.windows: dict[str, ThroughputWindow] = {}
         self.accepted_by_callback: Counter[str] = Counter()
         self.accepted_by_to: Counter[str] = Counter()
+        # Every valid send that reached the simulator (accepted or not), e.g. to count retries.
+        self.arrivals_by_callback: Counter[str] = Counter()
         self.webhook_statuses_queued = 0
         self.webhook_statuses_delivered = 0
         self.webhook_statuses_dropped = 0
@@ -107,6 +109,7 @@ class SimState:
             },
             "callbacks": _arrival_summary(self.accepted_by_callback),
             "recipients": _arrival_summary(self.accepted_by_to),
+            "callback_arrivals": _arrival_summary(self.arrivals_by_callback),
             "webhooks": {
                 "statuses_queued": self.webhook_statuses_queued,
                 "statuses_delivered": self.webhook_statuses_delivered,
@@ -119,6 +122,7 @@ class SimState:
         if full:
             data["accepted_by_callback"] = dict(self.accepted_by_callback)
             data["accepted_by_to"] = dict(self.accepted_by_to)
+            data["arrivals_by_callback"] = dict(self.arrivals_by_callback)
         return data
 
 

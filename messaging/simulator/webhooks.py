@@ -52,9 +52,12 @@ class WebhookDispatcher:
         self._rng = rng
         self._heap: list[tuple[float, int, str, dict[str, Any]]] = []
         self._seq = itertools.count()
-        self._batches: asyncio.Queue[list[tuple[str, dict[str, Any]]]] = asyncio.Queue(
+        # Items are (generation, batch): a reset bumps the generation, so batches planned
+        # before it are neither sent nor counted after it.
+        self._batches: asyncio.Queue[tuple[int, list[tuple[str, dict[str, Any]]]]] = asyncio.Queue(
             maxsize=workers * 4
         )
+        self._generation = 0
         self._workers = workers
         self._tasks: list[asyncio.Task[None]] = []
         self._in_flight = 0
@@ -63,6 +66,7 @@ class WebhookDispatcher:
         return len(self._heap) + self._batches.qsize() * self._config().webhook_batch_size
 
     def clear(self) -> None:
+        self._generation += 1
         self._heap.clear()
         while not self._batches.empty():
             self._batches.get_nowait()
@@ -131,6 +135,7 @@ class WebhookDispatcher:
         while True:
             await asyncio.sleep(PUMP_INTERVAL_S)
             cfg = self._config()
+            generation = self._generation
             now = time.time()
             due: list[tuple[str, dict[str, Any]]] = []
             while self._heap and self._heap[0][0] <= now:
@@ -139,14 +144,17 @@ class WebhookDispatcher:
             if cfg.webhook_shuffle:
                 self._rng.shuffle(due)
             for start in range(0, len(due), cfg.webhook_batch_size):
-                await self._batches.put(due[start : start + cfg.webhook_batch_size])
+                batch = due[start : start + cfg.webhook_batch_size]
+                await self._batches.put((generation, batch))
 
     async def _work(self) -> None:
         client: WebhookClient | None = None
         try:
             while True:
-                batch = await self._batches.get()
+                generation, batch = await self._batches.get()
                 cfg = self._config()
+                if generation != self._generation:
+                    continue
                 if not cfg.webhook_url:
                     self._state.webhook_statuses_dropped += len(batch)
                     continue
@@ -154,13 +162,17 @@ class WebhookDispatcher:
                     if client is not None:
                         await client.close()
                     client = WebhookClient(cfg.webhook_url, timeout=cfg.webhook_timeout_s)
-                await self._deliver(client, cfg, batch)
+                await self._deliver(client, cfg, generation, batch)
         finally:
             if client is not None:
                 await client.close()
 
     async def _deliver(
-        self, client: WebhookClient, cfg: SimConfig, batch: list[tuple[str, dict[str, Any]]]
+        self,
+        client: WebhookClient,
+        cfg: SimConfig,
+        generation: int,
+        batch: list[tuple[str, dict[str, Any]]],
     ) -> None:
         body = json.dumps(_payload(cfg, batch), separators=(",", ":")).encode()
         headers = {
@@ -169,13 +181,18 @@ class WebhookDispatcher:
         }
         for attempt in range(cfg.webhook_retries + 1):
             if attempt:
-                self._state.webhook_post_retries += 1
                 await asyncio.sleep(RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S)) - 1])
+            if generation != self._generation:
+                return  # reset meanwhile: this batch belongs to the counters that were cleared
+            if attempt:
+                self._state.webhook_post_retries += 1
             try:
                 status = await client.post(body, headers)
             except WebhookClientError as exc:
                 logger.warning("Webhook POST to %s failed: %s", cfg.webhook_url, exc)
                 continue
+            if generation != self._generation:
+                return
             self._state.webhook_posts += 1
             if 200 <= status < 300:
                 self._state.webhook_statuses_delivered += len(batch)

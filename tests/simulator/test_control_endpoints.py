@@ -161,3 +161,20 @@ def test_bad_command_line_arguments_exit_with_a_clear_error(argument, message):
     )
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_arrivals_count_refused_sends_too_so_retries_are_visible(fresh_simulator, http):
+    sim = fresh_simulator
+    sim.configure(error_rates={"131000": 1.0})
+    http.post(
+        sim.messages_url("1065"), headers=sim.auth_headers, json=template_message(callback="out:9")
+    )
+    sim.configure(error_rates={})
+    http.post(
+        sim.messages_url("1065"), headers=sim.auth_headers, json=template_message(callback="out:9")
+    )
+    stats = sim.stats(full=True)
+    assert stats["arrivals_by_callback"] == {"out:9": 2}
+    assert stats["callback_arrivals"]["duplicates"] == {"out:9": 2}
+    assert stats["accepted_by_callback"] == {"out:9": 1}
+    assert stats["callbacks"]["more_than_once"] == 0

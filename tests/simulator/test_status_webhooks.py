@@ -177,3 +177,14 @@ def _wait_until_idle(sim, timeout: float = 10.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"webhooks still pending: {sim.stats()['webhooks']}")
+
+
+def test_reset_drops_statuses_planned_before_it(fresh_simulator, http, receiver):
+    sim = fresh_simulator
+    sim.configure(webhook_url=receiver.url, webhook_delay_ms=500, delivered_rate=0, read_rate=0)
+    _send(sim, http, 5)
+    sim.reset()
+    _send(sim, http, 2)
+    _wait_until_idle(sim)
+    assert len(receiver.statuses()) == 2
+    assert sim.stats()["webhooks"]["statuses_delivered"] == 2
