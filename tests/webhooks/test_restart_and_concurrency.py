@@ -66,13 +66,14 @@ def test_concurrent_drainers_apply_every_body_exactly_once(client):
     campaign = CampaignFactory()
     rows = accepted_rows(campaign, 40)
     for i, row in enumerate(rows):
-        names = ["sent", "delivered", "read"] if i % 2 else ["delivered", "failed", "sent"]
+        # Orders that end the same whichever drainer applies which body first.
+        names = [["sent", "delivered", "read"], ["delivered", "sent"], ["failed", "sent"]][i % 3]
         for name in names * 2:  # duplicates across bodies
             body = statuses_body(
                 [status(row.wamid, name, code=131026 if name == "failed" else None)]
             )
             post(client, json.dumps(body).encode())
-    assert RawEvent.objects.count() == 240
+    assert RawEvent.objects.count() == 188
     applied, errors = [], []
     barrier = threading.Barrier(4)
 
@@ -91,16 +92,16 @@ def test_concurrent_drainers_apply_every_body_exactly_once(client):
     for t in threads:
         t.join(timeout=60)
     assert errors == []
-    assert sum(applied) == 240
+    assert sum(applied) == 188
     assert not RawEvent.objects.filter(applied_at__isnull=True).exists()
     assert (
         counters(campaign)
         == recount(campaign)
         == {
             "sent": 40,
-            "delivered": 40,
-            "read": 20,
-            "failed": 0,
+            "delivered": 27,
+            "read": 14,
+            "failed": 13,
         }
     )
-    assert StatusLog.objects.count() == 120
+    assert StatusLog.objects.count() == 94
