@@ -101,7 +101,13 @@ def metrics(request: HttpRequest) -> HttpResponse:
     data = ops_metrics()
     lines: list[str] = []
     _metric(lines, "wac_campaigns", "Campaigns by status.", data.campaigns_by_status, "status")
-    _metric(lines, "wac_queue_messages", "Queue rows by status.", data.queue_by_status, "status")
+    _metric(
+        lines,
+        "wac_queue_messages",
+        "Queue rows not final yet, by status (final states: wac_campaign_messages).",
+        data.queue_by_status,
+        "status",
+    )
     # Gauges, not counters: requeue_failed takes rows back out of `failed`.
     _metric(
         lines,

@@ -137,3 +137,9 @@ def test_suppression_delete_unsuppresses_the_contact(admin_client):
     contact.refresh_from_db()
     assert contact.opted_out_at is None
     assert Contact.objects.count() == 1
+
+
+def test_admin_index_lists_campaigns_and_the_queue(admin_client):
+    page = admin_client.get(reverse("admin:index")).content.decode()
+    assert reverse("admin:campaigns_campaign_changelist") in page
+    assert reverse("admin:messaging_outboundmessage_changelist") in page

@@ -40,13 +40,30 @@ def test_metrics_show_campaigns_queue_counters_and_pending_raw_events(client):
     assert samples['wac_campaigns{status="draft"}'] == 1
     assert samples['wac_campaigns{status="completed"}'] == 0
     assert samples['wac_queue_messages{status="queued"}'] == 1
-    assert samples['wac_queue_messages{status="read"}'] == 1
-    assert samples['wac_queue_messages{status="failed"}'] == 1
     assert samples['wac_queue_messages{status="sending"}'] == 0
+    # Final rows are reported by the counters, not by counting the queue.
+    assert 'wac_queue_messages{status="read"}' not in samples
     assert samples['wac_campaign_messages{counter="total"}'] == 8
     assert samples['wac_campaign_messages{counter="sent"}'] == 2
     assert samples['wac_campaign_messages{counter="failed"}'] == 1
     assert samples["wac_webhook_raw_events_pending"] == 1
+
+
+def test_metrics_count_unfinished_rows_of_every_campaign_but_completed_ones(client):
+    paused = factories.CampaignFactory(status=Campaign.Status.PAUSED)
+    cancelled = factories.CampaignFactory(status=Campaign.Status.CANCELLED)
+    completed = factories.CampaignFactory(status=Campaign.Status.COMPLETED)
+    factories.OutboundMessageFactory.create_batch(2, campaign=paused, status=OutboundStatus.RETRY)
+    factories.OutboundMessageFactory(campaign=paused, status=OutboundStatus.HELD)
+    factories.OutboundMessageFactory(campaign=cancelled, status=OutboundStatus.UNKNOWN)
+    factories.OutboundMessageFactory(campaign=completed, status=OutboundStatus.SENT)
+
+    samples = _samples(client.get("/metrics").content.decode())
+
+    assert samples['wac_queue_messages{status="retry"}'] == 2
+    assert samples['wac_queue_messages{status="held"}'] == 1
+    assert samples['wac_queue_messages{status="unknown"}'] == 1
+    assert samples['wac_queue_messages{status="queued"}'] == 0
 
 
 def test_metrics_lines_are_valid_prometheus_text(client):
