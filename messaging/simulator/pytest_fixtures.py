@@ -1,4 +1,4 @@
-"""Pytest fixtures for the simulator; register with `pytest_plugins = [__name__ of this module]`.
+"""Pytest fixtures for the simulator: `pytest_plugins = ["messaging.simulator.pytest_fixtures"]`.
 
 `simulator` is one simulator process per test session (no latency, fixed seed). Tests that
 change its settings should use `fresh_simulator`, which puts counters and settings back to the
