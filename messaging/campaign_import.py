@@ -9,11 +9,14 @@ leaves nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import queue
+import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -63,6 +66,9 @@ __all__ = [
 REJECTIONS_SHOWN = 100
 PREVIEW_SHOWN = 10
 _BATCH = 2000
+# Rows per COPY on PostgreSQL: big enough for set-based statements to pay off, small enough
+# that the few chunks in flight stay a few tens of MB.
+CHUNK_ROWS = 50_000
 
 
 @dataclass(frozen=True)
@@ -251,83 +257,114 @@ def _preview_message(job: _Job, phone: str, template_id: int, components: list) 
 
 
 class _PostgresImport:
-    """COPY into a temporary table, then a handful of set-based statements."""
+    """Chunks of rows COPYed into a temporary table, each followed by set-based statements.
 
-    def run(self, job: _Job, rows: Any) -> ImportResult:
-        suffix = uuid.uuid4().hex[:12]
-        stage, plan = f"wac_import_stage_{suffix}", f"wac_import_plan_{suffix}"
+    A thread parses the file (phonenumbers is most of the Python time) while this thread
+    feeds PostgreSQL, so the two cores work at once. The chunks go in file order: a number
+    seen in an earlier chunk is a duplicate, and queue positions continue where the last
+    chunk stopped, so the result is the same as one pass over the whole file.
+    """
+
+    def run(self, job: _Job, rows: Iterator[CsvRow]) -> ImportResult:
+        names = _TempNames(uuid.uuid4().hex[:12])
         result = ImportResult(campaign=job.campaign)
+        seq = 0
         with connection.cursor() as cursor:
-            # Sorting a million phones for the DISTINCT is far quicker in memory.
-            cursor.execute("SET LOCAL work_mem = '128MB'")
-            cursor.execute(
-                f"CREATE TEMPORARY TABLE {stage} (row_number integer NOT NULL, phone text, "
-                "name text, vals jsonb, raw text, reason text)"
-            )
-            self._copy(cursor.cursor, stage, rows)
-            cursor.execute(f"ANALYZE {stage}")
-            self._filter(cursor, stage, plan, result)
-            if job.campaign is None:
-                result.preview = self._preview_from_plan(cursor, job, plan)
-            else:
-                self._write(cursor, job, stage, plan, result)
-            cursor.execute(
-                f"SELECT row_number, coalesce(raw, ''), reason FROM {stage} "  # noqa: S608
-                "WHERE reason IS NOT NULL ORDER BY row_number LIMIT %s",
-                [REJECTIONS_SHOWN],
-            )
-            result.rejections = [RejectionRow(*r) for r in cursor.fetchall()]
-            cursor.execute(f"DROP TABLE {stage}, {plan}")
+            self._prepare(cursor, names, writing=job.campaign is not None)
+            with _Producer(rows) as chunks:
+                for chunk in chunks:
+                    seq = self._chunk(cursor, job, names, chunk, seq, result)
+            if job.campaign is not None:
+                result.queued = seq
+                # Back to Django's default: foreign keys checked at commit.
+                cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+                result.preview = [
+                    _preview_message(job, m.phone, m.template_id, m.parameters)
+                    for m in OutboundMessage.objects.filter(campaign=job.campaign).order_by("id")[
+                        : job.preview_limit
+                    ]
+                ]
+            cursor.execute(f"DROP TABLE {names.chunk}, {names.batch}, {names.seen}")
         return result
 
     @staticmethod
-    def _copy(raw_cursor: Any, stage: str, rows: Any) -> None:
-        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-        with raw_cursor.copy(
-            f"COPY {stage} (row_number, phone, name, vals, raw, reason) FROM STDIN"
+    def _prepare(cursor: Any, names: _TempNames, *, writing: bool) -> None:
+        # Sorts and hashes of a chunk stay in memory.
+        cursor.execute("SET LOCAL work_mem = '64MB'")
+        if writing:
+            # Check each chunk's foreign keys as it goes in (while the next chunk is parsed)
+            # instead of four checks per queue row piling up for the commit.
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE {names.chunk} (row_number integer NOT NULL, phone text, "
+            "name text, vals jsonb, raw text, reason text)"
+        )
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE {names.batch} (row_number integer NOT NULL, "
+            "phone text NOT NULL, name text, vals jsonb)"
+        )
+        cursor.execute(f"CREATE TEMPORARY TABLE {names.seen} (phone text PRIMARY KEY)")
+
+    def _chunk(
+        self,
+        cursor: Any,
+        job: _Job,
+        names: _TempNames,
+        chunk: list[tuple],
+        seq: int,
+        result: ImportResult,
+    ) -> int:
+        valid = 0
+        cursor.execute(f"TRUNCATE {names.chunk}")
+        with cursor.cursor.copy(
+            f"COPY {names.chunk} (row_number, phone, name, vals, raw, reason) FROM STDIN"
         ) as copy:
             write = copy.write_row
-            for row in rows:
-                if row.phone is None:
-                    write((row.row_number, None, None, None, row.raw_phone, row.reason))
-                else:
-                    write((row.row_number, row.phone, row.name, dumps(row.values), None, None))
+            for row in chunk:
+                write(row)
+                if row[5] is None:
+                    valid += 1
+                elif len(result.rejections) < REJECTIONS_SHOWN:
+                    result.rejections.append(RejectionRow(row[0], row[4], row[5]))
+        result.rejected += len(chunk) - valid
+        cursor.execute(f"TRUNCATE {names.batch}")
+        # The first row of each number wins: later rows, here or in a later chunk, are
+        # duplicates. `seen` remembers every number kept so far (suppressed ones too).
+        cursor.execute(
+            f"WITH firsts AS (SELECT DISTINCT ON (phone) row_number, phone, name, vals "  # noqa: S608
+            f"FROM {names.chunk} WHERE reason IS NULL ORDER BY phone, row_number), "
+            f"fresh AS (INSERT INTO {names.seen} (phone) SELECT phone FROM firsts "
+            "ON CONFLICT DO NOTHING RETURNING phone) "
+            f"INSERT INTO {names.batch} (row_number, phone, name, vals) "
+            "SELECT f.row_number, f.phone, f.name, f.vals FROM firsts f JOIN fresh USING (phone)"
+        )
+        result.duplicates += valid - cursor.rowcount
+        # Scalar subqueries, not joins: one index probe per row of the chunk, where a join
+        # would hash the whole contact table again for every chunk.
+        cursor.execute(
+            f"DELETE FROM {names.batch} b WHERE (SELECT true FROM "  # noqa: S608
+            f"{Suppression._meta.db_table} s WHERE s.phone = b.phone) OR (SELECT true FROM "
+            f"{Contact._meta.db_table} c WHERE c.phone = b.phone AND c.opted_out_at IS NOT NULL)"
+        )
+        result.suppressed += cursor.rowcount
+        if job.campaign is None:
+            self._preview_batch(cursor, job, names, seq, result)
+            cursor.execute(f"SELECT count(*) FROM {names.batch}")  # noqa: S608
+            kept = cursor.fetchone()[0]
+            result.queued += kept
+            return seq + kept
+        return seq + self._write(cursor, job, names, seq)
 
     @staticmethod
-    def _filter(cursor: Any, stage: str, plan: str, result: ImportResult) -> None:
-        cursor.execute(
-            f"SELECT count(*) FILTER (WHERE reason IS NOT NULL), "  # noqa: S608
-            f"count(*) FILTER (WHERE reason IS NULL) FROM {stage}"
-        )
-        result.rejected, valid = cursor.fetchone()
-        # The first row of each number wins; later ones are duplicates.
-        cursor.execute(
-            f"CREATE TEMPORARY TABLE {plan} AS SELECT DISTINCT ON (phone) row_number, phone, "  # noqa: S608
-            f"name, vals FROM {stage} WHERE reason IS NULL ORDER BY phone, row_number"
-        )
-        kept = cursor.rowcount
-        result.duplicates = valid - kept
-        cursor.execute(
-            f"DELETE FROM {plan} p USING {Suppression._meta.db_table} s "  # noqa: S608
-            "WHERE s.phone = p.phone"
-        )
-        suppressed = cursor.rowcount
-        cursor.execute(
-            f"DELETE FROM {plan} p USING {Contact._meta.db_table} c "  # noqa: S608
-            "WHERE c.phone = p.phone AND c.opted_out_at IS NOT NULL"
-        )
-        result.suppressed = suppressed + cursor.rowcount
-        result.queued = kept - result.suppressed  # what a preview reports; the insert recounts
-
-    def _write(self, cursor: Any, job: _Job, stage: str, plan: str, result: ImportResult) -> None:
+    def _write(cursor: Any, job: _Job, names: _TempNames, seq: int) -> int:
         contact = Contact._meta.db_table
         campaign = job.campaign
         assert campaign is not None
         # Sorted by phone, so two imports sharing numbers lock them in the same order.
         cursor.execute(
             f"INSERT INTO {contact} AS c (phone, name, attributes, wa_id, created_at) "  # noqa: S608
-            f"SELECT phone, coalesce(name, ''), vals - 'name', '', %s FROM {plan} ORDER BY phone "
-            "ON CONFLICT (phone) DO UPDATE SET "
+            f"SELECT phone, coalesce(name, ''), vals - 'name', '', %s FROM {names.batch} "
+            "ORDER BY phone ON CONFLICT (phone) DO UPDATE SET "
             "name = CASE WHEN EXCLUDED.name <> '' THEN EXCLUDED.name ELSE c.name END, "
             "attributes = c.attributes || EXCLUDED.attributes "
             "WHERE (EXCLUDED.name <> '' AND EXCLUDED.name <> c.name) "
@@ -340,13 +377,14 @@ class _PostgresImport:
             f"INSERT INTO {OutboundMessage._meta.db_table} (campaign_id, contact_id, "  # noqa: S608
             "template_id, sender_id, phone, parameters, priority, status, attempts, "
             "next_attempt_at, claimed_by, error_category, error_detail) "
-            f"SELECT %s, c.id, q.template_id, %s, q.phone, {render_sql}, %s, %s, 0, %s, '', '', '' "
+            f"SELECT %s, (SELECT c.id FROM {contact} c WHERE c.phone = q.phone), q.template_id, "
+            f"%s, q.phone, {render_sql}, %s, %s, 0, %s, '', '', '' "
             # seq = place in send order (file order of the numbers kept); the pattern maps
             # it to a template, so templates interleave.
             "FROM (SELECT n.phone, n.vals, n.seq, "
             f"(%s::bigint[])[(n.seq %% {period}) + 1] AS template_id FROM "
-            "(SELECT phone, vals, row_number() OVER (ORDER BY row_number) - 1 AS seq "
-            f"FROM {plan}) n) q JOIN {contact} c ON c.phone = q.phone ORDER BY q.seq",
+            "(SELECT phone, vals, %s + row_number() OVER (ORDER BY row_number) - 1 AS seq "
+            f"FROM {names.batch}) n) q ORDER BY q.seq",
             [
                 campaign.pk,
                 job.sender.pk,
@@ -355,37 +393,121 @@ class _PostgresImport:
                 OutboundStatus.QUEUED,
                 job.now,
                 job.pattern,
+                seq,
             ],
         )
-        result.queued = cursor.rowcount
+        queued = cursor.rowcount
         cursor.execute(
             f"INSERT INTO {ImportRejection._meta.db_table} "  # noqa: S608
             "(campaign_id, row_number, value, reason) "
-            f"SELECT %s, row_number, left(coalesce(raw, ''), 255), left(reason, 255) "
-            f"FROM {stage} WHERE reason IS NOT NULL ORDER BY row_number",
+            "SELECT %s, row_number, left(coalesce(raw, ''), 255), left(reason, 255) "
+            f"FROM {names.chunk} WHERE reason IS NOT NULL ORDER BY row_number",
             [campaign.pk],
         )
-        result.preview = [
-            _preview_message(job, m.phone, m.template_id, m.parameters)
-            for m in OutboundMessage.objects.filter(campaign=campaign).order_by("id")[
-                : job.preview_limit
-            ]
-        ]
+        return queued
 
     @staticmethod
-    def _preview_from_plan(cursor: Any, job: _Job, plan: str) -> list[PreviewMessage]:
+    def _preview_batch(
+        cursor: Any, job: _Job, names: _TempNames, seq: int, result: ImportResult
+    ) -> None:
+        missing = job.preview_limit - len(result.preview)
+        if missing <= 0:
+            return
         cursor.execute(
-            f"SELECT phone, vals FROM {plan} ORDER BY row_number LIMIT %s",  # noqa: S608
-            [job.preview_limit],
+            f"SELECT phone, vals FROM {names.batch} ORDER BY row_number LIMIT %s",  # noqa: S608
+            [missing],
         )
         plans = {p.template_id: p for p in job.plans}
-        preview = []
-        for seq, (phone, vals) in enumerate(cursor.fetchall()):
-            template_id = job.pattern[seq % len(job.pattern)]
+        for offset, (phone, vals) in enumerate(cursor.fetchall()):
+            template_id = job.pattern[(seq + offset) % len(job.pattern)]
             values = vals if isinstance(vals, dict) else json.loads(vals)
             components = render_plan(plans[template_id], values)
-            preview.append(_preview_message(job, phone, template_id, components))
-        return preview
+            result.preview.append(_preview_message(job, phone, template_id, components))
+
+
+@dataclass(frozen=True)
+class _TempNames:
+    suffix: str
+
+    @property
+    def chunk(self) -> str:
+        return f"wac_import_chunk_{self.suffix}"
+
+    @property
+    def batch(self) -> str:
+        return f"wac_import_batch_{self.suffix}"
+
+    @property
+    def seen(self) -> str:
+        return f"wac_import_seen_{self.suffix}"
+
+
+_END = object()
+
+
+class _Producer:
+    """Parses rows on a thread into chunks of COPY-ready tuples; iterate to consume them.
+
+    The queue is short, so at most a few chunks are in memory. An error while parsing (a
+    broken row) is raised in the consuming thread, in order, after the chunks before it.
+    """
+
+    def __init__(self, rows: Iterator[CsvRow], chunk_size: int = CHUNK_ROWS) -> None:
+        self._rows = rows
+        self._chunk_size = chunk_size
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="csv-import-parse", daemon=True)
+
+    def __enter__(self) -> Iterator[list[tuple]]:
+        self._thread.start()
+        return self._chunks()
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._queue.get(timeout=0.1)  # unblock a producer waiting on a full queue
+        self._thread.join()
+
+    def _chunks(self) -> Iterator[list[tuple]]:
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+        chunk: list[tuple] = []
+        try:
+            for row in self._rows:
+                if row.phone is None:
+                    chunk.append((row.row_number, None, None, None, row.raw_phone, row.reason))
+                else:
+                    chunk.append(
+                        (row.row_number, row.phone, row.name, dumps(row.values), None, None)
+                    )
+                if len(chunk) >= self._chunk_size:
+                    if not self._put(chunk):
+                        return
+                    chunk = []
+            if chunk and not self._put(chunk):
+                return
+            self._put(_END)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            self._put(exc)
 
 
 def _render_case(plans: list[TemplatePlan]) -> tuple[str, list[Any]]:

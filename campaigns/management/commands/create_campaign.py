@@ -1,0 +1,131 @@
+"""Create a campaign from a CSV: `manage.py create_campaign --name N --csv F --sender ID ...`."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+
+from campaigns.models import MessageTemplate, SenderNumber
+from messaging.campaign_import import CsvImportError, create_campaign_from_csv
+
+_TEMPLATE = re.compile(r"^(?P<name>[^:@]+)(?::(?P<lang>[^:@]+))?(?:@(?P<weight>[^:@]+))?$")
+
+
+class Command(BaseCommand):
+    help = (
+        "Create a campaign from a CSV of phone numbers (plus optional template variable "
+        "columns). Prints the campaign id and the queued/rejected counts."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--name", required=True)
+        parser.add_argument("--csv", required=True, help="path of the CSV file")
+        parser.add_argument("--sender", required=True, help="the sender's Graph phone-number-id")
+        parser.add_argument(
+            "--template",
+            action="append",
+            required=True,
+            help="NAME[:LANG][@WEIGHT]; repeat for several templates (equal weights by default)",
+        )
+        parser.add_argument("--start", help="'now' or an ISO-8601 date-time to schedule it")
+        parser.add_argument("--region", help="default region for numbers without +, e.g. GB")
+        parser.add_argument("--priority", type=int, default=0)
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        sender = (
+            SenderNumber.objects.select_related("account")
+            .filter(phone_number_id=options["sender"])
+            .first()
+        )
+        if sender is None:
+            raise CommandError(f"unknown sender {options['sender']!r}: add it with add_sender")
+        templates = [_template(sender, spec) for spec in options["template"]]
+        start_now, start_at = _start(options["start"])
+        try:
+            result = create_campaign_from_csv(
+                name=options["name"],
+                csv_file=options["csv"],
+                sender=sender,
+                templates=templates,
+                start_now=start_now,
+                start_at=start_at,
+                default_region=options["region"],
+                priority=options["priority"],
+            )
+        except CsvImportError as exc:
+            raise CommandError(f"{options['csv']}: {exc}") from None
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        campaign = result.campaign
+        assert campaign is not None
+        if options["json"]:
+            self.stdout.write(
+                json.dumps(
+                    {
+                        "id": campaign.pk,
+                        "queued": result.queued,
+                        "rejected": result.rejected,
+                        "duplicates": result.duplicates,
+                        "suppressed": result.suppressed,
+                        "status": campaign.status,
+                    }
+                )
+            )
+            return
+        self.stdout.write(
+            f"campaign {campaign.pk} ({campaign.name}) {campaign.status}: "
+            f"{result.queued} queued, {result.rejected} rejected, "
+            f"{result.duplicates} duplicates, {result.suppressed} suppressed"
+        )
+        for rejection in result.rejections[:10]:
+            self.stdout.write(
+                f"  row {rejection.row_number}: {rejection.value!r}: {rejection.reason}"
+            )
+        if result.rejected > 10:
+            self.stdout.write("  … the full list is the campaign's rejection report in admin")
+
+
+def _template(sender: SenderNumber, spec: str) -> tuple[MessageTemplate, int]:
+    match = _TEMPLATE.match(spec.strip())
+    if match is None:
+        raise CommandError(f"--template {spec!r}: expected NAME[:LANG][@WEIGHT]")
+    weight_text = match["weight"] or "1"
+    if not weight_text.isdigit() or int(weight_text) < 1:
+        raise CommandError(f"--template {spec!r}: the weight must be a whole number ≥ 1")
+    found = MessageTemplate.objects.filter(account=sender.account, name=match["name"])
+    if match["lang"]:
+        found = found.filter(language=match["lang"])
+    candidates = list(found)
+    if not candidates:
+        raise CommandError(
+            f"--template {spec!r}: no such template for WABA {sender.account.waba_id} "
+            "(load them with load_templates)"
+        )
+    if len(candidates) > 1:
+        languages = ", ".join(sorted(t.language for t in candidates))
+        raise CommandError(
+            f"--template {spec!r} exists in several languages ({languages}): "
+            f"write {match['name']}:LANG"
+        )
+    return candidates[0], int(weight_text)
+
+
+def _start(value: str | None) -> tuple[bool, datetime | None]:
+    if value is None:
+        return False, None
+    if value.strip().lower() == "now":
+        return True, None
+    try:
+        at = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise CommandError(
+            f"--start {value!r}: expected 'now' or an ISO-8601 date-time, "
+            "e.g. 2026-05-01T09:00+01:00"
+        ) from None
+    return False, timezone.make_aware(at) if timezone.is_naive(at) else at
