@@ -9,6 +9,8 @@ from django.conf import settings
 
 from tests import factories
 
+pytest_plugins = ["messaging.simulator.pytest_fixtures"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     # Tests must never run against SQLite by accident: the queue relies on PostgreSQL.

@@ -10,8 +10,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from messaging.simulator.pytest_fixtures import fresh_simulator, simulator  # noqa: F401
-
 
 class Receiver:
     """Records webhook POSTs; answers `fail_first` of them with HTTP 500, the rest with 200."""
