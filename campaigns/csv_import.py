@@ -30,6 +30,7 @@ DELIMITERS = (",", ";", "\t")
 _SNIFF_BYTES = 64 * 1024
 # Meta refuses template variables with line breaks, tabs or more than 4 spaces in a row (132018).
 _BAD_PARAM = re.compile(r"[\n\r\t]| {5}")
+_UNDECODED = re.compile("[\udc80-\udcff]")
 _VARIABLE = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}")
 # What spreadsheets and copy-paste put into numbers besides digits.
 _PHONE_JUNK = str.maketrans(
@@ -217,7 +218,9 @@ class CsvFile:
         text = io.TextIOWrapper(
             io.BufferedReader(_Prefixed(head, stream), buffer_size=_SNIFF_BYTES),
             encoding="utf-8-sig",
-            errors="strict",
+            # Undecodable bytes become lone surrogates, found line by line, so the error can
+            # name the row (a strict decoder fails a block ahead of the parser).
+            errors="surrogateescape",
             newline="",
         )
         self._lines = _checked_lines(text)
@@ -226,7 +229,7 @@ class CsvFile:
         self._reader = csv.reader(self._lines, delimiter=delimiter, strict=True)
         try:
             header = next(self._reader, None)
-        except csv.Error as exc:
+        except (csv.Error, _BadLine) as exc:
             raise CsvImportError(f"row 1 (header): {exc}") from None
         if header is None or not any(h.strip() for h in header):
             raise CsvImportError("the file is empty: the first row must name the columns")
@@ -242,17 +245,12 @@ class CsvFile:
                 fields = next(reader)
             except StopIteration:
                 return
-            except csv.Error as exc:
+            except (csv.Error, _BadLine) as exc:
                 raise CsvImportError(f"row {row_number + 1}: {exc}") from None
-            except UnicodeDecodeError:
-                raise CsvImportError(
-                    f"near row {row_number + 1}: the file is not UTF-8 text; "
-                    "save it as 'CSV UTF-8' and upload it again"
-                ) from None
             row_number += 1
+            if not any(fields) or not any(f.strip() for f in fields):
+                continue  # a blank line, or a spreadsheet's empty row of delimiters
             if len(fields) != width:
-                if not any(f.strip() for f in fields):
-                    continue  # blank line
                 raise CsvImportError(
                     f"row {row_number}: expected {width} fields, got {len(fields)}"
                 )
@@ -270,22 +268,18 @@ def _check_head(head: bytes) -> None:
         raise CsvImportError("the file is UTF-16 text: save it as 'CSV UTF-8' first")
     if b"\x00" in head:
         raise CsvImportError("not a text file (it contains NUL bytes): upload a CSV")
-    try:
-        # The head may end mid-character; only complete characters must decode.
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-    except UnicodeDecodeError as exc:
-        raise CsvImportError(
-            f"the file is not UTF-8 text (undecodable byte at offset {exc.start}): "
-            "save it as 'CSV UTF-8' and upload it again"
-        ) from None
+
+
+class _BadLine(Exception):
+    """A line that cannot be text; `records()` adds the row number."""
 
 
 def _checked_lines(text: io.TextIOWrapper) -> Iterator[str]:
-    for line_number, line in enumerate(text, start=1):
+    for line in text:
         if "\x00" in line:
-            raise CsvImportError(
-                f"line {line_number}: the file contains NUL bytes, so it is not a text CSV"
-            )
+            raise _BadLine("the file contains NUL bytes, so it is not a text CSV")
+        if _UNDECODED.search(line):
+            raise _BadLine("the file is not UTF-8 text; save it as 'CSV UTF-8' and upload it again")
         yield line
 
 

@@ -452,9 +452,9 @@ class _Producer:
     broken row) is raised in the consuming thread, in order, after the chunks before it.
     """
 
-    def __init__(self, rows: Iterator[CsvRow], chunk_size: int = CHUNK_ROWS) -> None:
+    def __init__(self, rows: Iterator[CsvRow], chunk_size: int | None = None) -> None:
         self._rows = rows
-        self._chunk_size = chunk_size
+        self._chunk_size = chunk_size or CHUNK_ROWS
         self._queue: queue.Queue[object] = queue.Queue(maxsize=2)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="csv-import-parse", daemon=True)
