@@ -26,7 +26,7 @@ from webhooks.statuses import match_unmatched_statuses, record_statuses
 logger = logging.getLogger(__name__)
 
 _RAW = RawEvent._meta.db_table
-BATCH_SIZE = 500
+BATCH_SIZE = 1000
 # How far back the drain loop looks for statuses whose queue row may have appeared since.
 REMATCH_WINDOW = timedelta(days=2)
 REMATCH_EVERY_SECONDS = 10.0

@@ -9,6 +9,7 @@ that really happened, whatever the order, duplicates or concurrent appliers.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -41,6 +42,7 @@ CALLBACK_PREFIX = "out:"
 
 _OUT = OutboundMessage._meta.db_table
 _LOG = StatusLog._meta.db_table
+_CONTACT = Contact._meta.db_table
 
 
 @dataclass
@@ -121,6 +123,11 @@ def callback_row_id(callback_data: str) -> int | None:
     return None
 
 
+def _json(rows: list[dict[str, object]]) -> str:
+    # One text parameter read by json_to_recordset: far cheaper to bind than a dozen arrays.
+    return json.dumps(rows, default=str, separators=(",", ":"))
+
+
 @transaction.atomic
 def record_statuses(*, events: Sequence[StatusEvent]) -> Outcome:
     """Log every new (wamid, status) and apply it to its queue row and campaign counters."""
@@ -129,42 +136,57 @@ def record_statuses(*, events: Sequence[StatusEvent]) -> Outcome:
         unique.setdefault((event.wamid, event.status), event)
     if not unique:
         return Outcome()
-    batch = sorted(unique.values(), key=lambda e: (e.wamid, e.status))
+    candidates = [
+        LogRow(
+            0,
+            e.wamid,
+            e.status,
+            e.timestamp,
+            e.callback_data,
+            e.recipient_id,
+            e.error_code,
+            e.error_title,
+        )
+        for e in sorted(unique.values(), key=lambda e: (e.wamid, e.status))
+    ]
+    # Queue rows first (id order), log keys second (sorted): every applier takes locks in the
+    # same order, so concurrent appliers queue behind each other and never deadlock.
+    rows = _lock_rows(candidates)
+    matched = {(log.wamid, log.status): row.id for log, row in _match(candidates, rows)}
     with connection.cursor() as cursor:
-        # Sorted, so two appliers inserting overlapping keys wait on each other, never deadlock.
         cursor.execute(
             f"INSERT INTO {_LOG} (wamid, status, timestamp, callback_data, recipient_id, "  # noqa: S608
-            "error_code, error_title, received_at) "
-            "SELECT *, now() FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::text[], "
-            "%s::text[], %s::integer[], %s::text[]) "
+            "error_code, error_title, outbound_id, received_at) "
+            "SELECT v.*, now() FROM json_to_recordset(%s::json) AS v(wamid text, status text, "
+            "timestamp timestamptz, callback_data text, recipient_id text, error_code integer, "
+            "error_title text, outbound_id bigint) "
             "ON CONFLICT (wamid, status) DO NOTHING RETURNING id, wamid, status",
             [
-                [e.wamid for e in batch],
-                [e.status for e in batch],
-                [e.timestamp for e in batch],
-                [e.callback_data for e in batch],
-                [e.recipient_id for e in batch],
-                [e.error_code for e in batch],
-                [e.error_title for e in batch],
+                _json(
+                    [
+                        {
+                            "wamid": c.wamid,
+                            "status": c.status,
+                            "timestamp": c.timestamp,
+                            "callback_data": c.callback_data,
+                            "recipient_id": c.recipient_id,
+                            "error_code": c.error_code,
+                            "error_title": c.error_title,
+                            "outbound_id": matched.get((c.wamid, c.status)),
+                        }
+                        for c in candidates
+                    ]
+                )
             ],
         )
         inserted = cursor.fetchall()
+    by_key = {(c.wamid, c.status): c for c in candidates}
     logs = []
     for log_id, wamid, status in inserted:
-        e = unique[(wamid, status)]
-        logs.append(
-            LogRow(
-                log_id,
-                wamid,
-                status,
-                e.timestamp,
-                e.callback_data,
-                e.recipient_id,
-                e.error_code,
-                e.error_title,
-            )
-        )
-    outcome = _settle(logs)
+        log = by_key[(wamid, status)]
+        log.id = log_id
+        logs.append(log)
+    outcome = _apply(logs, rows, link=False)
     outcome.logged = len(logs)
     return outcome
 
@@ -221,15 +243,11 @@ def _lock_rows(logs: list[LogRow]) -> dict[int, Row]:
         return {r[0]: Row(*r) for r in cursor.fetchall()}
 
 
-def _settle(logs: list[LogRow]) -> Outcome:
-    outcome = Outcome()
-    if not logs:
-        return outcome
-    rows = _lock_rows(logs)
+def _match(logs: list[LogRow], rows: dict[int, Row]) -> list[tuple[LogRow, Row]]:
+    """Each log's queue row: by wamid, else by callback data for a row whose answer was lost."""
     by_wamid = {r.wamid: r for r in rows.values() if r.wamid}
-    links: list[tuple[int, int]] = []
-    valid_until: dict[int, datetime | None] | None = None
-    for log in sorted(logs, key=lambda g: (ORDER.get(g.status, 9), g.id)):
+    pairs = []
+    for log in logs:
         row = by_wamid.get(log.wamid)
         if row is None:
             candidate = rows.get(callback_row_id(log.callback_data) or -1)
@@ -239,20 +257,32 @@ def _settle(logs: list[LogRow]) -> Outcome:
                 row.wamid = log.wamid
                 row.changed = True
                 by_wamid[log.wamid] = row
-        if row is None:
-            continue
-        links.append((log.id, row.id))
+        if row is not None:
+            pairs.append((log, row))
+    return pairs
+
+
+def _settle(logs: list[LogRow]) -> Outcome:
+    """Apply log rows that exist already (locked, unmatched until now), linking them."""
+    return _apply(logs, _lock_rows(logs), link=True) if logs else Outcome()
+
+
+def _apply(logs: list[LogRow], rows: dict[int, Row], *, link: bool) -> Outcome:
+    outcome = Outcome()
+    pairs = _match(sorted(logs, key=lambda g: (ORDER.get(g.status, 9), g.id)), rows)
+    valid_until: dict[int, datetime | None] = {}
+    if any(log.status == "failed" for log, _ in pairs):
+        valid_until = dict(
+            Campaign.objects.filter(pk__in={r.campaign_id for _, r in pairs}).values_list(
+                "pk", "valid_until"
+            )
+        )
+    for log, row in pairs:
         if log.recipient_id and "+" + log.recipient_id != row.phone:
             outcome.wa_ids[row.contact_id] = log.recipient_id
-        if log.status == "failed" and valid_until is None:
-            valid_until = dict(
-                Campaign.objects.filter(pk__in={r.campaign_id for r in rows.values()}).values_list(
-                    "pk", "valid_until"
-                )
-            )
-        _step(row, log, outcome, valid_until or {})
-    outcome.matched = len(links)
-    _write(rows, links, outcome)
+        _step(row, log, outcome, valid_until)
+    outcome.matched = len(pairs)
+    _write(rows, [(log.id, row.id) for log, row in pairs] if link else [], outcome)
     return outcome
 
 
@@ -340,14 +370,14 @@ def _write(rows: dict[int, Row], links: list[tuple[int, int]], outcome: Outcome)
     changed = [r for r in rows.values() if r.changed]
     with connection.cursor() as cursor:
         if changed:
-            # One UPDATE … FROM unnest for the batch (engine-notes §2: bulk_update is ~16× slower).
-            cols = _WRITE_COLUMNS
-            casts = ", ".join(f"%s::{_PG_TYPES.get(c, 'timestamptz')}[]" for c in ["id", *cols])
+            # One UPDATE for the batch (engine-notes §2: bulk_update is ~16× slower).
+            cols = ["id", *_WRITE_COLUMNS]
+            types = ", ".join(f"{c} {_PG_TYPES.get(c, 'timestamptz')}" for c in cols)
             cursor.execute(
                 f"UPDATE {_OUT} o SET "  # noqa: S608
-                + ", ".join(f"{c} = v.{c}" for c in cols)
-                + f" FROM unnest({casts}) AS v(id, {', '.join(cols)}) WHERE o.id = v.id",
-                [[r.id for r in changed], *[[getattr(r, c) for r in changed] for c in cols]],
+                + ", ".join(f"{c} = v.{c}" for c in _WRITE_COLUMNS)
+                + f" FROM json_to_recordset(%s::json) AS v({types}) WHERE o.id = v.id",
+                [_json([{c: getattr(r, c) for c in cols} for r in changed])],
             )
         if links:
             cursor.execute(
@@ -361,8 +391,15 @@ def _write(rows: dict[int, Row], links: list[tuple[int, int]], outcome: Outcome)
             Campaign.objects.filter(pk=campaign_id).update(
                 **{k: F(k) + v for k, v in delta.items()}
             )
-    for contact_id, wa_id in outcome.wa_ids.items():
-        Contact.objects.filter(pk=contact_id).exclude(wa_id=wa_id).update(wa_id=wa_id)
+    if outcome.wa_ids:
+        # Remember the WhatsApp id where it differs from the E.164 (Brazil, Mexico…).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {_CONTACT} c SET wa_id = v.wa_id "  # noqa: S608
+                "FROM unnest(%s::bigint[], %s::text[]) AS v(id, wa_id) "
+                "WHERE c.id = v.id AND c.wa_id <> v.wa_id",
+                [list(outcome.wa_ids), list(outcome.wa_ids.values())],
+            )
     if outcome.suppress:
         phones = sorted(outcome.suppress)
         suppress_numbers(

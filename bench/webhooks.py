@@ -1,0 +1,418 @@
+"""Benchmark of the WhatsApp webhook endpoint: requests/s vs a bare view, events/s, p99.
+
+    .venv/bin/python -m bench.webhooks [--seconds 10] [--clients 8] [--rows 200000]
+
+gunicorn (`-k gthread -w 2 --threads 8`, DEBUG off) serves config.wsgi against the PostgreSQL
+of scripts/services.sh, in a database of its own (`wac_bench_webhooks`, dropped and created
+afresh on each start). One `manage.py apply_webhooks` process applies in the background during
+every phase, as the cluster would. Load: multi-process Python clients, one keep-alive
+connection each, validly signed Meta-shaped bodies.
+
+Phases (same run, same machine, same client code):
+  1. bare      — POST to a view that only answers 200 (WEBHOOK_BENCH_BARE_VIEW, bench-only)
+  2. single    — one status per POST (Meta's usual shape) to /webhooks/whatsapp/
+  3. batch     — 1 to 50 statuses per POST; store + apply measured until the backlog is empty
+  4. paced     — open loop at 500 requests/s, latency from each request's scheduled time
+Then: no body pending or in error, every acknowledged (wamid, status) in the status log, and
+the campaign counters equal a recount from the status log.
+Floors: single ≥ 0.5 × bare; ≥ 5,000 status events/s stored and applied; p99 < 100 ms at 500/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import http.client
+import json
+import multiprocessing as mp
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+DB_NAME = "wac_bench_webhooks"
+SECRET = "bench-app-secret"
+PNID = "106540352242922"
+FAILED_EVERY = 20  # rows i % 20 == 0 get sent/failed; the rest sent/delivered/read
+
+
+def _database_url() -> str:
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        out = subprocess.run(
+            [str(ROOT / "scripts" / "services.sh")],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        ).stdout
+        for line in out.splitlines():
+            key, _, value = line.removeprefix("export ").partition("=")
+            os.environ.setdefault(key, value)
+        url = os.environ["DATABASE_URL"]
+    return urlunsplit(urlsplit(url)._replace(path=f"/{DB_NAME}"))
+
+
+def _fresh_database(url: str) -> None:
+    import psycopg
+
+    admin = urlunsplit(urlsplit(url)._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DB_NAME}")
+
+
+def _seed(url: str, rows: int) -> int:
+    """One running campaign with `rows` accepted messages (wamid.B<i>), counted in `sent`."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        account = conn.execute(
+            "INSERT INTO campaigns_whatsappaccount (waba_id, name, created_at) "
+            "VALUES ('102290129340398', 'bench', now()) RETURNING id"
+        ).fetchone()[0]
+        sender = conn.execute(
+            "INSERT INTO campaigns_sendernumber (account_id, phone_number_id, display_number, "
+            "rate_mps, messaging_tier, quality_rating, status, created_at) "
+            "VALUES (%s, %s, '+15550783881', 80, 'TIER_250', 'GREEN', 'CONNECTED', now()) "
+            "RETURNING id",
+            [account, PNID],
+        ).fetchone()[0]
+        template = conn.execute(
+            "INSERT INTO campaigns_messagetemplate (account_id, graph_id, name, language, "
+            "category, status, parameter_format, components) VALUES (%s, '1', 'promo', 'en_US', "
+            "'MARKETING', 'APPROVED', 'POSITIONAL', '[]') RETURNING id",
+            [account],
+        ).fetchone()[0]
+        campaign = conn.execute(
+            "INSERT INTO campaigns_campaign (name, sender_id, status, priority, pause_reason, "
+            "total, sent, delivered, read, failed, rejected_count, duplicate_count, "
+            "suppressed_count, created_at, updated_at) VALUES ('bench', %s, 'running', 0, '', "
+            "%s, %s, 0, 0, 0, 0, 0, 0, now(), now()) RETURNING id",
+            [sender, rows, rows],
+        ).fetchone()[0]
+        conn.execute(
+            "INSERT INTO campaigns_contact (phone, name, attributes, wa_id, created_at) "
+            "SELECT '+1415' || lpad(i::text, 7, '0'), '', '{}', '', now() "
+            "FROM generate_series(0, %s - 1) i",
+            [rows],
+        )
+        conn.execute(
+            "INSERT INTO messaging_outboundmessage (campaign_id, contact_id, template_id, "
+            "sender_id, phone, parameters, priority, status, attempts, next_attempt_at, "
+            "claimed_by, wamid, error_category, error_detail, accepted_at) "
+            "SELECT %s, c.id, %s, %s, c.phone, '[]', 0, 10, 1, now(), '', "
+            "'wamid.B' || (substr(c.phone, 6)::int), '', '', now() FROM campaigns_contact c",
+            [campaign, template, sender],
+        )
+        conn.execute("VACUUM ANALYZE")
+    return campaign
+
+
+def _statuses_for(rng: random.Random, rows: int, k: int) -> list[tuple[str, str]]:
+    out = []
+    for _ in range(k):
+        i = rng.randrange(rows)
+        names = ("sent", "failed") if i % FAILED_EVERY == 0 else ("sent", "delivered", "read")
+        out.append((f"wamid.B{i}", rng.choice(names)))
+    return out
+
+
+def _body(pairs: list[tuple[str, str]], ts: int) -> bytes:
+    statuses = []
+    for wamid, name in pairs:
+        recipient = f"1415{int(wamid[7:]):07d}"
+        item = {"id": wamid, "status": name, "timestamp": str(ts), "recipient_id": recipient}
+        if name == "failed":
+            item["errors"] = [{"code": 131026, "title": "Message undeliverable"}]
+        statuses.append(item)
+    body = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "102290129340398",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {
+                                "display_phone_number": "15550783881",
+                                "phone_number_id": PNID,
+                            },
+                            "statuses": statuses,
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _client(args: tuple) -> dict:
+    """One load process: one keep-alive connection, closed loop or paced (rate > 0)."""
+    port, path, seconds, seed, rows, max_batch, rate = args
+    rng = random.Random(seed)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    acked: list[tuple[str, str]] = []
+    latencies: list[float] = []
+    errors = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    n = 0
+    while True:
+        now = time.perf_counter()
+        if now >= deadline:
+            break
+        scheduled = now
+        if rate:
+            scheduled = start + n / rate
+            if scheduled >= deadline:
+                break
+            if scheduled > now:
+                time.sleep(scheduled - now)
+        pairs = _statuses_for(rng, rows, rng.randint(1, max_batch))
+        body = _body(pairs, int(time.time()))
+        signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        conn.request(
+            "POST",
+            path,
+            body=body,
+            headers={"Content-Type": "application/json", "X-Hub-Signature-256": signature},
+        )
+        response = conn.getresponse()
+        response.read()
+        latencies.append(time.perf_counter() - scheduled)
+        n += 1
+        if response.status == 200:
+            acked.extend(pairs)
+        else:
+            errors += 1
+    conn.close()
+    return {"requests": n, "acked": acked, "latencies": latencies, "errors": errors}
+
+
+def _phase(port, path, seconds, clients, rows, max_batch=1, rate=0.0, seed=0) -> dict:
+    per_rate = rate / clients if rate else 0.0
+    with mp.get_context("fork").Pool(clients) as pool:
+        t0 = time.perf_counter()
+        results = pool.map(
+            _client,
+            [(port, path, seconds, seed + i, rows, max_batch, per_rate) for i in range(clients)],
+        )
+        elapsed = time.perf_counter() - t0
+    latencies = sorted(x for r in results for x in r["latencies"])
+    requests = sum(r["requests"] for r in results)
+    return {
+        "requests": requests,
+        "rps": requests / seconds,
+        "events": sum(len(r["acked"]) for r in results),
+        "acked": {p for r in results for p in r["acked"]},
+        "errors": sum(r["errors"] for r in results),
+        "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else 0,
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)] if latencies else 0,
+        "elapsed": elapsed,
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("gunicorn did not start")
+
+
+def _pending(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM webhooks_rawevent WHERE applied_at IS NULL"
+        ).fetchone()[0]
+
+
+def _wait_applied(url: str, timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    while _pending(url) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return time.perf_counter()
+
+
+def _verify(url: str, campaign: int, acked: set[tuple[str, str]]) -> dict:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        logged = set(conn.execute("SELECT wamid, status FROM webhooks_statuslog").fetchall())
+        errors = conn.execute(
+            "SELECT count(*) FROM webhooks_rawevent WHERE error <> '' OR applied_at IS NULL"
+        ).fetchone()[0]
+        unmatched = conn.execute(
+            "SELECT count(*) FROM webhooks_statuslog WHERE outbound_id IS NULL"
+        ).fetchone()[0]
+        counters = conn.execute(
+            "SELECT sent, delivered, read, failed, total FROM campaigns_campaign WHERE id = %s",
+            [campaign],
+        ).fetchone()
+        # The recount: the log decides each row (no row mixes failed with delivered/read here).
+        recount = conn.execute(
+            "SELECT count(DISTINCT wamid) FILTER (WHERE status IN ('delivered', 'read')), "
+            "count(DISTINCT wamid) FILTER (WHERE status = 'read'), "
+            "count(DISTINCT wamid) FILTER (WHERE status = 'failed') FROM webhooks_statuslog"
+        ).fetchone()
+        rows = conn.execute(
+            "SELECT count(*) FILTER (WHERE status IN (12, 13)), count(*) FILTER (WHERE status = 13),"
+            " count(*) FILTER (WHERE status = 20) FROM messaging_outboundmessage"
+        ).fetchone()
+    return {
+        "lost": len(acked - logged),
+        "raw_pending_or_error": errors,
+        "unmatched": unmatched,
+        "counters": dict(zip(("sent", "delivered", "read", "failed"), counters[:4], strict=True)),
+        "recount_from_log": dict(
+            zip(("sent", "delivered", "read", "failed"), (counters[4], *recount), strict=True)
+        ),
+        "rows": dict(zip(("delivered", "read", "failed"), rows, strict=True)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    options = parser.parse_args()
+    if options.rows < FAILED_EVERY or options.rows > 9_999_999:
+        parser.error("--rows must be between 20 and 9,999,999")
+
+    url = _database_url()
+    _fresh_database(url)
+    tmp = Path(tempfile.mkdtemp(prefix="wac-bench-hooks-"))
+    (tmp / "wac_bench_hooks_settings.py").write_text(
+        "from config.settings import *  # noqa\n"
+        "WEBHOOK_BENCH_BARE_VIEW = True\n"
+        "WEBHOOK_KICK_SECONDS = 0  # the apply_webhooks process below drains\n"
+    )
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "REDIS_URL": "",
+        "DJANGO_SETTINGS_MODULE": "wac_bench_hooks_settings",
+        "PYTHONPATH": f"{tmp}:{ROOT}",
+        "DEBUG": "false",
+        "SECRET_KEY": "bench-" + "x" * 50,
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "SECURE_SSL_REDIRECT": "false",
+        "WHATSAPP_APP_SECRET": SECRET,
+        "CONN_MAX_AGE": "600",
+        "LOG_LEVEL": "WARNING",
+    }
+    python = str(ROOT / ".venv" / "bin" / "python")
+    subprocess.run(
+        [python, "manage.py", "migrate", "--noinput", "-v0"], check=True, cwd=ROOT, env=env
+    )
+    campaign = _seed(url, options.rows)
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            str(ROOT / ".venv" / "bin" / "gunicorn"),
+            "config.wsgi",
+            "-k",
+            "gthread",
+            "-w",
+            str(options.workers),
+            "--threads",
+            str(options.threads),
+            "-b",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    drainer = subprocess.Popen(
+        [python, "manage.py", "apply_webhooks", "--max-seconds", "3600"], cwd=ROOT, env=env
+    )
+    results: dict[str, dict] = {}
+    acked: set[tuple[str, str]] = set()
+    try:
+        _wait_port(port)
+        args = (port, None, options.seconds, options.clients, options.rows)
+        _phase(port, "/webhooks/_bare/", 1.0, options.clients, options.rows)  # warm-up
+        results["bare"] = _phase(port, "/webhooks/_bare/", *args[2:], seed=100)
+        results["single"] = _phase(port, "/webhooks/whatsapp/", *args[2:], seed=200)
+        acked |= results["single"]["acked"]
+        _wait_applied(url, 120)
+        t0 = time.perf_counter()
+        results["batch"] = _phase(port, "/webhooks/whatsapp/", *args[2:], max_batch=50, seed=300)
+        results["batch"]["applied_after_s"] = _wait_applied(url, 300) - t0
+        acked |= results["batch"]["acked"]
+        results["paced"] = _phase(
+            port, "/webhooks/whatsapp/", *args[2:], rate=500.0, seed=400
+        )
+        acked |= results["paced"]["acked"]
+        _wait_applied(url, 120)
+    finally:
+        drainer.send_signal(signal.SIGTERM)
+        drainer.wait(timeout=60)
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    subprocess.run(
+        [python, "manage.py", "apply_webhooks", "--until-empty"], check=True, cwd=ROOT, env=env
+    )
+    check = _verify(url, campaign, acked)
+
+    bare, single, batch, paced = (results[k] for k in ("bare", "single", "batch", "paced"))
+    store_apply = batch["events"] / batch["applied_after_s"]
+    print(f"clients {options.clients}, {options.seconds:g} s per phase, {options.rows} rows")
+    print(f"bare view            {bare['rps']:8.0f} req/s  p99 {bare['p99_ms']:.1f} ms")
+    print(
+        f"1 status / request   {single['rps']:8.0f} req/s  p99 {single['p99_ms']:.1f} ms  "
+        f"ratio {single['rps'] / bare['rps']:.2f} (floor 0.50)"
+    )
+    print(
+        f"1–50 statuses / req  {batch['rps']:8.0f} req/s  {batch['events'] / options.seconds:.0f}"
+        f" events/s stored; stored+applied {store_apply:.0f} events/s "
+        f"({batch['events']} events in {batch['applied_after_s']:.1f} s; floor 5,000)"
+    )
+    print(
+        f"paced 500 req/s      {paced['rps']:8.0f} req/s  p50 {paced['p50_ms']:.1f} ms  "
+        f"p99 {paced['p99_ms']:.1f} ms (floor < 100)"
+    )
+    print(f"non-200 answers: {sum(r['errors'] for r in results.values())}")
+    print(f"check: {json.dumps(check)}")
+    ok = (
+        single["rps"] >= 0.5 * bare["rps"]
+        and store_apply >= 5000
+        and paced["p99_ms"] < 100
+        and check["lost"] == 0
+        and check["raw_pending_or_error"] == 0
+        and check["counters"] == check["recount_from_log"]
+    )
+    print("FLOORS MET" if ok else "FLOORS NOT MET")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
