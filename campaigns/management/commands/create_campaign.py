@@ -59,7 +59,8 @@ class Command(BaseCommand):
                 priority=options["priority"],
             )
         except CsvImportError as exc:
-            raise CommandError(f"{options['csv']}: {exc}") from None
+            where = "" if str(exc).startswith(options["csv"]) else f"{options['csv']}: "
+            raise CommandError(f"{where}{exc}") from None
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         campaign = result.campaign
