@@ -304,6 +304,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3, help="bare/single alternations")
+    parser.add_argument("--drainer-nice", type=int, default=10, help="0 = same priority")
     options = parser.parse_args()
     if options.rows < FAILED_EVERY or options.rows > 9_999_999:
         parser.error("--rows must be between 20 and 9,999,999")
@@ -354,8 +355,21 @@ def main() -> None:
         cwd=ROOT,
         env=env,
     )
+    # Lower priority than the web workers: storing is what Meta waits for; the backlog is
+    # durable and is applied with the CPU the requests leave (docs/webhooks.md).
     drainer = subprocess.Popen(
-        [python, "manage.py", "apply_webhooks", "--max-seconds", "3600"], cwd=ROOT, env=env
+        [
+            "nice",
+            "-n",
+            str(options.drainer_nice),
+            python,
+            "manage.py",
+            "apply_webhooks",
+            "--max-seconds",
+            "3600",
+        ],
+        cwd=ROOT,
+        env=env,
     )
     results: dict[str, dict] = {}
     acked: set[tuple[str, str]] = set()
