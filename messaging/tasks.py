@@ -20,6 +20,7 @@ import socket
 import time
 
 from django.conf import settings
+from django_q.conf import Conf
 from django_q.tasks import async_task
 
 from campaigns.models import SenderNumber
@@ -36,7 +37,7 @@ RATE_PER_SLOT = 600
 
 def _chain(func: str, *args: object, group: str) -> None:
     # In sync mode (tests) a queued task runs inline, so a chain would recurse forever.
-    if not settings.Q_CLUSTER.get("sync"):
+    if not Conf.SYNC:
         async_task(func, *args, group=group)
 
 
