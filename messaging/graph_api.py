@@ -71,6 +71,28 @@ def template_payload(
     return payload
 
 
+def text_payload(*, to: str, body: str) -> dict[str, Any]:
+    """A free-form text message (only inside the user's 24 h customer service window)."""
+    return {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": to.lstrip("+"),
+        "type": "text",
+        "text": {"preview_url": False, "body": body[:4096]},
+    }
+
+
+def send_once(*, phone_number_id: str, waba_id: str, payload: dict[str, Any]) -> SendOutcome:
+    """One send outside the paced sender (auto-replies): a short-lived client of its own."""
+    client = GraphApiClient(max_connections=1)
+    try:
+        return client.send(
+            phone_number_id=phone_number_id, token=access_token(waba_id), payload=payload
+        )
+    finally:
+        client.close()
+
+
 def parse_send_response(http_status: int, body: bytes) -> SendOutcome:
     """Map an HTTP answer of the send endpoint to one outcome."""
     try:

@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 CLAIM_HORIZON = 3.0  # seconds of sending claimed at once
 REFRESH_INTERVAL = 0.8  # how often running campaigns are re-read (pause/cancel latency)
+RETRY_CLAIM_INTERVAL = 5.0  # retries wait seconds anyway: look for due ones this often
 FLUSH_INTERVAL = 1.0
 FLUSH_MAX_ROWS = 1000
 CHUNK_SECONDS = 0.05  # slots reserved per bucket call
@@ -91,6 +92,7 @@ class NumberSender:
         self.in_flight = 0
         self.in_flight_lock = threading.Lock()
         self.next_claim = 0.0
+        self.next_retry_claim = 0.0
         self.claiming = threading.Event()  # set once the feeder has looked at least once
         self.draining = threading.Event()  # no more claims: finish what is in hand
         self.done = threading.Event()  # everything sent: the flusher does its last flush
@@ -243,6 +245,9 @@ class NumberSender:
         if budget <= 0 or not self.active:
             return False
         claimed_any = False
+        retries = time.monotonic() >= self.next_retry_claim
+        if retries:
+            self.next_retry_claim = time.monotonic() + RETRY_CLAIM_INTERVAL
         # Highest priority first; campaigns of equal priority share the budget equally and
         # their rows are interleaved, so two campaigns on one number progress side by side.
         by_priority: dict[int, list[int]] = {}
@@ -252,10 +257,11 @@ class NumberSender:
             ids = by_priority[priority]
             share = math.ceil(budget / len(ids))
             batches = [
-                queue.claim_due(campaign_id=c, limit=share, worker=self.worker_id) for c in ids
+                queue.claim_due(campaign_id=c, limit=share, worker=self.worker_id, retries=retries)
+                for c in ids
             ]
             for c, batch in zip(ids, batches, strict=True):
-                if not batch:
+                if not batch and retries:
                     # Rows in hand are still "sending", so this cannot complete too early.
                     complete_if_finished(campaign_id=c)
             claimed = [m for group in _interleave(batches) for m in group]

@@ -166,17 +166,24 @@ def requeue_failed(*, campaign_id: int, message_ids: list[int] | None = None) ->
     if message_ids is not None:
         rows = rows.filter(pk__in=message_ids)
     failed = rows.filter(status=OutboundStatus.FAILED).count()
+    # A row the API accepted and a webhook later failed is in `sent` too; its resend will be
+    # counted again, so it leaves `sent` now, with its old wamid.
+    was_sent = rows.filter(status=OutboundStatus.FAILED, accepted_at__isnull=False).count()
     count = rows.update(
         status=OutboundStatus.RETRY,
         attempts=0,
         next_attempt_at=timezone.now(),
+        wamid=None,
+        accepted_at=None,
         error_code=None,
         error_category="",
         error_detail="",
         failed_at=None,
     )
     if failed:
-        Campaign.objects.filter(pk=campaign_id).update(failed=F("failed") - failed)
+        Campaign.objects.filter(pk=campaign_id).update(
+            failed=F("failed") - failed, sent=F("sent") - was_sent
+        )
     if count and campaign.status == Status.COMPLETED:
         # Completed is final for staff transitions, but new work reopens it.
         Campaign.objects.filter(pk=campaign_id).update(status=Status.RUNNING, finished_at=None)

@@ -9,7 +9,6 @@ crash or a second run of the task never answers the same message twice.
 from __future__ import annotations
 
 import logging
-import os
 from datetime import timedelta
 
 import requests
@@ -18,6 +17,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from campaigns.models import SenderNumber
+from messaging.graph_api import OutcomeKind, send_once, text_payload
 from webhooks.models import AutoReply, AutoReplyRule, InboundMessage
 
 logger = logging.getLogger(__name__)
@@ -35,43 +35,15 @@ class SendError(Exception):
 
 
 def send_text(*, sender: SenderNumber, to: str, body: str) -> str:
-    """POST a free-form text message; returns its wamid.
-
-    The one place that talks to the Graph API from here: switch it to the shared client
-    (messaging/graph_api.py) once that exists.
-    """
-    token = (
-        os.environ.get(f"WHATSAPP_ACCESS_TOKEN_{sender.account.waba_id}")
-        or settings.WHATSAPP_ACCESS_TOKEN
+    """Send a free-form text message through the shared Graph API client; returns its wamid."""
+    outcome = send_once(
+        phone_number_id=sender.phone_number_id,
+        waba_id=sender.account.waba_id,
+        payload=text_payload(to=to, body=body),
     )
-    url = (
-        f"{settings.WHATSAPP_API_BASE_URL}/{settings.WHATSAPP_API_VERSION}/"
-        f"{sender.phone_number_id}/messages"
-    )
-    payload = {
-        "messaging_product": "whatsapp",
-        "recipient_type": "individual",
-        "to": to.lstrip("+"),
-        "type": "text",
-        "text": {"preview_url": False, "body": body[:4096]},
-    }
-    try:
-        response = requests.post(
-            url,
-            json=payload,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=(settings.WHATSAPP_CONNECT_TIMEOUT, settings.WHATSAPP_READ_TIMEOUT),
-        )
-        data = response.json()
-    except (requests.RequestException, ValueError) as exc:
-        raise SendError(f"request failed: {exc}") from exc
-    if response.status_code != 200:
-        error = data.get("error", {}) if isinstance(data, dict) else {}
-        raise SendError(f"HTTP {response.status_code}, code {error.get('code')}")
-    try:
-        return str(data["messages"][0]["id"])
-    except (KeyError, IndexError, TypeError) as exc:
-        raise SendError("answer without messages[0].id") from exc
+    if outcome.kind != OutcomeKind.ACCEPTED:
+        raise SendError(f"{outcome.kind}: code {outcome.error_code}, {outcome.detail}")
+    return outcome.wamid
 
 
 def llm_reply(*, history: list[dict[str, str]]) -> str:

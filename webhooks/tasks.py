@@ -31,7 +31,7 @@ def kick_drain() -> None:
     Never raises: the body is already stored and the watchdog Schedule will apply it anyway.
     """
     global _last_kick
-    interval = getattr(settings, "WEBHOOK_KICK_SECONDS", 2.0)
+    interval = settings.WEBHOOK_KICK_SECONDS
     now = time.monotonic()
     if interval <= 0 or now - _last_kick < interval:
         return

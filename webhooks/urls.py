@@ -7,5 +7,5 @@ urlpatterns = [
     path("whatsapp/", views.whatsapp_webhook, name="whatsapp-webhook"),
 ]
 
-if getattr(settings, "WEBHOOK_BENCH_BARE_VIEW", False):
+if settings.WEBHOOK_BENCH_BARE_VIEW:
     urlpatterns.append(path("_bare/", views.bare, name="webhook-bench-bare"))
