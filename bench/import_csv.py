@@ -124,7 +124,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=1, help="imports of the same file")
     parser.add_argument("--keep", action="store_true", help="keep the generated CSV")
-    parser.add_argument("--phases", action="store_true", help="log the time of each phase")
     args = parser.parse_args(argv)
 
     url = _database_url()
@@ -132,10 +131,6 @@ def main(argv: list[str] | None = None) -> None:
     _setup(url)
     from messaging.campaign_import import create_campaign_from_csv
 
-    if args.phases:
-        import logging
-
-        logging.getLogger("messaging.campaign_import").setLevel(logging.DEBUG)
     sender, templates = _templates()
     path = Path(tempfile.mkstemp(prefix="wac-bench-", suffix=".csv")[1])
     try:
@@ -155,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
                 default_region="US",
             )
             elapsed = time.monotonic() - began
+            load = os.getloadavg()[0]
             peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             floor = FLOOR_SECONDS_PER_MILLION * args.rows / 1_000_000
             print(
@@ -163,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"rejected {result.rejected:,}, duplicates {result.duplicates:,}, "
                 f"suppressed {result.suppressed:,} | time {elapsed / floor:.2f}x of the "
                 f"{floor:.0f}s floor, memory {peak_mb / FLOOR_RSS_MB:.2f}x of "
-                f"{FLOOR_RSS_MB:.0f} MB"
+                f"{FLOOR_RSS_MB:.0f} MB | load average {load:.1f} (the VM is shared)"
             )
     finally:
         if args.keep:

@@ -259,23 +259,23 @@ def _preview_message(job: _Job, phone: str, template_id: int, components: list) 
 class _PostgresImport:
     """Chunks of rows COPYed into a temporary table, each followed by set-based statements.
 
-    A thread parses the file (phonenumbers is most of the Python time) while this thread
-    feeds PostgreSQL, so the two cores work at once. The chunks go in file order: a number
-    seen in an earlier chunk is a duplicate, and queue positions continue where the last
-    chunk stopped, so the result is the same as one pass over the whole file.
+    A thread parses the file (phonenumbers is most of the Python time) and drops repeated
+    numbers while this thread feeds PostgreSQL, so both cores work at once. Chunks go in file
+    order and queue positions continue where the last chunk stopped, so the result is the
+    same as one pass over the whole file.
     """
 
     def run(self, job: _Job, rows: Iterator[CsvRow]) -> ImportResult:
-        names = _TempNames(uuid.uuid4().hex[:12])
+        batch = f"wac_import_batch_{uuid.uuid4().hex[:12]}"
         result = ImportResult(campaign=job.campaign)
         seq = 0
         with connection.cursor() as cursor:
-            self._prepare(cursor, names, writing=job.campaign is not None)
+            self._prepare(cursor, batch, writing=job.campaign is not None)
             with _Producer(rows) as chunks:
                 for chunk in chunks:
-                    seq = self._chunk(cursor, job, names, chunk, seq, result)
+                    seq = self._chunk(cursor, job, batch, chunk, seq, result)
+            result.queued = seq
             if job.campaign is not None:
-                result.queued = seq
                 # Back to Django's default: foreign keys checked at commit.
                 cursor.execute("SET CONSTRAINTS ALL DEFERRED")
                 result.preview = [
@@ -284,11 +284,11 @@ class _PostgresImport:
                         : job.preview_limit
                     ]
                 ]
-            cursor.execute(f"DROP TABLE {names.chunk}, {names.batch}, {names.seen}")
+            cursor.execute(f"DROP TABLE {batch}")
         return result
 
     @staticmethod
-    def _prepare(cursor: Any, names: _TempNames, *, writing: bool) -> None:
+    def _prepare(cursor: Any, batch: str, *, writing: bool) -> None:
         # Sorts and hashes of a chunk stay in memory; JIT compiling the same few statements
         # again for every chunk costs more than it saves.
         cursor.execute("SET LOCAL work_mem = '64MB'")
@@ -298,75 +298,53 @@ class _PostgresImport:
             # instead of four checks per queue row piling up for the commit.
             cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute(
-            f"CREATE TEMPORARY TABLE {names.chunk} (row_number integer NOT NULL, "
-            'phone text COLLATE "C", name text, vals jsonb, raw text, reason text)'
-        )
-        cursor.execute(
-            f"CREATE TEMPORARY TABLE {names.batch} (row_number integer NOT NULL, "
+            f"CREATE TEMPORARY TABLE {batch} (row_number integer NOT NULL, "
             'phone text COLLATE "C" NOT NULL, name text, vals jsonb)'
         )
-        cursor.execute(f'CREATE TEMPORARY TABLE {names.seen} (phone text COLLATE "C" PRIMARY KEY)')
 
     def _chunk(
-        self,
-        cursor: Any,
-        job: _Job,
-        names: _TempNames,
-        chunk: list[tuple],
-        seq: int,
-        result: ImportResult,
+        self, cursor: Any, job: _Job, batch: str, chunk: _Chunk, seq: int, result: ImportResult
     ) -> int:
-        valid = 0
-        cursor.execute(f"TRUNCATE {names.chunk}")
-        with cursor.cursor.copy(
-            f"COPY {names.chunk} (row_number, phone, name, vals, raw, reason) FROM STDIN"
-        ) as copy:
-            write = copy.write_row
-            for row in chunk:
-                write(row)
-                if row[5] is None:
-                    valid += 1
-                elif len(result.rejections) < REJECTIONS_SHOWN:
-                    result.rejections.append(RejectionRow(row[0], row[4], row[5]))
-        result.rejected += len(chunk) - valid
-        cursor.execute(f"TRUNCATE {names.batch}")
-        # The first row of each number wins: later rows, here or in a later chunk, are
-        # duplicates. `seen` remembers every number kept so far (suppressed ones too).
-        cursor.execute(
-            f"WITH firsts AS (SELECT DISTINCT ON (phone) row_number, phone, name, vals "  # noqa: S608
-            f"FROM {names.chunk} WHERE reason IS NULL ORDER BY phone, row_number), "
-            f"fresh AS (INSERT INTO {names.seen} (phone) SELECT phone FROM firsts "
-            "ON CONFLICT DO NOTHING RETURNING phone) "
-            f"INSERT INTO {names.batch} (row_number, phone, name, vals) "
-            "SELECT f.row_number, f.phone, f.name, f.vals FROM firsts f JOIN fresh USING (phone)"
-        )
-        result.duplicates += valid - cursor.rowcount
+        result.duplicates += chunk.duplicates
+        result.rejected += len(chunk.rejected)
+        for row in chunk.rejected[: max(0, REJECTIONS_SHOWN - len(result.rejections))]:
+            result.rejections.append(RejectionRow(*row))
+        cursor.execute(f"TRUNCATE {batch}")
+        with cursor.cursor.copy(f"COPY {batch} (row_number, phone, name, vals) FROM STDIN") as copy:
+            for row in chunk.kept:
+                copy.write_row(row)
         # Scalar subqueries, not joins: one index probe per row of the chunk, where a join
         # would hash the whole contact table again for every chunk.
         cursor.execute(
-            f"DELETE FROM {names.batch} b WHERE (SELECT true FROM "  # noqa: S608
+            f"DELETE FROM {batch} b WHERE (SELECT true FROM "  # noqa: S608
             f'{Suppression._meta.db_table} s WHERE s.phone = b.phone COLLATE "default") OR '
             f"(SELECT true FROM {Contact._meta.db_table} c "
             'WHERE c.phone = b.phone COLLATE "default" AND c.opted_out_at IS NOT NULL)'
         )
         result.suppressed += cursor.rowcount
+        kept = len(chunk.kept) - cursor.rowcount
         if job.campaign is None:
-            self._preview_batch(cursor, job, names, seq, result)
-            cursor.execute(f"SELECT count(*) FROM {names.batch}")  # noqa: S608
-            kept = cursor.fetchone()[0]
-            result.queued += kept
+            self._preview_batch(cursor, job, batch, seq, result)
             return seq + kept
-        return seq + self._write(cursor, job, names, seq)
+        self._write(cursor, job, batch, seq)
+        if chunk.rejected:
+            table = ImportRejection._meta.db_table
+            with cursor.cursor.copy(
+                f"COPY {table} (campaign_id, row_number, value, reason) FROM STDIN"
+            ) as copy:
+                for row_number, value, reason in chunk.rejected:
+                    copy.write_row((job.campaign.pk, row_number, value, reason))
+        return seq + kept
 
     @staticmethod
-    def _write(cursor: Any, job: _Job, names: _TempNames, seq: int) -> int:
+    def _write(cursor: Any, job: _Job, batch: str, seq: int) -> None:
         contact = Contact._meta.db_table
         campaign = job.campaign
         assert campaign is not None
         # Sorted by phone, so two imports sharing numbers lock them in the same order.
         cursor.execute(
             f"INSERT INTO {contact} AS c (phone, name, attributes, wa_id, created_at) "  # noqa: S608
-            f"SELECT phone, coalesce(name, ''), vals - 'name', '', %s FROM {names.batch} "
+            f"SELECT phone, coalesce(name, ''), vals - 'name', '', %s FROM {batch} "
             "ORDER BY phone ON CONFLICT (phone) DO UPDATE SET "
             "name = CASE WHEN EXCLUDED.name <> '' THEN EXCLUDED.name ELSE c.name END, "
             "attributes = c.attributes || EXCLUDED.attributes "
@@ -381,8 +359,7 @@ class _PostgresImport:
             "template_id, sender_id, phone, parameters, priority, status, attempts, "
             "next_attempt_at, claimed_by, error_category, error_detail) "
             f"SELECT %s, (SELECT c.id FROM {contact} c WHERE c.phone = q.phone COLLATE "
-            f'"default"), q.template_id, '
-            f"%s, q.phone, {render_sql}, %s, %s, 0, %s, '', '', '' "
+            f"\"default\"), q.template_id, %s, q.phone, {render_sql}, %s, %s, 0, %s, '', '', '' "
             # seq = place in send order (file order of the numbers kept); the pattern maps
             # it to a template, so templates interleave.
             "FROM (SELECT n.phone, n.vals, n.row_number, "
@@ -391,7 +368,7 @@ class _PostgresImport:
             "%s + row_number() OVER (ORDER BY row_number) - 1 AS seq "
             # Ordered by row_number, which orders seq too and is the window's own order,
             # so there is no sort of the rendered rows.
-            f"FROM {names.batch}) n) q ORDER BY q.row_number",
+            f"FROM {batch}) n) q ORDER BY q.row_number",
             [
                 campaign.pk,
                 job.sender.pk,
@@ -403,25 +380,14 @@ class _PostgresImport:
                 seq,
             ],
         )
-        queued = cursor.rowcount
-        cursor.execute(
-            f"INSERT INTO {ImportRejection._meta.db_table} "  # noqa: S608
-            "(campaign_id, row_number, value, reason) "
-            "SELECT %s, row_number, left(coalesce(raw, ''), 255), left(reason, 255) "
-            f"FROM {names.chunk} WHERE reason IS NOT NULL ORDER BY row_number",
-            [campaign.pk],
-        )
-        return queued
 
     @staticmethod
-    def _preview_batch(
-        cursor: Any, job: _Job, names: _TempNames, seq: int, result: ImportResult
-    ) -> None:
+    def _preview_batch(cursor: Any, job: _Job, batch: str, seq: int, result: ImportResult) -> None:
         missing = job.preview_limit - len(result.preview)
         if missing <= 0:
             return
         cursor.execute(
-            f"SELECT phone, vals FROM {names.batch} ORDER BY row_number LIMIT %s",  # noqa: S608
+            f"SELECT phone, vals FROM {batch} ORDER BY row_number LIMIT %s",  # noqa: S608
             [missing],
         )
         plans = {p.template_id: p for p in job.plans}
@@ -432,31 +398,23 @@ class _PostgresImport:
             result.preview.append(_preview_message(job, phone, template_id, components))
 
 
-@dataclass(frozen=True)
-class _TempNames:
-    suffix: str
-
-    @property
-    def chunk(self) -> str:
-        return f"wac_import_chunk_{self.suffix}"
-
-    @property
-    def batch(self) -> str:
-        return f"wac_import_batch_{self.suffix}"
-
-    @property
-    def seen(self) -> str:
-        return f"wac_import_seen_{self.suffix}"
+@dataclass
+class _Chunk:
+    kept: list[tuple[int, str, str, str]] = field(default_factory=list)  # first rows of numbers
+    rejected: list[tuple[int, str, str]] = field(default_factory=list)  # row, value, reason
+    duplicates: int = 0
 
 
 _END = object()
 
 
 class _Producer:
-    """Parses rows on a thread into chunks of COPY-ready tuples; iterate to consume them.
+    """Parses rows on a thread into chunks; iterate to consume them.
 
-    The queue is short, so at most a few chunks are in memory. An error while parsing (a
-    broken row) is raised in the consuming thread, in order, after the chunks before it.
+    Repeated numbers are dropped here: the first row of a number wins, and a set of ints
+    (about 60 MB per million numbers) is far cheaper than asking PostgreSQL per chunk. The
+    queue is short, so at most a few chunks are in memory. An error while parsing (a broken
+    row) is raised in the consuming thread, after the chunks before it.
     """
 
     def __init__(self, rows: Iterator[CsvRow], chunk_size: int | None = None) -> None:
@@ -466,7 +424,7 @@ class _Producer:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="csv-import-parse", daemon=True)
 
-    def __enter__(self) -> Iterator[list[tuple]]:
+    def __enter__(self) -> Iterator[_Chunk]:
         self._thread.start()
         return self._chunks()
 
@@ -477,7 +435,7 @@ class _Producer:
                 self._queue.get(timeout=0.1)  # unblock a producer waiting on a full queue
         self._thread.join()
 
-    def _chunks(self) -> Iterator[list[tuple]]:
+    def _chunks(self) -> Iterator[_Chunk]:
         while True:
             item = self._queue.get()
             if item is _END:
@@ -497,20 +455,26 @@ class _Producer:
 
     def _run(self) -> None:
         dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-        chunk: list[tuple] = []
+        seen: set[int] = set()
+        chunk = _Chunk()
+        size = 0
         try:
             for row in self._rows:
+                size += 1
                 if row.phone is None:
-                    chunk.append((row.row_number, None, None, None, row.raw_phone, row.reason))
+                    chunk.rejected.append((row.row_number, row.raw_phone, row.reason))
                 else:
-                    chunk.append(
-                        (row.row_number, row.phone, row.name, dumps(row.values), None, None)
-                    )
-                if len(chunk) >= self._chunk_size:
+                    key = int(row.phone[1:])
+                    if key in seen:
+                        chunk.duplicates += 1
+                    else:
+                        seen.add(key)
+                        chunk.kept.append((row.row_number, row.phone, row.name, dumps(row.values)))
+                if size >= self._chunk_size:
                     if not self._put(chunk):
                         return
-                    chunk = []
-            if chunk and not self._put(chunk):
+                    chunk, size = _Chunk(), 0
+            if size and not self._put(chunk):
                 return
             self._put(_END)
         except BaseException as exc:  # handed to the consumer, which raises it
