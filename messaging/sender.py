@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 
 from campaigns.models import Campaign, MessageTemplate, SenderNumber
-from messaging import queue
+from messaging import queue, state_version
 from messaging.errors import Action, ErrorRule
 from messaging.graph_api import GraphApiClient, SendOutcome, access_token, template_payload
 from messaging.outcomes import SideEffects, apply_side_effects, decide
@@ -34,7 +34,10 @@ from messaging.services import complete_if_finished
 logger = logging.getLogger(__name__)
 
 CLAIM_HORIZON = 3.0  # seconds of sending claimed at once
-REFRESH_INTERVAL = 0.8  # how often running campaigns are re-read (pause/cancel latency)
+# Running campaigns are re-read when the state version in Redis moves (checked every feeder
+# tick, 0.1 s), and on this timer: the only trigger without Redis, a backstop with it.
+REFRESH_INTERVAL = 0.8
+REFRESH_BACKSTOP = 10.0
 RETRY_CLAIM_INTERVAL = 5.0  # retries wait seconds anyway: look for due ones this often
 FLUSH_INTERVAL = 1.0
 FLUSH_MAX_ROWS = 1000
@@ -207,12 +210,14 @@ class NumberSender:
             connection.close()
 
     def _feed(self, deadline: float, until_idle: bool) -> None:
-        next_refresh = 0.0
+        next_refresh, seen_version = 0.0, None
         while not self.stop.is_set() and time.monotonic() < deadline:
             now = time.monotonic()
-            if now >= next_refresh:
+            version = state_version.current()
+            if now >= next_refresh or version != seen_version:
                 self._refresh_active()
-                next_refresh = now + REFRESH_INTERVAL
+                seen_version = version
+                next_refresh = now + (REFRESH_INTERVAL if version is None else REFRESH_BACKSTOP)
             self._release_unsendable()
             low = len(self.pending) < self.rate * CLAIM_HORIZON / 2
             if low and now >= self.next_claim and not self._claim():

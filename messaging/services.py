@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignTemplate
 from messaging.models import PENDING_STATUSES, OutboundMessage, OutboundStatus
+from messaging.state_version import bump_on_commit
 
 logger = logging.getLogger(__name__)
 Status = Campaign.Status
@@ -44,6 +45,7 @@ def _move(campaign: Campaign, status: str, **fields: object) -> Campaign:
     for name, value in fields.items():
         setattr(campaign, name, value)
     campaign.save(update_fields=["status", "updated_at", *fields])
+    bump_on_commit()
     logger.info("campaign %s -> %s", campaign.pk, status)
     return campaign
 
@@ -187,6 +189,7 @@ def requeue_failed(*, campaign_id: int, message_ids: list[int] | None = None) ->
     if count and campaign.status == Status.COMPLETED:
         # Completed is final for staff transitions, but new work reopens it.
         Campaign.objects.filter(pk=campaign_id).update(status=Status.RUNNING, finished_at=None)
+        bump_on_commit()
     return count
 
 

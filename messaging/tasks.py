@@ -24,7 +24,7 @@ from django_q.conf import Conf
 from django_q.tasks import async_task
 
 from campaigns.models import SenderNumber
-from messaging.maintenance import active_sender_ids, run_maintenance
+from messaging.maintenance import Supervisor, active_sender_ids
 from messaging.redis_client import get_redis
 from messaging.sender import run_number
 
@@ -81,26 +81,23 @@ def dispatch() -> None:
     if token is None:
         return
     deadline = time.monotonic() + settings.SENDER_SLICE_SECONDS
-    next_maintenance = 0.0
+    supervisor = Supervisor()
     try:
         while time.monotonic() < deadline:
-            if time.monotonic() >= next_maintenance:
-                run_maintenance()
-                next_maintenance = time.monotonic() + 5
-            kick_senders()
+            kick_senders(supervisor.tick())
             time.sleep(1)
     finally:
         _unlock(DISPATCH_LOCK, token)
     _chain("messaging.tasks.dispatch", group="dispatch")
 
 
-def kick_senders() -> int:
+def kick_senders(sender_ids: list[int]) -> int:
     """Queue a slice for every (active number, slot) that has none running."""
+    if not sender_ids:
+        return 0
     queued = 0
     redis = get_redis()
-    rates = dict(
-        SenderNumber.objects.filter(pk__in=active_sender_ids()).values_list("pk", "rate_mps")
-    )
+    rates = dict(SenderNumber.objects.filter(pk__in=sender_ids).values_list("pk", "rate_mps"))
     for sender_id, rate in rates.items():
         for slot in range(slots_for(rate)):
             if not redis.exists(f"wac:lock:slice:{sender_id}:{slot}"):

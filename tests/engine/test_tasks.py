@@ -7,6 +7,7 @@ from importlib import import_module
 
 import pytest
 from django.apps import apps
+from django.core.management import call_command
 from django.utils import timezone
 from django_q.conf import Conf
 from django_q.models import OrmQ, Schedule
@@ -59,7 +60,7 @@ def test_kick_queues_one_slice_per_free_slot(sender, template, redis_client, que
     redis_client.set(f"wac:lock:slice:{sender.pk}:1", "busy", ex=60)
 
     assert tasks.slots_for(1000) == 2 and tasks.slots_for(80) == 1
-    assert tasks.kick_senders() == 1
+    assert tasks.kick_senders([sender.pk]) == 1
     assert OrmQ.objects.count() == 1
 
 
@@ -96,3 +97,19 @@ def test_a_scheduled_campaign_starts_when_its_time_comes(sender, template):
     soon.refresh_from_db()
     later.refresh_from_db()
     assert (soon.status, later.status) == (Campaign.Status.RUNNING, Campaign.Status.SCHEDULED)
+
+
+def test_run_sender_starts_a_scheduled_campaign_on_time_and_sends_it(sim, sender, template):
+    sender.rate_mps = 200
+    sender.save()
+    start_at = timezone.now() + timedelta(seconds=2)
+    campaign = make_campaign(
+        sender=sender, templates=[template], contacts=10, status="scheduled", start_at=start_at
+    )
+
+    call_command("run_sender", "--until-idle", "--max-seconds", "30")
+
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.COMPLETED
+    assert timedelta(0) <= campaign.started_at - start_at < timedelta(seconds=1.5)
+    assert sim.stats()["accepted"] == 10

@@ -10,10 +10,8 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from messaging.maintenance import active_sender_ids, run_maintenance
+from messaging.maintenance import Supervisor
 from messaging.sender import run_number
-
-MAINTENANCE_INTERVAL = 5.0
 
 
 class Command(BaseCommand):
@@ -32,13 +30,10 @@ class Command(BaseCommand):
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
         deadline = time.monotonic() + max_seconds
+        supervisor = Supervisor()
         loops: dict[int, threading.Thread] = {}
-        next_maintenance = 0.0
         while not stop.is_set() and time.monotonic() < deadline:
-            if time.monotonic() >= next_maintenance:
-                run_maintenance()
-                next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL
-            for sender_id in active_sender_ids():
+            for sender_id in supervisor.tick():
                 if sender_id not in loops or not loops[sender_id].is_alive():
                     loops[sender_id] = threading.Thread(
                         target=run_number,
@@ -52,16 +47,10 @@ class Command(BaseCommand):
                         name=f"sender-{sender_id}",
                     )
                     loops[sender_id].start()
-            alive = [t for t in loops.values() if t.is_alive()]
-            if until_idle and not alive and not active_sender_ids() and not _scheduled_soon():
+            busy = any(t.is_alive() for t in loops.values())
+            if until_idle and not busy and supervisor.idle:
                 break
             stop.wait(0.5)
         stop.set()
         for thread in loops.values():
             thread.join()
-
-
-def _scheduled_soon() -> bool:
-    from campaigns.models import Campaign
-
-    return Campaign.objects.filter(status=Campaign.Status.SCHEDULED).exists()
