@@ -225,20 +225,28 @@ class CsvFile:
         )
         self._lines = _checked_lines(text)
         first = _first_line(head)
-        delimiter = _pick_delimiter(first)
+        # Excel writes "sep=;" above the header when asked to say its delimiter.
+        declared = re.fullmatch(r"sep=(.)", first.strip())
+        delimiter = declared[1] if declared else _pick_delimiter(first)
         self._reader = csv.reader(self._lines, delimiter=delimiter, strict=True)
+        self._row_number = 0
+        header: list[str] | None = None
         try:
-            header = next(self._reader, None)
+            while header is None or not any(h.strip() for h in header):
+                header = next(self._reader, None)
+                self._row_number += 1
+                if header is None:
+                    raise CsvImportError("the file is empty: the first row must name the columns")
+                if declared and self._row_number == 1:
+                    header = None  # the sep= line
         except (csv.Error, _BadLine) as exc:
-            raise CsvImportError(f"row 1 (header): {exc}") from None
-        if header is None or not any(h.strip() for h in header):
-            raise CsvImportError("the file is empty: the first row must name the columns")
+            raise CsvImportError(f"row {self._row_number} (header): {exc}") from None
         return _layout(header, delimiter)
 
     def records(self) -> Iterator[tuple[int, list[str]]]:
         """(row number, fields) of each non-blank data row; a broken row raises CsvImportError."""
         width = len(self.layout.columns)
-        row_number = 1
+        row_number = self._row_number
         reader = self._reader
         while True:
             try:
@@ -284,8 +292,9 @@ def _checked_lines(text: io.TextIOWrapper) -> Iterator[str]:
 
 
 def _first_line(head: bytes) -> str:
+    """The first non-blank line of the file (its header, or Excel's sep= line)."""
     text = head.decode("utf-8", errors="ignore").lstrip("\ufeff")
-    return text.splitlines()[0] if text else ""
+    return next((line for line in text.splitlines() if line.strip()), "")
 
 
 def _pick_delimiter(first: str) -> str:

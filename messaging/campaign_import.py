@@ -241,6 +241,8 @@ def _needed(job: _Job) -> dict[str, str]:
 
 
 def _nothing_to_send(result: ImportResult) -> str:
+    if not (result.rejected or result.duplicates or result.suppressed):
+        return "the file has no data rows, only the header"
     parts = [f"no number left to send to: {result.rejected} rejected"]
     parts.append(f"{result.duplicates} duplicates, {result.suppressed} suppressed")
     first = "; ".join(f"row {r.row_number}: {r.reason}" for r in result.rejections[:3])

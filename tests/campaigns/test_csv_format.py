@@ -42,6 +42,16 @@ def test_semicolon_delimiter_is_detected():
     assert rows[0].values == {"name": "Ann", "code": "A,1"}
 
 
+def test_excel_sep_line_sets_the_delimiter():
+    rows = rows_of(b"sep=;\nname;phone\nAnn, Jr;+14155552671\n")
+    assert [(r.row_number, r.phone, r.name) for r in rows] == [(3, "+14155552671", "Ann, Jr")]
+
+
+def test_blank_lines_before_the_header_are_skipped():
+    rows = rows_of(b"\n\nphone;name\n+14155552671;Ann\n")
+    assert [(r.row_number, r.phone) for r in rows] == [(4, "+14155552671")]
+
+
 def test_tab_delimiter_is_detected():
     rows = rows_of(b"msisdn\tname\n14155552671\tAnn\n")
     assert rows[0].phone == "+14155552671"
@@ -76,8 +86,8 @@ def test_empty_file_is_refused(sender, templates, write_csv, content):
 
 
 def test_header_without_rows_is_refused(sender, templates, write_csv):
-    message = import_error(sender, templates, write_csv("phone,name,code\n"))
-    assert "no number left to send to" in message
+    message = import_error(sender, templates, write_csv("\ufeffphone,name,code\r\n"))
+    assert message == "the file has no data rows, only the header"
 
 
 def test_binary_file_is_refused(sender, templates, write_csv):
