@@ -13,13 +13,6 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils.functional import cached_property
 
-# Admin classes are written `ModelAdmin[Campaign]` for the type checker (django-stubs); at
-# runtime Django's classes are not subscriptable, so do what django_stubs_ext.monkeypatch() does
-# for just these. Every admin module imports this one first.
-for _generic in (admin.ModelAdmin, admin.TabularInline, admin.StackedInline):
-    if "__class_getitem__" not in _generic.__dict__:
-        _generic.__class_getitem__ = classmethod(lambda cls, *args, **kwargs: cls)  # type: ignore[attr-defined]
-
 
 class CappedCountPaginator(Paginator):
     """Counts at most CAP rows (COUNT over a LIMITed subquery), so a changelist over millions

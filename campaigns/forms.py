@@ -140,7 +140,7 @@ class CampaignConfirmForm(forms.Form):
         return cleaned
 
 
-class SuppressionForm(forms.ModelForm):  # type: ignore[type-arg]
+class SuppressionForm(forms.ModelForm[Suppression]):
     """Staff type numbers in any format; the list stores E.164 like every other table."""
 
     class Meta:
