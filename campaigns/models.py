@@ -205,6 +205,9 @@ class CampaignTemplate(models.Model):
             models.UniqueConstraint(fields=["campaign", "template"], name="campaign_template_once"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.template} ×{self.weight}"
+
 
 class ImportRejection(models.Model):
     """A CSV row that did not become a message, kept for the downloadable rejection report."""
