@@ -99,6 +99,24 @@ def main(argv: list[str]) -> None:
                 counts["other_outcomes"] += 1
         return outcome
 
+    from messaging.sender import NumberSender
+
+    run = NumberSender.run
+    runs: list[dict] = []
+
+    def kept_run(self, **kwargs):
+        stats = run(self, **kwargs)
+        with lock:
+            runs.append(
+                {
+                    "sent": stats.sent,
+                    "skipped_slots": stats.skipped_slots,
+                    "released": stats.released,
+                }
+            )
+        return stats
+
+    NumberSender.run = kept_run
     CursorWrapper.execute = counted_execute
     CursorWrapper.executemany = counted_executemany
     BaseDatabaseWrapper.commit = counted_commit
@@ -120,6 +138,7 @@ def main(argv: list[str]) -> None:
             "statements": sum(statements.values()),
             "statement_kinds": dict(statements.most_common()),
             **counts,
+            "sender_runs": runs,
             "histogram": [(i, n) for i, n in enumerate(histogram) if n],
         }
         with open(os.environ["WAC_BENCH_OUT"], "w", encoding="utf-8") as out:

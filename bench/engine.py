@@ -432,6 +432,9 @@ def main() -> None:
         },
         "redis_commands_per_message": sum(w.get("redis", 0) for w in workers) / max(1, accepted),
         "peak_rss_mb": peak_rss_mb,
+        "skipped_slots": sum(
+            run["skipped_slots"] for w in workers for run in w.get("sender_runs", [])
+        ),
         "run_wall_s": max(w.get("run_wall_s", 0.0) for w in workers),
         "queue": queue,
     }
@@ -488,6 +491,10 @@ def print_report(r: dict) -> None:
     for kind, n in sorted(sql["by_kind"].items(), key=lambda kv: -kv[1])[:8]:
         print(f"      {n:7,}  {kind}")
     print(f"      Redis commands/message {r['redis_commands_per_message']:.4f}")
+    print(
+        f"      pacer slots skipped (late by > LATE_SLOT, or no free connection): "
+        f"{r['skipped_slots']:,}"
+    )
     print(
         f"      peak RSS of a sender process {r['peak_rss_mb']:.1f} MB; run {r['run_wall_s']:.1f} s"
     )
