@@ -96,14 +96,20 @@ class MessageTemplate(models.Model):
 
 
 class Contact(models.Model):
-    phone = models.CharField("phone (E.164)", max_length=20, unique=True)
+    # Unique through Meta.constraints: unlike unique=True, that adds no second (LIKE) index.
+    phone = models.CharField("phone (E.164)", max_length=20)
     name = models.CharField(max_length=200, blank=True)
     # Free attributes from the CSV's extra columns; template variables are read from here.
     attributes = models.JSONField(default=dict, blank=True)
     # The WhatsApp id last seen for this number, which can differ from the E.164 (Brazil, Mexico).
-    wa_id = models.CharField(max_length=32, blank=True, db_index=True)
+    wa_id = models.CharField(max_length=32, blank=True)
     opted_out_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["phone"], name="contact_phone_unique")]
+        # Webhooks match a status's recipient_id to its contact by wa_id.
+        indexes = [models.Index(fields=["wa_id"], name="contact_wa_id")]
 
     def __str__(self) -> str:
         return self.phone

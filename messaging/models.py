@@ -41,11 +41,18 @@ FINAL_STATUSES = (
 
 
 class OutboundMessage(models.Model):
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="messages")
+    # No single-column FK indexes: every queued row pays for each index entry at import, and
+    # campaign is the leading column of the composite indexes below; template and sender are
+    # only looked up this way when someone deletes one (PROTECTed, rare).
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.CASCADE, related_name="messages", db_index=False
+    )
     contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="messages")
-    template = models.ForeignKey(MessageTemplate, on_delete=models.PROTECT)
+    template = models.ForeignKey(MessageTemplate, on_delete=models.PROTECT, db_index=False)
     # Denormalised from the campaign and contact so the hot path reads one table.
-    sender = models.ForeignKey(SenderNumber, on_delete=models.PROTECT, related_name="+")
+    sender = models.ForeignKey(
+        SenderNumber, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     phone = models.CharField(max_length=20)
     # Rendered template components (the Graph API's `components` list) for this contact.
     parameters = models.JSONField(default=list)
@@ -59,7 +66,7 @@ class OutboundMessage(models.Model):
     claimed_at = models.DateTimeField(null=True, blank=True)
     claimed_by = models.CharField(max_length=64, blank=True)
 
-    wamid = models.CharField(max_length=128, null=True, blank=True, unique=True)
+    wamid = models.CharField(max_length=128, null=True, blank=True)
     error_code = models.IntegerField(null=True, blank=True)
     error_category = models.CharField(max_length=32, blank=True)
     error_detail = models.CharField(max_length=500, blank=True)
@@ -76,6 +83,10 @@ class OutboundMessage(models.Model):
             # A double enqueue is impossible, whatever the importer does.
             models.UniqueConstraint(
                 fields=["campaign", "contact"], name="outbound_once_per_contact"
+            ),
+            # Partial: the million queued rows of a fresh campaign have no wamid and no entry.
+            models.UniqueConstraint(
+                fields=["wamid"], condition=Q(wamid__isnull=False), name="outbound_wamid_unique"
             ),
         ]
         indexes = [
