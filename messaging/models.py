@@ -41,17 +41,28 @@ FINAL_STATUSES = (
 
 
 class OutboundMessage(models.Model):
-    # No single-column FK indexes: every queued row pays for each index entry at import, and
-    # campaign is the leading column of the composite indexes below; template and sender are
-    # only looked up this way when someone deletes one (PROTECTed, rare).
+    # Every imported row pays for each index entry and each FK check (the 1M-row import is
+    # bound by them), so: no single-column FK indexes (campaign leads the composite indexes;
+    # the others are only looked up when someone deletes a contact, template or number, which
+    # PROTECT refuses anyway), and no database FK triggers on `template` and `sender`, which
+    # are copies of what the campaign's own constraints already guarantee. Django still
+    # enforces PROTECT on delete.
     campaign = models.ForeignKey(
         Campaign, on_delete=models.CASCADE, related_name="messages", db_index=False
     )
-    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="messages")
-    template = models.ForeignKey(MessageTemplate, on_delete=models.PROTECT, db_index=False)
+    contact = models.ForeignKey(
+        Contact, on_delete=models.PROTECT, related_name="messages", db_index=False
+    )
+    template = models.ForeignKey(
+        MessageTemplate, on_delete=models.PROTECT, db_index=False, db_constraint=False
+    )
     # Denormalised from the campaign and contact so the hot path reads one table.
     sender = models.ForeignKey(
-        SenderNumber, on_delete=models.PROTECT, related_name="+", db_index=False
+        SenderNumber,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     phone = models.CharField(max_length=20)
     # Rendered template components (the Graph API's `components` list) for this contact.
