@@ -1,0 +1,88 @@
+"""E.164 normalisation of the phone column, with the reason for every number refused."""
+
+from __future__ import annotations
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
+
+from campaigns.csv_import.errors import CsvImportError
+
+# What spreadsheets and copy-paste put into numbers besides digits.
+_PHONE_JUNK = str.maketrans(
+    dict.fromkeys(
+        " \t-.()/\u00a0\u2007\u202f\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d"
+        "\u202e\u2060\ufeff\u2010\u2011\u2012\u2013\u2014\u2212'\"",
+    )
+)
+_POSSIBLE_REASONS = {
+    ValidationResult.INVALID_COUNTRY_CODE: "unknown country code",
+    ValidationResult.TOO_SHORT: "too short",
+    ValidationResult.TOO_LONG: "too long",
+    ValidationResult.INVALID_LENGTH: "wrong number of digits",
+    ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "a local number without its area code",
+}
+
+
+def check_region(region: str) -> str:
+    region = (region or "").strip().upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise CsvImportError(f"unknown default region {region!r}: use a two-letter country code")
+    return region
+
+
+def normalise_phone(raw: str, region: str) -> tuple[str | None, str]:
+    """(E.164, "") for a valid number, else (None, reason).
+
+    `00` is an international prefix everywhere numbers are written without one; `011` and the
+    national trunk 0 are the region's business, which libphonenumber knows. Digits that are
+    not valid for the region are tried once more as an international number without its `+`
+    (wa_id/msisdn exports write them that way).
+    """
+    cleaned = raw.translate(_PHONE_JUNK)
+    if not cleaned:
+        return None, "no phone number"
+    if cleaned.startswith("00"):
+        cleaned = "+" + cleaned[2:]
+    digits = cleaned[1:] if cleaned.startswith("+") else cleaned
+    if not digits.isdigit() or not digits.isascii():
+        if not any(c.isdigit() for c in digits):
+            return None, "not a phone number"
+        return None, "contains characters other than digits"
+    try:
+        number = phonenumbers.parse(cleaned, region)
+    except NumberParseException as exc:
+        return None, _parse_reason(exc)
+    if phonenumbers.is_valid_number(number):
+        return phonenumbers.format_number(number, PhoneNumberFormat.E164), ""
+    if cleaned[0] != "+" and len(cleaned) > 8:
+        try:
+            intl = phonenumbers.parse("+" + cleaned, None)
+        except NumberParseException:
+            intl = None
+        if intl is not None and phonenumbers.is_valid_number(intl):
+            return phonenumbers.format_number(intl, PhoneNumberFormat.E164), ""
+    return None, _invalid_reason(number)
+
+
+def _parse_reason(exc: NumberParseException) -> str:
+    if exc.error_type == NumberParseException.INVALID_COUNTRY_CODE:
+        return "unknown country code"
+    if exc.error_type in (
+        NumberParseException.TOO_SHORT_NSN,
+        NumberParseException.TOO_SHORT_AFTER_IDD,
+    ):
+        return "too short"
+    if exc.error_type == NumberParseException.TOO_LONG:
+        return "too long"
+    return "not a phone number"
+
+
+def _invalid_reason(number: phonenumbers.PhoneNumber) -> str:
+    country = phonenumbers.region_code_for_country_code(number.country_code)
+    where = f"+{number.country_code}" if country in ("ZZ", "001") else country
+    result = phonenumbers.is_possible_number_with_reason(number)
+    if result == ValidationResult.INVALID_COUNTRY_CODE:
+        return f"unknown country code +{number.country_code}"
+    if result in _POSSIBLE_REASONS:
+        return f"{_POSSIBLE_REASONS[result]} for {where}"
+    return f"not a valid {where} number"

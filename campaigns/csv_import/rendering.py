@@ -1,0 +1,218 @@
+"""Template variables mapped to CSV columns, and rows rendered to Graph API `components`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from campaigns.csv_import.errors import CsvImportError, TemplateVariableError
+from campaigns.csv_import.reader import PHONE_HEADERS, _normalise_header
+from campaigns.models import MessageTemplate
+
+# Meta refuses template variables with line breaks, tabs or more than 4 spaces in a row (132018).
+_BAD_PARAM = re.compile(r"[\n\r\t]| {5}")
+_VARIABLE = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}")
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One parameter of the send payload and the column that fills it."""
+
+    column: str
+    label: str  # how staff see the variable, e.g. "{{2}}" or "header {{1}}"
+    kind: str = "text"  # text | image | video | document | coupon_code
+    parameter_name: str | None = None  # NAMED templates only
+
+
+@dataclass(frozen=True)
+class ComponentPlan:
+    type: str  # header | body | button
+    slots: tuple[Slot, ...]
+    sub_type: str | None = None
+    index: str | None = None
+
+
+@dataclass(frozen=True)
+class TemplatePlan:
+    """How to render one template from rows of one file; see `compile_template`."""
+
+    template_id: int | None
+    label: str
+    components: tuple[ComponentPlan, ...] = field(default_factory=tuple)
+
+    @property
+    def slots(self) -> list[Slot]:
+        return [slot for component in self.components for slot in component.slots]
+
+
+def _variables(text: str) -> list[str]:
+    names: list[str] = []
+    for name in _VARIABLE.findall(text or ""):
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def compile_template(template: MessageTemplate, columns: Sequence[str]) -> TemplatePlan:
+    """Map each variable of `template` to a column of the file.
+
+    Raises CsvImportError when the file cannot fill a variable at all (a missing column), so a
+    whole file fails before any row is read rather than row by row.
+    """
+    columns = [_normalise_header(c) for c in columns]
+    present = set(columns)
+    variable_columns = [
+        c
+        for c in columns
+        if c and c not in PHONE_HEADERS and not c.startswith(("header_", "button_"))
+    ]
+    named = (template.parameter_format or "").upper() == "NAMED"
+    label = f"{template.name}:{template.language}"
+    components: list[ComponentPlan] = []
+
+    def need(column: str | None, what: str, hint: str) -> str:
+        if column is None or column not in present:
+            raise CsvImportError(f"template {label} needs {what}: {hint}")
+        return column
+
+    def text_slot(variable: str, where: str) -> Slot:
+        if named:
+            if where == "header":
+                header_column = f"header_{variable}".lower()
+                column = header_column if header_column in present else variable.lower()
+            else:
+                column = variable.lower()
+            column = need(column, f"{where} {{{{{variable}}}}}", f"add a column named {column!r}")
+            return Slot(column, f"{where} {{{{{variable}}}}}", parameter_name=variable)
+        if not variable.isdigit():
+            raise CsvImportError(
+                f"template {label} is POSITIONAL but uses {{{{{variable}}}}}; sync it again"
+            )
+        n = int(variable)
+        if where == "header":
+            column = need(f"header_{n}", f"header {{{{{n}}}}}", f"add a column named 'header_{n}'")
+        elif f"var{n}" in present:
+            column = f"var{n}"
+        elif str(n) in present:
+            column = str(n)
+        elif 0 < n <= len(variable_columns):
+            column = variable_columns[n - 1]
+        else:
+            need(
+                None,
+                f"body {{{{{n}}}}}",
+                f"the file has {len(variable_columns)} variable column(s) "
+                f"({', '.join(variable_columns) or 'none'}); add one named 'var{n}'",
+            )
+        return Slot(column, f"{where} {{{{{n}}}}}" if where != "body" else f"{{{{{n}}}}}")
+
+    for component in template.components or []:
+        kind = str(component.get("type", "")).upper()
+        if kind == "HEADER":
+            fmt = str(component.get("format", "TEXT")).upper()
+            if fmt == "TEXT":
+                slots = [text_slot(v, "header") for v in _variables(component.get("text", ""))]
+                if slots:
+                    components.append(ComponentPlan("header", tuple(slots)))
+            elif fmt in ("IMAGE", "VIDEO", "DOCUMENT"):
+                media = fmt.lower()
+                column = f"header_{media}" if f"header_{media}" in present else "header_media"
+                need(
+                    column,
+                    f"an {fmt} header",
+                    "add a column 'header_media' with a link or an uploaded media id",
+                )
+                components.append(
+                    ComponentPlan("header", (Slot(column, f"{fmt} header", kind=media),))
+                )
+        elif kind == "BODY":
+            slots = [text_slot(v, "body") for v in _variables(component.get("text", ""))]
+            if slots:
+                components.append(ComponentPlan("body", tuple(slots)))
+        elif kind == "BUTTONS":
+            for index, button in enumerate(component.get("buttons", [])):
+                button_type = str(button.get("type", "")).upper()
+                column = f"button_{index}"
+                if button_type == "URL" and _variables(button.get("url", "")):
+                    need(column, f"the URL suffix of button {index}", f"add a column {column!r}")
+                    slot = Slot(column, f"button {index} URL")
+                    components.append(ComponentPlan("button", (slot,), "url", str(index)))
+                elif button_type == "COPY_CODE":
+                    need(column, f"the code of button {index}", f"add a column {column!r}")
+                    slot = Slot(column, f"button {index} code", kind="coupon_code")
+                    components.append(ComponentPlan("button", (slot,), "copy_code", str(index)))
+    return TemplatePlan(template.pk, label, tuple(components))
+
+
+def render_plan(plan: TemplatePlan, values: dict[str, str]) -> list[dict[str, Any]]:
+    """The Graph API `components` list for one row; TemplateVariableError if a value is empty."""
+    rendered: list[dict[str, Any]] = []
+    for component in plan.components:
+        parameters = [
+            _parameter(slot, values.get(slot.column, ""), plan) for slot in component.slots
+        ]
+        item: dict[str, Any] = {"type": component.type}
+        if component.sub_type is not None:
+            item["sub_type"] = component.sub_type
+            item["index"] = component.index
+        item["parameters"] = parameters
+        rendered.append(item)
+    return rendered
+
+
+def _parameter(slot: Slot, value: str, plan: TemplatePlan) -> dict[str, Any]:
+    value = (value or "").strip()
+    problem = value_problem(value)
+    if problem:
+        raise TemplateVariableError(
+            f"column {slot.column!r} {problem} (template {plan.label} {slot.label})"
+        )
+    if slot.kind == "text":
+        parameter: dict[str, Any] = {"type": "text", "text": value}
+        if slot.parameter_name is not None:
+            parameter["parameter_name"] = slot.parameter_name
+        return parameter
+    if slot.kind == "coupon_code":
+        return {"type": "coupon_code", "coupon_code": value}
+    media = {"link": value} if is_link(value) else {"id": value}
+    return {"type": slot.kind, slot.kind: media}
+
+
+def is_link(value: str) -> bool:
+    return value.lower().startswith(("https://", "http://"))
+
+
+def value_problem(value: str) -> str:
+    """Why WhatsApp would refuse `value` as a template variable, or "" if it would not."""
+    if not value:
+        return "is empty"
+    if _BAD_PARAM.search(value):
+        return "has a line break, tab or 5+ spaces in a row, which WhatsApp refuses"
+    return ""
+
+
+def render_components(template: MessageTemplate, attributes: dict[str, Any]) -> list[dict]:
+    """Render `template` for one contact: the Graph API `components` list.
+
+    `attributes` maps column names to values in file order (positional variables without a
+    `var<n>` column take the n-th one, the phone column excluded). Raises CsvImportError when a
+    variable has no column at all and TemplateVariableError when its value is empty.
+    """
+    values = {_normalise_header(k): "" if v is None else str(v) for k, v in attributes.items()}
+    plan = compile_template(template, list(values))
+    return render_plan(plan, values)
+
+
+def required_columns(plans: Iterable[TemplatePlan]) -> dict[str, str]:
+    """Column -> the first template variable that needs it, over every template.
+
+    A row must fill all of them: which template a contact gets depends on its place in the
+    queue, decided only after duplicates and suppressed numbers are dropped.
+    """
+    needed: dict[str, str] = {}
+    for plan in plans:
+        for slot in plan.slots:
+            needed.setdefault(slot.column, f"template {plan.label} {slot.label}")
+    return needed

@@ -1,0 +1,49 @@
+"""A campaign CSV's data rows, streamed: phone normalised, needed columns checked."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from campaigns.csv_import.phones import normalise_phone
+from campaigns.csv_import.reader import NAME_HEADER, CsvFile
+from campaigns.csv_import.rendering import value_problem
+
+
+@dataclass(slots=True)
+class CsvRow:
+    """One data row: `phone` is E.164 when the row is usable, else `reason` says why not."""
+
+    row_number: int
+    phone: str | None
+    name: str
+    values: dict[str, str]  # non-empty non-phone cells (name included), in file order
+    raw_phone: str
+    reason: str = ""
+
+
+def parse_rows(
+    csv_file: CsvFile, *, region: str, needed: dict[str, str] | None = None
+) -> Iterator[CsvRow]:
+    """Every data row of `csv_file`, normalised and checked, streaming."""
+    layout = csv_file.layout
+    phone_index = layout.phone_index
+    value_columns = layout.value_columns
+    needed = needed or {}
+    for row_number, fields in csv_file.records():
+        raw = fields[phone_index].strip()
+        values = {}
+        for index, column in value_columns:
+            value = fields[index].strip()
+            if value:
+                values[column] = value
+        name = values.get(NAME_HEADER, "")[:200]
+        phone, reason = normalise_phone(raw, region)
+        if phone is not None:
+            for column, used_by in needed.items():
+                problem = value_problem(values.get(column, ""))
+                if problem:
+                    reason = f"column {column!r} {problem} (needed by {used_by})"
+                    phone = None
+                    break
+        yield CsvRow(row_number, phone, name, values, raw[:255], reason[:255])
