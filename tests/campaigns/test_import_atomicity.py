@@ -10,8 +10,7 @@ from django.db import DatabaseError, connection
 
 from campaigns.csv_import import CsvImportError
 from campaigns.models import Campaign, CampaignTemplate, Contact, ImportRejection
-from messaging import campaign_import
-from messaging.campaign_import import create_campaign_from_csv
+from messaging.campaign_import import create_campaign_from_csv, producer
 from messaging.models import OutboundMessage
 from tests import factories
 from tests.factories import e164
@@ -24,7 +23,7 @@ FAIL_PHONE = e164(40)
 @pytest.fixture
 def small_chunks(monkeypatch):
     """Many COPY chunks, so the failure comes after earlier chunks were fully written."""
-    monkeypatch.setattr(campaign_import, "CHUNK_ROWS", 5)
+    monkeypatch.setattr(producer, "CHUNK_ROWS", 5)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignTemplate, Contact, ImportRejection
 from messaging import campaign_import
-from messaging.campaign_import import create_campaign_from_csv, preview_csv
+from messaging.campaign_import import batch, create_campaign_from_csv, preview_csv, service
 from messaging.models import OutboundMessage, OutboundStatus
 from tests import factories
 
@@ -187,8 +187,8 @@ def test_batch_path_gives_the_same_result_as_the_postgres_path(
         .order_by("id")
         .values_list("phone", "template_id", "parameters")
     )
-    monkeypatch.setattr(campaign_import, "_backend", campaign_import._BatchImport)
-    monkeypatch.setattr(campaign_import, "_BATCH", 2)
+    monkeypatch.setattr(service, "_backend", batch._BatchImport)
+    monkeypatch.setattr(batch, "_BATCH", 2)
     slow = import_csv(sender, templates, path)
     slow_rows = list(
         OutboundMessage.objects.filter(campaign=slow.campaign)

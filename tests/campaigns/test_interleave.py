@@ -7,8 +7,7 @@ from collections import Counter
 import pytest
 
 from campaigns.csv_import import interleave_pattern
-from messaging import campaign_import
-from messaging.campaign_import import create_campaign_from_csv
+from messaging.campaign_import import create_campaign_from_csv, producer
 from messaging.models import OutboundMessage
 from tests.factories import e164
 
@@ -65,7 +64,7 @@ def test_interleave_continues_across_chunks_and_skips_dropped_rows(
 ):
     """Several COPY chunks (of 4 rows) behave as one pass: positions continue, and rejected,
     duplicate or suppressed rows take no turn."""
-    monkeypatch.setattr(campaign_import, "CHUNK_ROWS", 4)
+    monkeypatch.setattr(producer, "CHUNK_ROWS", 4)
     lines = [f"{e164(i)},N{i},C{i}" for i in range(14)]
     lines.insert(3, "bad,X,C")
     lines.insert(7, f"{e164(1)},dup,D")

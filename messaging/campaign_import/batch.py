@@ -1,0 +1,137 @@
+"""The portable import (the SQLite quickstart): batches of `bulk_create`, same result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from campaigns.csv_import import CsvRow, TemplatePlan, render_plan
+from campaigns.models import Contact, ImportRejection, Suppression
+from messaging.campaign_import.job import (
+    REJECTIONS_SHOWN,
+    ImportResult,
+    RejectionRow,
+    _Job,
+    _preview_message,
+)
+from messaging.models import OutboundMessage, OutboundStatus
+
+_BATCH = 2000
+
+
+class _BatchImport:
+    """The portable path (SQLite quickstart): batches of bulk_create in the same order."""
+
+    def run(self, job: _Job, rows: Any) -> ImportResult:
+        result = ImportResult(campaign=job.campaign)
+        plans = {p.template_id: p for p in job.plans}
+        seen: set[str] = set()
+        state = {"seq": 0}
+        batch: list[CsvRow] = []
+        rejections: list[ImportRejection] = []
+        for row in rows:
+            if row.phone is None:
+                result.rejected += 1
+                if len(result.rejections) < REJECTIONS_SHOWN:
+                    result.rejections.append(
+                        RejectionRow(row.row_number, row.raw_phone, row.reason)
+                    )
+                if job.campaign is not None:
+                    rejections.append(
+                        ImportRejection(
+                            campaign=job.campaign,
+                            row_number=row.row_number,
+                            value=row.raw_phone,
+                            reason=row.reason,
+                        )
+                    )
+                    if len(rejections) >= _BATCH:
+                        ImportRejection.objects.bulk_create(rejections)
+                        rejections = []
+                continue
+            if row.phone in seen:
+                result.duplicates += 1
+                continue
+            seen.add(row.phone)
+            batch.append(row)
+            if len(batch) >= _BATCH:
+                self._flush(job, plans, batch, result, state)
+                batch = []
+        if batch:
+            self._flush(job, plans, batch, result, state)
+        if rejections:
+            ImportRejection.objects.bulk_create(rejections)
+        return result
+
+    def _flush(
+        self,
+        job: _Job,
+        plans: dict[int | None, TemplatePlan],
+        batch: list[CsvRow],
+        result: ImportResult,
+        state: dict[str, int],
+    ) -> None:
+        phones = [r.phone for r in batch]
+        blocked = set(Suppression.objects.filter(phone__in=phones).values_list("phone", flat=True))
+        blocked |= set(
+            Contact.objects.filter(phone__in=phones, opted_out_at__isnull=False).values_list(
+                "phone", flat=True
+            )
+        )
+        keep = [r for r in batch if r.phone not in blocked]
+        result.suppressed += len(batch) - len(keep)
+        planned = []
+        for row in keep:
+            template_id = job.pattern[state["seq"] % len(job.pattern)]
+            state["seq"] += 1
+            planned.append((row, template_id, render_plan(plans[template_id], row.values)))
+        if job.campaign is None:
+            for row, template_id, components in planned:
+                if len(result.preview) < job.preview_limit:
+                    result.preview.append(_preview_message(job, row.phone, template_id, components))
+            result.queued += len(planned)
+            return
+        contacts = self._upsert_contacts(keep)
+        messages = OutboundMessage.objects.bulk_create(
+            OutboundMessage(
+                campaign=job.campaign,
+                contact_id=contacts[row.phone],
+                template_id=template_id,
+                sender=job.sender,
+                phone=row.phone,
+                parameters=components,
+                priority=job.priority,
+                status=OutboundStatus.QUEUED,
+                next_attempt_at=job.now,
+            )
+            for row, template_id, components in planned
+        )
+        for message in messages:
+            if len(result.preview) < job.preview_limit:
+                result.preview.append(
+                    _preview_message(job, message.phone, message.template_id, message.parameters)
+                )
+        result.queued += len(messages)
+
+    @staticmethod
+    def _upsert_contacts(rows: list[CsvRow]) -> dict[str, int]:
+        existing = {c.phone: c for c in Contact.objects.filter(phone__in=[r.phone for r in rows])}
+        changed, new = [], []
+        for row in rows:
+            attributes = {k: v for k, v in row.values.items() if k != "name"}
+            contact = existing.get(row.phone)
+            if contact is None:
+                new.append(Contact(phone=row.phone, name=row.name, attributes=attributes))
+                continue
+            merged = {**contact.attributes, **attributes}
+            name = row.name or contact.name
+            if merged != contact.attributes or name != contact.name:
+                contact.attributes, contact.name = merged, name
+                changed.append(contact)
+        if changed:
+            Contact.objects.bulk_update(changed, ["name", "attributes"])
+        Contact.objects.bulk_create(new)
+        ids = {c.phone: c.pk for c in existing.values()}
+        ids.update(
+            Contact.objects.filter(phone__in=[c.phone for c in new]).values_list("phone", "pk")
+        )
+        return ids

@@ -1,0 +1,57 @@
+"""What an import backend is handed (`_Job`) and what it reports (`ImportResult`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from campaigns.csv_import import TemplatePlan
+from campaigns.models import Campaign, MessageTemplate, SenderNumber
+
+REJECTIONS_SHOWN = 100
+
+
+@dataclass(frozen=True)
+class RejectionRow:
+    row_number: int
+    value: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class PreviewMessage:
+    phone: str
+    template_name: str
+    template_language: str
+    components: list[dict[str, Any]]
+
+
+@dataclass
+class ImportResult:
+    campaign: Campaign | None  # None for previews
+    queued: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    suppressed: int = 0
+    rejections: list[RejectionRow] = field(default_factory=list)
+    preview: list[PreviewMessage] = field(default_factory=list)
+
+
+@dataclass
+class _Job:
+    """Everything an import backend needs besides the rows."""
+
+    plans: list[TemplatePlan]
+    templates: dict[int, MessageTemplate]
+    pattern: list[int]  # one period of the interleave, as template ids
+    campaign: Campaign | None
+    sender: SenderNumber
+    priority: int
+    now: datetime
+    preview_limit: int
+
+
+def _preview_message(job: _Job, phone: str, template_id: int, components: list) -> PreviewMessage:
+    template = job.templates[template_id]
+    return PreviewMessage(phone, template.name, template.language, components)

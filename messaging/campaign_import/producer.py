@@ -1,0 +1,99 @@
+"""The parser thread of the PostgreSQL import: rows into chunks, repeated numbers dropped."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from campaigns.csv_import import CsvRow
+
+# Rows per COPY on PostgreSQL: big enough for set-based statements to pay off, small enough
+# that the few chunks in flight stay a few tens of MB.
+CHUNK_ROWS = 50_000
+
+
+@dataclass
+class _Chunk:
+    kept: list[tuple[int, str, str, str]] = field(default_factory=list)  # first rows of numbers
+    rejected: list[tuple[int, str, str]] = field(default_factory=list)  # row, value, reason
+    duplicates: int = 0
+
+
+_END = object()
+
+
+class _Producer:
+    """Parses rows on a thread into chunks; iterate to consume them.
+
+    Repeated numbers are dropped here: the first row of a number wins, and a set of ints
+    (about 60 MB per million numbers) is far cheaper than asking PostgreSQL per chunk. The
+    queue is short, so at most a few chunks are in memory. An error while parsing (a broken
+    row) is raised in the consuming thread, after the chunks before it.
+    """
+
+    def __init__(self, rows: Iterator[CsvRow], chunk_size: int | None = None) -> None:
+        self._rows = rows
+        self._chunk_size = chunk_size or CHUNK_ROWS
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="csv-import-parse", daemon=True)
+
+    def __enter__(self) -> Iterator[_Chunk]:
+        self._thread.start()
+        return self._chunks()
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._queue.get(timeout=0.1)  # unblock a producer waiting on a full queue
+        self._thread.join()
+
+    def _chunks(self) -> Iterator[_Chunk]:
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+        seen: set[int] = set()
+        chunk = _Chunk()
+        size = 0
+        try:
+            for row in self._rows:
+                size += 1
+                if row.phone is None:
+                    chunk.rejected.append((row.row_number, row.raw_phone, row.reason))
+                else:
+                    key = int(row.phone[1:])
+                    if key in seen:
+                        chunk.duplicates += 1
+                    else:
+                        seen.add(key)
+                        chunk.kept.append((row.row_number, row.phone, row.name, dumps(row.values)))
+                if size >= self._chunk_size:
+                    if not self._put(chunk):
+                        return
+                    chunk, size = _Chunk(), 0
+            if size and not self._put(chunk):
+                return
+            self._put(_END)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            self._put(exc)

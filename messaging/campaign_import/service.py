@@ -1,0 +1,176 @@
+"""The import entry points: check the templates, build the job, run a backend, fill counters."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import IO
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection, transaction
+from django.utils import timezone
+
+from campaigns.csv_import import (
+    CsvFile,
+    CsvImportError,
+    check_region,
+    compile_template,
+    interleave_pattern,
+    parse_rows,
+    required_columns,
+)
+from campaigns.models import Campaign, CampaignTemplate, MessageTemplate, SenderNumber
+from messaging.campaign_import.batch import _BatchImport
+from messaging.campaign_import.job import ImportResult, _Job
+from messaging.campaign_import.postgres import _PostgresImport
+from messaging.services import start_campaign
+
+logger = logging.getLogger(__name__)
+
+PREVIEW_SHOWN = 10
+
+
+def create_campaign_from_csv(
+    *,
+    name: str,
+    csv_file: str | Path | IO[bytes],
+    sender: SenderNumber,
+    templates: Sequence[tuple[MessageTemplate, int]],
+    start_at: datetime | None = None,
+    start_now: bool = False,
+    created_by: AbstractBaseUser | None = None,
+    default_region: str | None = None,
+    priority: int = 0,
+) -> ImportResult:
+    """A draft campaign (scheduled/running with `start_at`/`start_now`) with its queue filled.
+
+    Raises CsvImportError (a ValueError) for a file that cannot be imported, ValueError for
+    templates the sender cannot send; nothing is written then.
+    """
+    name = (name or "").strip()
+    if not name:
+        raise ValueError("the campaign needs a name")
+    if start_at is not None and timezone.is_naive(start_at):
+        start_at = timezone.make_aware(start_at)
+    region = check_region(default_region or settings.WHATSAPP_DEFAULT_REGION)
+    links = _check_templates(sender, templates)
+    began = time.monotonic()
+    with CsvFile(csv_file) as source, transaction.atomic():
+        campaign = Campaign.objects.create(
+            name=name[:200], sender=sender, priority=priority, created_by=created_by
+        )
+        CampaignTemplate.objects.bulk_create(
+            CampaignTemplate(campaign=campaign, template=t, weight=w, position=i)
+            for i, (t, w) in enumerate(links)
+        )
+        job = _job(source, links, campaign, sender, priority, preview_limit=PREVIEW_SHOWN)
+        result = _backend().run(job, parse_rows(source, region=region, needed=_needed(job)))
+        if result.queued == 0:
+            raise CsvImportError(_nothing_to_send(result))
+        Campaign.objects.filter(pk=campaign.pk).update(
+            total=result.queued,
+            rejected_count=result.rejected,
+            duplicate_count=result.duplicates,
+            suppressed_count=result.suppressed,
+        )
+        if start_now or start_at is not None:
+            start_campaign(campaign_id=campaign.pk, at=None if start_now else start_at)
+        campaign.refresh_from_db()
+    result.campaign = campaign
+    logger.info(
+        "campaign %s imported: %d queued, %d rejected, %d duplicates, %d suppressed in %.1fs",
+        campaign.pk,
+        result.queued,
+        result.rejected,
+        result.duplicates,
+        result.suppressed,
+        time.monotonic() - began,
+    )
+    return result
+
+
+def preview_csv(
+    *,
+    csv_file: str | Path | IO[bytes],
+    sender: SenderNumber,
+    templates: Sequence[tuple[MessageTemplate, int]],
+    default_region: str | None = None,
+    limit: int = PREVIEW_SHOWN,
+) -> ImportResult:
+    """What `create_campaign_from_csv` would do with this file, writing nothing."""
+    region = check_region(default_region or settings.WHATSAPP_DEFAULT_REGION)
+    links = _check_templates(sender, templates)
+    with CsvFile(csv_file) as source, transaction.atomic():
+        job = _job(source, links, None, sender, 0, preview_limit=limit)
+        result = _backend().run(job, parse_rows(source, region=region, needed=_needed(job)))
+        # The temporary tables go with the rollback; no real table was written.
+        transaction.set_rollback(True)
+    return result
+
+
+def _check_templates(
+    sender: SenderNumber, templates: Sequence[tuple[MessageTemplate, int]]
+) -> list[tuple[MessageTemplate, int]]:
+    if not templates:
+        raise ValueError("choose at least one template")
+    links: list[tuple[MessageTemplate, int]] = []
+    seen: set[int] = set()
+    for template, weight in templates:
+        label = f"{template.name}:{template.language}"
+        if template.account_id != sender.account_id:
+            raise ValueError(
+                f"template {label} belongs to another WhatsApp account than sender "
+                f"{sender.display_number}"
+            )
+        if not template.is_sendable:
+            raise ValueError(f"template {label} is {template.status}, only APPROVED can be sent")
+        if template.pk in seen:
+            raise ValueError(f"template {label} is chosen twice")
+        if not isinstance(weight, int) or weight < 1:
+            raise ValueError(f"template {label}: the weight must be a whole number of at least 1")
+        seen.add(template.pk)
+        links.append((template, weight))
+    return links
+
+
+def _job(
+    source: CsvFile,
+    links: list[tuple[MessageTemplate, int]],
+    campaign: Campaign | None,
+    sender: SenderNumber,
+    priority: int,
+    *,
+    preview_limit: int,
+) -> _Job:
+    plans = [compile_template(t, source.layout.columns) for t, _ in links]
+    return _Job(
+        plans=plans,
+        templates={t.pk: t for t, _ in links},
+        pattern=[links[i][0].pk for i in interleave_pattern([w for _, w in links])],
+        campaign=campaign,
+        sender=sender,
+        priority=priority,
+        now=timezone.now(),
+        preview_limit=preview_limit,
+    )
+
+
+def _needed(job: _Job) -> dict[str, str]:
+    return required_columns(job.plans)
+
+
+def _nothing_to_send(result: ImportResult) -> str:
+    if not (result.rejected or result.duplicates or result.suppressed):
+        return "the file has no data rows, only the header"
+    parts = [f"no number left to send to: {result.rejected} rejected"]
+    parts.append(f"{result.duplicates} duplicates, {result.suppressed} suppressed")
+    first = "; ".join(f"row {r.row_number}: {r.reason}" for r in result.rejections[:3])
+    return ", ".join(parts) + (f" (first: {first})" if first else "")
+
+
+def _backend() -> _PostgresImport | _BatchImport:
+    return _PostgresImport() if connection.vendor == "postgresql" else _BatchImport()
