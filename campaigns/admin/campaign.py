@@ -1,8 +1,4 @@
-"""Admin for campaigns, templates, numbers, accounts, contacts and the suppression list.
-
-Staff's main tool. Classes stay declarative: state changes go through messaging.services and
-campaigns.services, reads through the selectors.
-"""
+"""Campaign admin: the list with counters, state-change actions, detail page, rejections CSV."""
 
 from __future__ import annotations
 
@@ -25,18 +21,8 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from campaigns import admin_wizard, selectors
-from campaigns.admin_helpers import CappedCountPaginator, confirm_action, report_each
-from campaigns.forms import SuppressionForm
-from campaigns.models import (
-    Campaign,
-    CampaignTemplate,
-    Contact,
-    MessageTemplate,
-    SenderNumber,
-    Suppression,
-    WhatsAppAccount,
-)
-from campaigns.services import suppress_numbers, unsuppress_numbers
+from campaigns.admin_helpers import confirm_action, report_each
+from campaigns.models import Campaign, CampaignTemplate
 from messaging import selectors as queue_selectors
 from messaging import services as campaign_services
 from messaging.services import TransitionError
@@ -371,145 +357,3 @@ class CampaignAdmin(admin.ModelAdmin[Campaign]):
             )
         self._transition(request, Campaign.objects.filter(pk=campaign.pk), verb)
         return HttpResponseRedirect(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
-
-
-@admin.register(MessageTemplate)
-class MessageTemplateAdmin(admin.ModelAdmin[MessageTemplate]):
-    list_display = ["name", "language", "category", "status", "account", "synced_at"]
-    list_filter = ["status", "category", "language", "account"]
-    search_fields = ["name"]
-    list_select_related = ["account"]
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        # Once synced from the Graph API, the API is the source of truth: nothing is editable.
-        if obj is not None and obj.synced_at is not None:
-            return [field.name for field in self.model._meta.fields]
-        return ["synced_at"]
-
-
-@admin.register(SenderNumber)
-class SenderNumberAdmin(admin.ModelAdmin[SenderNumber]):
-    # Tokens are environment-only: this admin has no field that could show one.
-    list_display = [
-        "display_number",
-        "phone_number_id",
-        "account",
-        "rate_mps",
-        "learned_rate",
-        "messaging_tier",
-        "quality_rating",
-        "status",
-    ]
-    list_filter = ["status", "quality_rating", "messaging_tier", "account"]
-    search_fields = ["display_number", "phone_number_id"]
-    list_select_related = ["account"]
-    fields = [
-        "account",
-        "phone_number_id",
-        "display_number",
-        "rate_mps",
-        "messaging_tier",
-        "quality_rating",
-        "status",
-        "learned_rate",
-        "learned_rate_at",
-        "created_at",
-    ]
-    readonly_fields = ["learned_rate", "learned_rate_at", "created_at"]
-
-
-@admin.register(WhatsAppAccount)
-class WhatsAppAccountAdmin(admin.ModelAdmin[WhatsAppAccount]):
-    list_display = ["name", "waba_id", "auth_failed_at", "created_at"]
-    search_fields = ["name", "waba_id"]
-    fields = ["waba_id", "name", "auth_failed_at", "created_at"]
-    readonly_fields = ["auth_failed_at", "created_at"]
-    actions = ["clear_auth_failure"]
-
-    @admin.action(
-        description="Clear auth failure (after replacing the token)", permissions=["change"]
-    )
-    def clear_auth_failure(self, request: HttpRequest, queryset: QuerySet[WhatsAppAccount]) -> None:
-        # Only clears the flag; campaigns paused by it stay paused until staff resume them.
-        cleared = queryset.filter(auth_failed_at__isnull=False).update(auth_failed_at=None)
-        self.message_user(request, f"Cleared the auth failure of {cleared} account(s).")
-
-
-def _normalise_phone_search(term: str) -> str:
-    digits = "".join(ch for ch in term if ch.isdigit())
-    return f"+{digits}" if digits and len(digits) >= 6 else term.strip()
-
-
-@admin.register(Contact)
-class ContactAdmin(admin.ModelAdmin[Contact]):
-    list_display = ["phone", "name", "wa_id", "opted_out_at", "created_at"]
-    list_filter = [("opted_out_at", admin.EmptyFieldListFilter)]
-    # Exact matches only: the contacts table is large and these columns are indexed.
-    search_fields = ["=phone", "=wa_id"]
-    search_help_text = "Exact phone number (any formatting) or WhatsApp id."
-    readonly_fields = ["opted_out_at", "created_at"]
-    ordering = ["-id"]
-    show_full_result_count = False
-    paginator = CappedCountPaginator
-    actions = ["opt_out", "opt_in"]
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Contact], search_term: str
-    ) -> tuple[QuerySet[Contact], bool]:
-        if not search_term:
-            return queryset, False
-        phone = _normalise_phone_search(search_term)
-        return queryset.filter(phone=phone) | queryset.filter(wa_id=search_term.strip()), False
-
-    @admin.action(description="Opt out (suppress) selected contacts", permissions=["change"])
-    def opt_out(self, request: HttpRequest, queryset: QuerySet[Contact]) -> None:
-        phones = list(queryset.values_list("phone", flat=True))
-        count = suppress_numbers(
-            phones=phones, source=Suppression.Source.STAFF, reason=f"Opted out by {request.user}"
-        )
-        self.message_user(request, f"Opted out {count} contact(s); they will not be messaged.")
-
-    @admin.action(description="Opt back in (unsuppress) selected contacts", permissions=["change"])
-    def opt_in(self, request: HttpRequest, queryset: QuerySet[Contact]) -> None:
-        phones = list(queryset.values_list("phone", flat=True))
-        unsuppress_numbers(phones=phones)
-        self.message_user(request, f"Opted {len(phones)} contact(s) back in.")
-
-
-@admin.register(Suppression)
-class SuppressionAdmin(admin.ModelAdmin[Suppression]):
-    form = SuppressionForm
-    list_display = ["phone", "source", "reason", "created_at"]
-    list_filter = ["source"]
-    search_fields = ["=phone"]
-    search_help_text = "Exact phone number (any formatting)."
-    fields = ["phone", "source", "reason", "created_at"]
-    readonly_fields = ["created_at"]
-    ordering = ["-id"]
-    show_full_result_count = False
-    paginator = CappedCountPaginator
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Suppression], search_term: str
-    ) -> tuple[QuerySet[Suppression], bool]:
-        if not search_term:
-            return queryset, False
-        return queryset.filter(phone=_normalise_phone_search(search_term)), False
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        # Changing the number of an entry would silently unsuppress the old one.
-        return ["phone", *self.readonly_fields] if obj is not None else list(self.readonly_fields)
-
-    def save_model(self, request: HttpRequest, obj: Suppression, form: Any, change: bool) -> None:
-        if change:
-            super().save_model(request, obj, form, change)
-            return
-        # Through the service, so the contact is marked opted out too.
-        suppress_numbers(phones=[obj.phone], source=obj.source, reason=obj.reason)
-        obj.pk = Suppression.objects.get(phone=obj.phone).pk
-
-    def delete_model(self, request: HttpRequest, obj: Suppression) -> None:
-        unsuppress_numbers(phones=[obj.phone])
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Suppression]) -> None:
-        unsuppress_numbers(phones=list(queryset.values_list("phone", flat=True)))

@@ -1,0 +1,22 @@
+"""Admin for campaigns, templates, numbers, accounts, contacts and the suppression list.
+
+Staff's main tool. Classes stay declarative: state changes go through messaging.services and
+campaigns.services, reads through the selectors.
+"""
+
+from __future__ import annotations
+
+from campaigns.admin.accounts import MessageTemplateAdmin, SenderNumberAdmin, WhatsAppAccountAdmin
+from campaigns.admin.campaign import TRANSITIONS, CampaignAdmin, CampaignTemplateInline
+from campaigns.admin.contacts import ContactAdmin, SuppressionAdmin
+
+__all__ = [
+    "TRANSITIONS",
+    "CampaignAdmin",
+    "CampaignTemplateInline",
+    "ContactAdmin",
+    "MessageTemplateAdmin",
+    "SenderNumberAdmin",
+    "SuppressionAdmin",
+    "WhatsAppAccountAdmin",
+]

@@ -1,0 +1,94 @@
+"""Admin for contacts and the suppression list; opt-outs go through the services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from campaigns.admin_helpers import CappedCountPaginator
+from campaigns.forms import SuppressionForm
+from campaigns.models import Contact, Suppression
+from campaigns.services import suppress_numbers, unsuppress_numbers
+
+
+def _normalise_phone_search(term: str) -> str:
+    digits = "".join(ch for ch in term if ch.isdigit())
+    return f"+{digits}" if digits and len(digits) >= 6 else term.strip()
+
+
+@admin.register(Contact)
+class ContactAdmin(admin.ModelAdmin[Contact]):
+    list_display = ["phone", "name", "wa_id", "opted_out_at", "created_at"]
+    list_filter = [("opted_out_at", admin.EmptyFieldListFilter)]
+    # Exact matches only: the contacts table is large and these columns are indexed.
+    search_fields = ["=phone", "=wa_id"]
+    search_help_text = "Exact phone number (any formatting) or WhatsApp id."
+    readonly_fields = ["opted_out_at", "created_at"]
+    ordering = ["-id"]
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+    actions = ["opt_out", "opt_in"]
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Contact], search_term: str
+    ) -> tuple[QuerySet[Contact], bool]:
+        if not search_term:
+            return queryset, False
+        phone = _normalise_phone_search(search_term)
+        return queryset.filter(phone=phone) | queryset.filter(wa_id=search_term.strip()), False
+
+    @admin.action(description="Opt out (suppress) selected contacts", permissions=["change"])
+    def opt_out(self, request: HttpRequest, queryset: QuerySet[Contact]) -> None:
+        phones = list(queryset.values_list("phone", flat=True))
+        count = suppress_numbers(
+            phones=phones, source=Suppression.Source.STAFF, reason=f"Opted out by {request.user}"
+        )
+        self.message_user(request, f"Opted out {count} contact(s); they will not be messaged.")
+
+    @admin.action(description="Opt back in (unsuppress) selected contacts", permissions=["change"])
+    def opt_in(self, request: HttpRequest, queryset: QuerySet[Contact]) -> None:
+        phones = list(queryset.values_list("phone", flat=True))
+        unsuppress_numbers(phones=phones)
+        self.message_user(request, f"Opted {len(phones)} contact(s) back in.")
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(admin.ModelAdmin[Suppression]):
+    form = SuppressionForm
+    list_display = ["phone", "source", "reason", "created_at"]
+    list_filter = ["source"]
+    search_fields = ["=phone"]
+    search_help_text = "Exact phone number (any formatting)."
+    fields = ["phone", "source", "reason", "created_at"]
+    readonly_fields = ["created_at"]
+    ordering = ["-id"]
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Suppression], search_term: str
+    ) -> tuple[QuerySet[Suppression], bool]:
+        if not search_term:
+            return queryset, False
+        return queryset.filter(phone=_normalise_phone_search(search_term)), False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # Changing the number of an entry would silently unsuppress the old one.
+        return ["phone", *self.readonly_fields] if obj is not None else list(self.readonly_fields)
+
+    def save_model(self, request: HttpRequest, obj: Suppression, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        # Through the service, so the contact is marked opted out too.
+        suppress_numbers(phones=[obj.phone], source=obj.source, reason=obj.reason)
+        obj.pk = Suppression.objects.get(phone=obj.phone).pk
+
+    def delete_model(self, request: HttpRequest, obj: Suppression) -> None:
+        unsuppress_numbers(phones=[obj.phone])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Suppression]) -> None:
+        unsuppress_numbers(phones=list(queryset.values_list("phone", flat=True)))
