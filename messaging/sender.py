@@ -25,7 +25,13 @@ from django.db import close_old_connections, connection
 from campaigns.models import Campaign, MessageTemplate, SenderNumber
 from messaging import queue, state_version
 from messaging.errors import Action, ErrorRule
-from messaging.graph_api import GraphApiClient, SendOutcome, access_token, template_payload
+from messaging.graph_api import (
+    GraphApiClient,
+    OutcomeKind,
+    SendOutcome,
+    access_token,
+    template_payload,
+)
 from messaging.outcomes import SideEffects, apply_side_effects, decide
 from messaging.pacing import Bucket, bucket_for
 from messaging.queue import ClaimedMessage
@@ -33,7 +39,11 @@ from messaging.services import complete_if_finished
 
 logger = logging.getLogger(__name__)
 
-CLAIM_HORIZON = 3.0  # seconds of sending claimed at once
+# Seconds of this worker's own sending claimed at once. Its own rate, not the number's: with
+# several workers sharing a number each gets a share of the slots, and rows held beyond
+# what it can send wait idle (and are in doubt if the worker dies).
+CLAIM_HORIZON = 3.0
+SHARE_SMOOTHING = 0.3
 # Running campaigns are re-read when the state version in Redis moves (checked every feeder
 # tick, 0.1 s), and on this timer: the only trigger without Redis, a backstop with it.
 REFRESH_INTERVAL = 0.8
@@ -42,7 +52,11 @@ RETRY_CLAIM_INTERVAL = 5.0  # retries wait seconds anyway: look for due ones thi
 FLUSH_INTERVAL = 1.0
 FLUSH_MAX_ROWS = 1000
 CHUNK_SECONDS = 0.05  # slots reserved per bucket call
-LATE_SLOT = 0.02  # a slot missed by more than this is skipped, never bunched into a burst
+# A slot missed by more than this is skipped, never bunched into a burst: checked by the
+# pacer when it hands a send over, and again by the HTTP thread when it starts it (a starved
+# thread pool would otherwise start queued sends together).
+LATE_SLOT = 0.02
+LATE_START = 0.05
 ASSUMED_LATENCY = 0.3
 
 
@@ -96,6 +110,9 @@ class NumberSender:
         self.in_flight_lock = threading.Lock()
         self.next_claim = 0.0
         self.next_retry_claim = 0.0
+        # Sends/s this worker achieves, smoothed; starts at the number's whole rate.
+        self.own_rate = self.rate
+        self._rate_sample = (time.monotonic(), 0)
         self.claiming = threading.Event()  # set once the feeder has looked at least once
         self.draining = threading.Event()  # no more claims: finish what is in hand
         self.done = threading.Event()  # everything sent: the flusher does its last flush
@@ -153,7 +170,7 @@ class NumberSender:
                 self.stats.skipped_slots += 1
                 continue
             self.stats.sent += 1
-            executor.submit(self._send_one, message)
+            executor.submit(self._send_one, message, slot)
 
     def _next_sendable(self) -> ClaimedMessage | None:
         while self.pending:
@@ -163,7 +180,14 @@ class NumberSender:
             self.to_release.append(message)  # paused or cancelled since it was claimed
         return None
 
-    def _send_one(self, message: ClaimedMessage) -> None:
+    def _send_one(self, message: ClaimedMessage, slot: float) -> None:
+        if time.monotonic() - slot > LATE_START:
+            self.pending.appendleft(message)  # its slot has passed: it waits for another
+            self.stats.sent -= 1
+            self.stats.skipped_slots += 1
+            with self.in_flight_lock:
+                self.in_flight -= 1
+            return
         try:
             name, language = self.templates[message.template_id]
             payload = template_payload(
@@ -178,8 +202,6 @@ class NumberSender:
             )
         except Exception as exc:  # never lose a row to a bug in this thread
             logger.exception("send of message %s crashed", message.id)
-            from messaging.graph_api import OutcomeKind
-
             outcome = SendOutcome(OutcomeKind.AMBIGUOUS, detail=f"crash: {exc}"[:500])
         if outcome.rule is not None:
             self._react(message, outcome.rule)
@@ -219,7 +241,8 @@ class NumberSender:
                 seen_version = version
                 next_refresh = now + (REFRESH_INTERVAL if version is None else REFRESH_BACKSTOP)
             self._release_unsendable()
-            low = len(self.pending) < self.rate * CLAIM_HORIZON / 2
+            self._measure_own_rate(now)
+            low = len(self.pending) < self.own_rate * CLAIM_HORIZON / 2
             if low and now >= self.next_claim and not self._claim():
                 self.next_claim = now + 1.0  # nothing due: don't poll the table hot
             self.claiming.set()
@@ -244,9 +267,19 @@ class NumberSender:
                 self.templates[t.pk] = (t.name, t.language)
         self.active = active
 
+    def _measure_own_rate(self, now: float) -> None:
+        since, sent_then = self._rate_sample
+        if now - since < 1.0:
+            return
+        if self.pending:  # only a worker with work in hand shows what share it gets
+            measured = (self.stats.sent - sent_then) / (now - since)
+            blended = SHARE_SMOOTHING * measured + (1 - SHARE_SMOOTHING) * self.own_rate
+            self.own_rate = min(self.rate, max(1.0, blended))
+        self._rate_sample = (now, self.stats.sent)
+
     def _claim(self) -> bool:
         """Top up the pending rows; returns whether anything was claimed."""
-        budget = math.ceil(self.rate * CLAIM_HORIZON) - len(self.pending)
+        budget = math.ceil(self.own_rate * CLAIM_HORIZON) - len(self.pending)
         if budget <= 0 or not self.active:
             return False
         claimed_any = False
