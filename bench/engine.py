@@ -29,9 +29,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.common import ROOT, fresh_database, services_env, setup_django
+
 DB_NAME = "wac_bench"
 REDIS_DB = 6
 PHONE_NUMBER_ID = "106500000001"
@@ -42,47 +42,8 @@ BARE_MAX_MESSAGES = 10_000
 
 
 # --- environment ------------------------------------------------------------------------------
-def _services_env() -> dict[str, str]:
-    """The services' PostgreSQL and Redis, pointed at the benchmark's own database and db."""
-    out = subprocess.run(
-        [str(ROOT / "scripts" / "services.sh")],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "WAC_DB_NAME": DB_NAME, "WAC_REDIS_DB": str(REDIS_DB)},
-    ).stdout
-    env = {}
-    for line in out.splitlines():
-        key, _, value = line.removeprefix("export ").partition("=")
-        env[key] = value
-    db = urlsplit(env["DATABASE_URL"])
-    env["DATABASE_URL"] = urlunsplit(db._replace(path=f"/{DB_NAME}"))
-    redis = urlsplit(env["REDIS_URL"])
-    env["REDIS_URL"] = urlunsplit(redis._replace(path=f"/{REDIS_DB}"))
-    return env
-
-
-def _fresh_database(url: str) -> None:
-    import psycopg
-
-    admin = urlunsplit(urlsplit(url)._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
-
-
 def _setup_django(env: dict[str, str]) -> None:
-    os.environ.update(env)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    setup_django(env)
     import redis
 
     redis.Redis.from_url(env["REDIS_URL"]).flushdb()  # the number's bucket starts empty
@@ -343,8 +304,8 @@ def main() -> None:
     if max_seconds > 3900:
         parser.error(f"{messages} messages at {target:.0f}/s would take longer than an hour")
 
-    env = _services_env()
-    _fresh_database(env["DATABASE_URL"])
+    env = services_env(db_name=DB_NAME, redis_db=REDIS_DB)
+    fresh_database(env["DATABASE_URL"])
     _setup_django(env)
     from django.conf import settings
 

@@ -17,58 +17,15 @@ import csv
 import os
 import random
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.common import fresh_database, services_env, setup_django
+
 DB_NAME = "wac_bench_import"
 FLOOR_SECONDS_PER_MILLION = 60.0
 FLOOR_RSS_MB = 300.0
-
-
-def _database_url() -> str:
-    """The services' PostgreSQL, pointed at the benchmark's own database."""
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith("postgres"):
-        out = subprocess.run(
-            [str(ROOT / "scripts" / "services.sh")],
-            check=True,
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-        ).stdout
-        for line in out.splitlines():
-            key, _, value = line.removeprefix("export ").partition("=")
-            os.environ.setdefault(key, value)
-        url = os.environ["DATABASE_URL"]
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{DB_NAME}"))
-
-
-def _fresh_database(url: str) -> None:
-    import psycopg
-
-    admin = urlunsplit(urlsplit(url)._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
-
-
-def _setup(url: str) -> None:
-    os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 def _line(i: int) -> int:
@@ -133,9 +90,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the generated CSV")
     args = parser.parse_args(argv)
 
-    url = _database_url()
-    _fresh_database(url)
-    _setup(url)
+    env = services_env(db_name=DB_NAME)
+    fresh_database(env["DATABASE_URL"])
+    setup_django({"DATABASE_URL": env["DATABASE_URL"]})
     from messaging.campaign_import import create_campaign_from_csv
 
     sender, templates = _templates()

@@ -36,39 +36,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.common import ROOT, fresh_database, services_env
+
 DB_NAME = "wac_bench_webhooks"
 SECRET = "bench-app-secret"
 PNID = "106540352242922"
 FAILED_EVERY = 20  # rows i % 20 == 0 get sent/failed; the rest sent/delivered/read
-
-
-def _database_url() -> str:
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith("postgres"):
-        out = subprocess.run(
-            [str(ROOT / "scripts" / "services.sh")],
-            check=True,
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-        ).stdout
-        for line in out.splitlines():
-            key, _, value = line.removeprefix("export ").partition("=")
-            os.environ.setdefault(key, value)
-        url = os.environ["DATABASE_URL"]
-    return urlunsplit(urlsplit(url)._replace(path=f"/{DB_NAME}"))
-
-
-def _fresh_database(url: str) -> None:
-    import psycopg
-
-    admin = urlunsplit(urlsplit(url)._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
 
 
 def _seed(url: str, rows: int) -> int:
@@ -309,8 +283,8 @@ def main() -> None:
     if options.rows < FAILED_EVERY or options.rows > 9_999_999:
         parser.error("--rows must be between 20 and 9,999,999")
 
-    url = _database_url()
-    _fresh_database(url)
+    url = services_env(db_name=DB_NAME)["DATABASE_URL"]
+    fresh_database(url)
     tmp = Path(tempfile.mkdtemp(prefix="wac-bench-hooks-"))
     (tmp / "wac_bench_hooks_settings.py").write_text(
         "from config.settings import *  # noqa\n"
