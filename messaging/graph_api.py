@@ -163,13 +163,15 @@ class GraphApiClient:
         self.pool.close()
 
 
-def fetch_templates(*, waba_id: str, base_url: str | None = None) -> list[dict[str, Any]]:
+def fetch_templates(
+    *, waba_id: str, base_url: str | None = None, page_size: int = 100
+) -> list[dict[str, Any]]:
     """All templates of a business account, following `paging.next` (management API)."""
     base = (base_url or settings.WHATSAPP_API_BASE_URL).rstrip("/")
     url: str | None = f"{base}/{settings.WHATSAPP_API_VERSION}/{waba_id}/message_templates"
     params: dict[str, Any] | None = {
         "fields": "id,name,language,status,category,parameter_format,components,quality_score",
-        "limit": 100,
+        "limit": page_size,
     }
     templates: list[dict[str, Any]] = []
     with requests.Session() as session:

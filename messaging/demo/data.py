@@ -1,22 +1,22 @@
-"""Demo data for the quickstart: a business account, a sender number, templates, a CSV."""
+"""Demo data for the quickstart: a business account, a sender number, its templates, a CSV."""
 
 from __future__ import annotations
 
 import csv
-import json
 import random
 from pathlib import Path
 
-from django.utils import timezone
-
 from campaigns.models import MessageTemplate, SenderNumber, WhatsAppAccount
+from campaigns.template_sync import upsert_templates
+from messaging.graph_api import fetch_templates
 
 DEMO_WABA_ID = "100000000000001"
 DEMO_PHONE_NUMBER_ID = "106540352242922"
-TEMPLATES_FILE = Path(__file__).with_name("templates.json")
+# Served by the simulator (messaging/simulator/templates.py) in two languages, {{1}} and {{2}}.
+DEMO_TEMPLATE = "spring_promo"
 
 
-def ensure_demo_sender(*, rate_mps: int) -> tuple[SenderNumber, list[MessageTemplate]]:
+def ensure_demo_sender(*, rate_mps: int) -> SenderNumber:
     account, _ = WhatsAppAccount.objects.get_or_create(
         waba_id=DEMO_WABA_ID, defaults={"name": "Demo business"}
     )
@@ -31,23 +31,22 @@ def ensure_demo_sender(*, rate_mps: int) -> tuple[SenderNumber, list[MessageTemp
             "learned_rate": None,
         },
     )
-    templates = []
-    for item in json.loads(TEMPLATES_FILE.read_text())["data"]:
-        template, _ = MessageTemplate.objects.update_or_create(
-            account=account,
-            name=item["name"],
-            language=item["language"],
-            defaults={
-                "graph_id": item["id"],
-                "category": item["category"],
-                "status": item["status"],
-                "parameter_format": item["parameter_format"],
-                "components": item["components"],
-                "synced_at": timezone.now(),
-            },
-        )
-        templates.append(template)
-    return sender, templates
+    return sender
+
+
+def sync_demo_templates(*, base_url: str) -> list[MessageTemplate]:
+    """Fetch the account's templates from the (simulated) API, as `sync_templates` does, and
+    pick the two approved translations of the demo's two-variable promotion."""
+    items = fetch_templates(waba_id=DEMO_WABA_ID, base_url=base_url)
+    upsert_templates(waba_id=DEMO_WABA_ID, items=items, source="the simulator")
+    templates = list(
+        MessageTemplate.objects.filter(
+            account__waba_id=DEMO_WABA_ID, name=DEMO_TEMPLATE, status="APPROVED"
+        ).order_by("language")
+    )
+    if not templates:
+        raise ValueError(f"the simulator serves no approved {DEMO_TEMPLATE!r} template")
+    return templates
 
 
 def write_demo_csv(path: Path, *, contacts: int, seed: int = 1) -> Path:

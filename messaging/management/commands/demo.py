@@ -14,7 +14,7 @@ from django.db.models import Count
 
 from campaigns.models import Campaign
 from messaging.campaign_import import create_campaign_from_csv
-from messaging.demo.data import ensure_demo_sender, write_demo_csv
+from messaging.demo.data import ensure_demo_sender, sync_demo_templates, write_demo_csv
 from messaging.models import OutboundMessage, OutboundStatus
 from messaging.sender import run_number
 from messaging.simulator.harness import start_simulator
@@ -42,9 +42,23 @@ class Command(BaseCommand):
         # State changes log at INFO; here they would tear through the progress bar.
         logging.getLogger("messaging").setLevel(logging.WARNING)
         call_command("migrate", verbosity=0)
-        sender, templates = ensure_demo_sender(rate_mps=rate)
+        with start_simulator(
+            latency_ms=latency_ms, jitter_ms=latency_ms // 2, mps=rate, error_rates=errors
+        ) as sim:
+            settings.WHATSAPP_API_BASE_URL = sim.base_url
+            settings.WHATSAPP_ACCESS_TOKEN = sim.token
+            self.stdout.write(f"Simulator at {sim.base_url}")
+            sender = ensure_demo_sender(rate_mps=rate)
+            templates = sync_demo_templates(base_url=sim.base_url)
+            self.stdout.write(f"Templates synced from the API: {', '.join(map(str, templates))}")
+            campaign = self._import(sender, templates, contacts)
+            self.stdout.write(f"Sending at {rate}/s × headroom …")
+            report = self._send(campaign, sender.pk, max_seconds)
+            stats = sim.stats()
+        self._report(campaign, report, stats)
+
+    def _import(self, sender, templates, contacts: int) -> Campaign:
         csv_path = write_demo_csv(Path(settings.BASE_DIR) / "var" / "demo.csv", contacts=contacts)
-        self.stdout.write(f"Importing {csv_path} …")
         started = time.monotonic()
         result = create_campaign_from_csv(
             name=f"Demo {time.strftime('%Y-%m-%d %H:%M:%S')}",
@@ -54,21 +68,12 @@ class Command(BaseCommand):
             start_now=True,
             default_region="US",
         )
-        campaign = result.campaign
         self.stdout.write(
-            f"Campaign {campaign.pk}: {result.queued:,} queued, {result.rejected} rejected, "
-            f"{result.duplicates} duplicates, {result.suppressed} suppressed "
-            f"({time.monotonic() - started:.1f} s)"
+            f"Campaign {result.campaign.pk} from {csv_path}: {result.queued:,} queued, "
+            f"{result.rejected} rejected, {result.duplicates} duplicates, "
+            f"{result.suppressed} suppressed ({time.monotonic() - started:.1f} s)"
         )
-        with start_simulator(
-            latency_ms=latency_ms, jitter_ms=latency_ms // 2, mps=rate, error_rates=errors
-        ) as sim:
-            settings.WHATSAPP_API_BASE_URL = sim.base_url
-            settings.WHATSAPP_ACCESS_TOKEN = sim.token
-            self.stdout.write(f"Simulator at {sim.base_url}; sending at {rate} × headroom …")
-            report = self._send(campaign, sender.pk, max_seconds)
-            stats = sim.stats()
-        self._report(campaign, report, stats)
+        return result.campaign
 
     def _send(self, campaign: Campaign, sender_id: int, max_seconds: float) -> dict:
         stop = threading.Event()

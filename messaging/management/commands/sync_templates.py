@@ -1,0 +1,28 @@
+"""Sync a business account's message templates from the Graph API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from campaigns.template_sync import TemplateDataError, describe, upsert_templates
+from messaging.graph_api import fetch_templates
+
+
+class Command(BaseCommand):
+    help = "Fetch every template of a WABA (GET /{WABA_ID}/message_templates) and upsert them."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--waba-id", required=True, help="WhatsApp business account id")
+
+    def handle(self, *args: Any, waba_id: str, **options: Any) -> None:
+        try:
+            items = fetch_templates(waba_id=waba_id)
+            result = upsert_templates(waba_id=waba_id, items=items, source="Graph API")
+        except requests.RequestException as exc:
+            raise CommandError(f"could not fetch templates of WABA {waba_id}: {exc}") from None
+        except TemplateDataError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(describe(result, count=len(items)))
