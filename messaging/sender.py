@@ -17,10 +17,11 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import close_old_connections, connection
+from django.utils import timezone
 
 from campaigns.models import Campaign, MessageTemplate, SenderNumber
 from messaging import queue, state_version
@@ -66,7 +67,6 @@ class RunStats:
     accepted: int = 0
     released: int = 0
     skipped_slots: int = 0
-    started: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True)
@@ -368,8 +368,6 @@ class NumberSender:
             self._store_rate(new_rate)
 
     def _store_rate(self, rate: float, *, throttled: bool = False) -> None:
-        from django.utils import timezone
-
         self.rate = rate
         SenderNumber.objects.filter(pk=self.number.pk).update(
             learned_rate=rate, learned_rate_at=timezone.now()
