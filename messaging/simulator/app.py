@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import re
@@ -10,6 +11,7 @@ from typing import Any
 
 from messaging.simulator.config import ErrorCode, SimConfig
 from messaging.simulator.errors import BARE_HTTP_ERRORS, error_body, http_status_for
+from messaging.simulator.limits import ECOSYSTEM_CODE, is_us_number
 from messaging.simulator.protocol import Request, Response
 from messaging.simulator.state import SimState
 from messaging.simulator.templates import approved_keys, template_page
@@ -18,6 +20,12 @@ from messaging.simulator.webhooks import WebhookDispatcher
 JSON = "application/json; charset=UTF-8"
 _TO = re.compile(r"^\+?\d{6,15}$")
 MAX_CALLBACK_CHARS = 512
+
+
+_UNSENDABLE_TEMPLATE_CODES = {"PAUSED": 132015, "DISABLED": 132016}
+_TEMPLATE_STATUSES = frozenset({"APPROVED", "PAUSED", "DISABLED", "REINSTATED", "REJECTED"})
+_QUALITY_SCORES = frozenset({"GREEN", "YELLOW", "RED", "UNKNOWN"})
+_NUMBER_EVENTS = frozenset({"FLAGGED", "UNFLAGGED", "DOWNGRADE", "UPGRADE", "THROUGHPUT_UPGRADE"})
 
 
 class Invalid(Exception):
@@ -34,8 +42,8 @@ class SimulatorApp:
         config.validate()
         self.initial_config = config
         self.config = config
-        self.templates = templates
-        self.approved = approved_keys(templates)
+        self.initial_templates = copy.deepcopy(templates)
+        self._set_templates(copy.deepcopy(templates))
         self.rng = random.Random(config.seed)
         self.state = SimState()
         self.webhooks = WebhookDispatcher(
@@ -43,6 +51,11 @@ class SimulatorApp:
         )
         # Set by the server once it is bound; used for paging.next links.
         self.base_url = ""
+
+    def _set_templates(self, templates: list[dict[str, Any]]) -> None:
+        self.templates = templates
+        self.approved = approved_keys(templates)
+        self.by_key = {(t["name"], t["language"]): t for t in templates}
 
     def handle(self, request: Request) -> Response:
         path = request.path
@@ -108,9 +121,19 @@ class SimulatorApp:
             and (template["name"], template["language"]["code"]) not in self.approved
         ):
             return self._error(132001, "template name or language is not approved", delay)
+        if template:
+            known = self.by_key.get((template["name"], template["language"]["code"]))
+            status = known.get("status") if known else None
+            if status in _UNSENDABLE_TEMPLATE_CODES:
+                return self._error(_UNSENDABLE_TEMPLATE_CODES[status], f"template {status}", delay)
         now = time.monotonic()
         if not state.window(phone_number_id).admits(now, cfg.mps_for(phone_number_id)):
             return self._error(130429, "Cloud API message throughput has been reached.", delay)
+        refusal = self._over_limit(phone_number_id, message, now)
+        if refusal is not None and cfg.limit_errors_via == "response":
+            return self._error(refusal[0], refusal[1], delay)
+        if refusal is not None:
+            return self._accept(phone_number_id, message, now, delay, fail_code=refusal[0])
         injected: ErrorCode | None = self._draw(cfg.error_rates)
         if isinstance(injected, str):
             state.record_error(injected)
@@ -120,20 +143,71 @@ class SimulatorApp:
             return self._error(injected, "injected by the simulator", delay)
         return self._accept(phone_number_id, message, now, delay)
 
+    def _is_marketing(self, message: dict[str, Any]) -> bool:
+        template = message.get("template")
+        if not template:
+            return False
+        known = self.by_key.get((template["name"], template["language"]["code"]))
+        return bool(known) and str(known.get("category", "")).upper() == "MARKETING"
+
+    def _over_limit(
+        self, phone_number_id: str, message: dict[str, Any], now: float
+    ) -> tuple[int, str] | None:
+        """(code, details) when one of Meta's limits refuses this send, else None."""
+        cfg, state = self.config, self.state
+        to = message["to"].lstrip("+")
+        marketing = self._is_marketing(message)
+        if marketing and cfg.us_marketing_blocked and is_us_number(to):
+            return ECOSYSTEM_CODE, "marketing templates are not delivered to US numbers"
+        if (
+            marketing
+            and cfg.marketing_cap
+            and not state.marketing_sent.admits(
+                to, now=now, cap=cfg.marketing_cap, window_s=cfg.marketing_cap_window_s
+            )
+        ):
+            return ECOSYSTEM_CODE, "per-user marketing limit reached"
+        if cfg.portfolio_limit and message.get("template"):
+            portfolio = cfg.portfolio_of(phone_number_id)
+            if not state.portfolio_recipients.admits(
+                portfolio, to, now=now, limit=cfg.portfolio_limit, window_s=cfg.portfolio_window_s
+            ):
+                return cfg.portfolio_limit_code, f"portfolio {portfolio} messaging limit reached"
+        return None
+
+    def _count_toward_limits(self, phone_number_id: str, message: dict[str, Any], now: float):
+        cfg, state = self.config, self.state
+        if not message.get("template"):
+            return  # only template (business-initiated) messages count
+        to = message["to"].lstrip("+")
+        state.portfolio_recipients.record(cfg.portfolio_of(phone_number_id), to, now=now)
+        if self._is_marketing(message):
+            state.marketing_sent.record(to, now=now)
+
     def _accept(
-        self, phone_number_id: str, message: dict[str, Any], now: float, delay: float
+        self,
+        phone_number_id: str,
+        message: dict[str, Any],
+        now: float,
+        delay: float,
+        *,
+        fail_code: int | None = None,
     ) -> Response:
         cfg, state = self.config, self.state
         to = message["to"]
         callback = message.get("biz_opaque_callback_data")
         wamid = state.new_wamid()
         state.record_accept(phone_number_id=phone_number_id, to=to, callback=callback, now=now)
+        if fail_code is None:
+            self._count_toward_limits(phone_number_id, message, now)
+        else:
+            state.limit_failures[str(fail_code)] += 1
         self.webhooks.schedule_message(
             phone_number_id=phone_number_id,
             wamid=wamid,
             to=to,
             callback=callback,
-            fail_code=self._draw(cfg.webhook_error_rates),
+            fail_code=fail_code if fail_code is not None else self._draw(cfg.webhook_error_rates),
         )
         drop = bool(cfg.reset_after_accept_rate) and self.rng.random() < cfg.reset_after_accept_rate
         if drop:
@@ -178,6 +252,10 @@ class SimulatorApp:
             if route == ("POST", "/_sim/reset"):
                 self.reset(config=bool(patch.get("config")))
                 return _json(200, {"reset": True})
+            if route == ("POST", "/_sim/template_event"):
+                return _json(200, self._template_event(patch))
+            if route == ("POST", "/_sim/number_event"):
+                return _json(200, self._number_event(patch))
         except ValueError as exc:
             return _json(400, {"error": str(exc)})
         return _json(404, {"error": f"no control route {request.method} {request.path}"})
@@ -188,10 +266,66 @@ class SimulatorApp:
         self.webhooks.clear()
         if config:
             self.config = self.initial_config
+            self._set_templates(copy.deepcopy(self.initial_templates))
             self.rng.seed(self.config.seed)
+
+    def _template_event(self, patch: dict[str, Any]) -> dict[str, Any]:
+        """Change a template's status or quality, as Meta would, and send its webhook.
+
+        {"name", "language", "status": "PAUSED", "reason"?} or {"name", "language", "quality"}.
+        A PAUSED or DISABLED template then refuses sends (132015 / 132016).
+        """
+        key = (str(patch.get("name", "")), str(patch.get("language", "")))
+        template = self.by_key.get(key)
+        if template is None:
+            raise ValueError(f"no template {key[0]!r} in language {key[1]!r}")
+        status, quality = patch.get("status"), patch.get("quality")
+        if (status is None) == (quality is None):
+            raise ValueError('give exactly one of "status" (e.g. PAUSED) or "quality" (e.g. RED)')
+        ids = {
+            "message_template_id": int(template.get("id") or 0),
+            "message_template_name": key[0],
+            "message_template_language": key[1],
+        }
+        if status is not None:
+            status = str(status).upper()
+            if status not in _TEMPLATE_STATUSES:
+                raise ValueError(f"status {status!r}: expected one of {sorted(_TEMPLATE_STATUSES)}")
+            template["status"] = status
+            value = {"event": status, **ids, "reason": str(patch.get("reason") or "NONE")}
+            field_name = "message_template_status_update"
+        else:
+            quality = str(quality).upper()
+            if quality not in _QUALITY_SCORES:
+                raise ValueError(f"quality {quality!r}: expected one of {sorted(_QUALITY_SCORES)}")
+            previous = template.get("quality_score", {}).get("score", "UNKNOWN")
+            template["quality_score"] = {"score": quality}
+            value = {"previous_quality_score": previous, "new_quality_score": quality, **ids}
+            field_name = "message_template_quality_update"
+        self._set_templates(self.templates)
+        self.webhooks.post_event(field_name, value)
+        return {"field": field_name, "value": value}
+
+    def _number_event(self, patch: dict[str, Any]) -> dict[str, Any]:
+        """Send a phone_number_quality_update: {"event": "FLAGGED", "current_limit"?}."""
+        event = str(patch.get("event", "")).upper()
+        if event not in _NUMBER_EVENTS:
+            raise ValueError(f"event {event!r}: expected one of {sorted(_NUMBER_EVENTS)}")
+        value = {
+            "display_phone_number": str(
+                patch.get("display_phone_number") or self.config.display_phone_number
+            ),
+            "event": event,
+            "current_limit": str(patch.get("current_limit") or "TIER_2K"),
+        }
+        self.webhooks.post_event("phone_number_quality_update", value)
+        return {"field": "phone_number_quality_update", "value": value}
 
     def _stats(self, *, full: bool) -> dict[str, Any]:
         data = self.state.stats(full=full)
+        data["portfolio_recipients"] = self.state.portfolio_recipients.counts(
+            now=time.monotonic(), window_s=self.config.portfolio_window_s
+        )
         data["webhooks"]["pending"] = self.webhooks.pending()
         data["config"] = self.config.as_json()
         return data

@@ -7,7 +7,12 @@ import logging
 from typing import Any
 
 from messaging.simulator.app import SimulatorApp
-from messaging.simulator.config import SUGGESTED_WEBHOOK_CODES, SimConfig, parse_rate_spec
+from messaging.simulator.config import (
+    LIMIT_ERROR_CHANNELS,
+    SUGGESTED_WEBHOOK_CODES,
+    SimConfig,
+    parse_rate_spec,
+)
 from messaging.simulator.server import ServerOptions, run
 from messaging.simulator.templates import load_templates
 
@@ -54,6 +59,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--display-phone-number", default=d.display_phone_number)
     add("--templates", default=None, metavar="PATH", help='JSON file {"data": [...]}')
     add("--strict-templates", action="store_true", help="132001 for unknown templates")
+    add("--portfolio-limit", type=int, default=0, help="unique recipients per portfolio (0 off)")
+    add("--portfolio-window", type=float, default=d.portfolio_window_s, help="its window, s")
+    add("--portfolio-limit-code", type=int, default=d.portfolio_limit_code)
+    add(
+        "--portfolio-of",
+        action="append",
+        default=[],
+        metavar="NUMBER_ID=PORTFOLIO",
+        help='portfolio of a number (unlisted numbers share "default")',
+    )
+    add("--us-marketing-blocked", action="store_true", help="131049 for marketing to US +1")
+    add("--marketing-cap", type=int, default=0, help="marketing templates per user (0 off)")
+    add("--marketing-cap-window", type=float, default=d.marketing_cap_window_s, help="seconds")
+    add(
+        "--limit-errors-via",
+        choices=sorted(LIMIT_ERROR_CHANNELS),
+        default=d.limit_errors_via,
+        help="refuse over-limit sends in the answer or by a failed status webhook",
+    )
     add("--seed", type=int, default=None, help="seed of every random choice")
     add("--max-seconds", type=float, default=None, help="stop by itself after this long")
     add("--exit-on-stdin-eof", action="store_true", help="stop when stdin closes")
@@ -79,6 +103,16 @@ def _mps_overrides(specs: list[str]) -> dict[str, int]:
             raise ValueError(f"--mps-for {spec!r}: expected NUMBER_ID=MPS, e.g. 1065403=20")
         overrides[number] = int(mps)
     return overrides
+
+
+def _portfolios(specs: list[str]) -> dict[str, str]:
+    portfolios = {}
+    for spec in specs:
+        number, sep, portfolio = spec.partition("=")
+        if not sep or not number or not portfolio:
+            raise ValueError(f"--portfolio-of {spec!r}: expected NUMBER_ID=PORTFOLIO, e.g. 1065=p1")
+        portfolios[number] = portfolio
+    return portfolios
 
 
 def build(options: dict[str, Any]) -> tuple[SimulatorApp, ServerOptions]:
@@ -107,6 +141,14 @@ def build(options: dict[str, Any]) -> tuple[SimulatorApp, ServerOptions]:
         waba_id=options["waba_id"],
         display_phone_number=options["display_phone_number"],
         strict_templates=options["strict_templates"],
+        portfolio_limit=options["portfolio_limit"],
+        portfolio_window_s=options["portfolio_window"],
+        portfolio_limit_code=options["portfolio_limit_code"],
+        portfolios=_portfolios(options["portfolio_of"]),
+        us_marketing_blocked=options["us_marketing_blocked"],
+        marketing_cap=options["marketing_cap"],
+        marketing_cap_window_s=options["marketing_cap_window"],
+        limit_errors_via=options["limit_errors_via"],
         seed=options["seed"],
     )
     if options["webhook_workers"] < 1:

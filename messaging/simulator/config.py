@@ -44,10 +44,29 @@ class SimConfig:
     display_phone_number: str = "15550000000"
     # Reject sends of a template (name, language) that is not APPROVED in the list (132001).
     strict_templates: bool = False
+    # Meta's limits beyond throughput (messaging/simulator/limits.py); the defaults turn them off.
+    # Unique recipients per business portfolio over a moving window (0 = no limit), and the
+    # code a send to one more recipient fails with (Meta documents none).
+    portfolio_limit: int = 0
+    portfolio_window_s: float = 86400.0
+    portfolio_limit_code: int = 131048
+    # phone-number-id -> portfolio id; numbers not listed share the portfolio "default".
+    portfolios: dict[str, str] = field(default_factory=dict)
+    # 131049 for marketing templates to US (+1) numbers.
+    us_marketing_blocked: bool = False
+    # At most this many marketing templates to one user per moving window (0 = no cap).
+    marketing_cap: int = 0
+    marketing_cap_window_s: float = 86400.0
+    # Where those refusals show: "response" (an error answer) or "webhook" (accepted, then a
+    # failed status webhook, as Meta mostly reports 131049).
+    limit_errors_via: str = "response"
     seed: int | None = None
 
     def mps_for(self, phone_number_id: str) -> int:
         return self.mps_overrides.get(phone_number_id, self.mps)
+
+    def portfolio_of(self, phone_number_id: str) -> str:
+        return self.portfolios.get(phone_number_id, "default")
 
     def replace(self, **changes: Any) -> SimConfig:
         """A validated copy with `changes` applied (values as JSON or Python gives them)."""
@@ -89,6 +108,12 @@ class SimConfig:
             raise ValueError("latency_ms, jitter_ms, webhook_delay_ms: must not be negative")
         if self.webhook_batch_size < 1 or self.webhook_retries < 0 or self.webhook_timeout_s <= 0:
             raise ValueError("webhook_batch_size >= 1, webhook_retries >= 0, webhook_timeout_s > 0")
+        if self.portfolio_limit < 0 or self.marketing_cap < 0:
+            raise ValueError("portfolio_limit, marketing_cap: must not be negative (0 = off)")
+        if self.portfolio_window_s <= 0 or self.marketing_cap_window_s <= 0:
+            raise ValueError("portfolio_window_s, marketing_cap_window_s: must be positive")
+        if self.limit_errors_via not in LIMIT_ERROR_CHANNELS:
+            raise ValueError(f"limit_errors_via: expected one of {sorted(LIMIT_ERROR_CHANNELS)}")
         if self.webhook_url and not self.webhook_url.startswith("http://"):
             raise ValueError(f"webhook_url {self.webhook_url!r}: only http:// URLs are supported")
 
@@ -99,6 +124,19 @@ class SimConfig:
         data["token"] = "***"  # noqa: S105
         data["app_secret"] = "***"  # noqa: S105
         return data
+
+
+LIMIT_ERROR_CHANNELS = frozenset({"response", "webhook"})
+_INTEGERS = frozenset(
+    {
+        "mps",
+        "webhook_batch_size",
+        "webhook_retries",
+        "portfolio_limit",
+        "portfolio_limit_code",
+        "marketing_cap",
+    }
+)
 
 
 def _check_fraction(name: str, value: float) -> None:
@@ -131,13 +169,17 @@ def _coerce(name: str, value: Any) -> Any:
         return rates
     if name == "mps_overrides":
         return {str(k): int(v) for k, v in dict(value).items()}
-    if name in {"mps", "webhook_batch_size", "webhook_retries"}:
+    if name == "portfolios":
+        return {str(k): str(v) for k, v in dict(value).items()}
+    if name in _INTEGERS:
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError("expected a whole number")
         return int(value)
-    if name in {"webhook_shuffle", "strict_templates"}:
+    if name in {"webhook_shuffle", "strict_templates", "us_marketing_blocked"}:
         if not isinstance(value, bool):
             raise ValueError(f"{name}: expected true or false, got {value!r}")
         return value
-    if name in {"token", "app_secret", "waba_id", "display_phone_number"}:
+    if name in {"token", "app_secret", "waba_id", "display_phone_number", "limit_errors_via"}:
         return str(value)
     if name in {"webhook_url", "seed"}:
         return value

@@ -23,8 +23,13 @@ _RATE_FLAGS = {
     "error_rates": "--error-rate",
     "webhook_error_rates": "--webhook-error-rate",
     "mps_overrides": "--mps-for",
+    "portfolios": "--portfolio-of",
 }
-_RENAMED = {"webhook_timeout_s": "webhook_timeout"}
+_RENAMED = {
+    "webhook_timeout_s": "webhook_timeout",
+    "portfolio_window_s": "portfolio_window",
+    "marketing_cap_window_s": "marketing_cap_window",
+}
 
 
 class SimulatorError(RuntimeError):
@@ -61,6 +66,15 @@ class SimulatorHandle:
     def reset(self, *, config: bool = False) -> None:
         """Clear counters (and, with `config=True`, go back to the start options)."""
         self._call("POST", "/_sim/reset", {"config": config})
+
+    def template_event(self, **event: Any) -> dict[str, Any]:
+        """Change a template's status or quality and send its webhook (name, language, status
+        or quality); returns the webhook's field and value."""
+        return self._call("POST", "/_sim/template_event", event)
+
+    def number_event(self, **event: Any) -> dict[str, Any]:
+        """Send a phone_number_quality_update webhook (event, current_limit)."""
+        return self._call("POST", "/_sim/number_event", event)
 
     def stop(self, timeout: float = 5.0) -> None:
         if self.process.poll() is not None:

@@ -8,6 +8,8 @@ import time
 from collections import Counter, deque
 from typing import Any
 
+from messaging.simulator.limits import MarketingCap, UniqueRecipients
+
 # The duplicates list in stats is capped so a runaway sender cannot make /_sim/stats huge.
 MAX_LISTED_DUPLICATES = 1000
 
@@ -59,6 +61,10 @@ class SimState:
         self.resets_after_accept = 0
         self.accepted_by_number: Counter[str] = Counter()
         self.windows: dict[str, ThroughputWindow] = {}
+        self.portfolio_recipients = UniqueRecipients()
+        self.marketing_sent = MarketingCap()
+        # Accepted sends failed by webhook because a limit refused them (limit_errors_via).
+        self.limit_failures: Counter[str] = Counter()
         self.accepted_by_callback: Counter[str] = Counter()
         self.accepted_by_to: Counter[str] = Counter()
         # Every valid send that reached the simulator (accepted or not), e.g. to count retries.
@@ -69,6 +75,7 @@ class SimState:
         self.webhook_posts = 0
         self.webhook_post_failures = 0
         self.webhook_post_retries = 0
+        self.webhook_events_delivered = 0
 
     def new_wamid(self) -> str:
         return f"{self._wamid_prefix}{next(self._wamid_seq):010d}"
@@ -103,6 +110,7 @@ class SimState:
             "errors": dict(self.errors),
             "resets_before": self.resets_before,
             "resets_after_accept": self.resets_after_accept,
+            "limit_failures": dict(self.limit_failures),
             "accepted_by_number": dict(self.accepted_by_number),
             "max_accepted_1s_by_number": {
                 number: window.max_in_window for number, window in self.windows.items()
@@ -117,6 +125,7 @@ class SimState:
                 "posts": self.webhook_posts,
                 "post_failures": self.webhook_post_failures,
                 "post_retries": self.webhook_post_retries,
+                "events_delivered": self.webhook_events_delivered,
             },
         }
         if full:

@@ -54,7 +54,8 @@ class WebhookDispatcher:
         self._seq = itertools.count()
         # Items are (generation, batch): a reset bumps the generation, so batches planned
         # before it are neither sent nor counted after it.
-        self._batches: asyncio.Queue[tuple[int, list[tuple[str, dict[str, Any]]]]] = asyncio.Queue(
+        # A batch is (generation, payload, statuses in it); account events carry no statuses.
+        self._batches: asyncio.Queue[tuple[int, dict[str, Any], int]] = asyncio.Queue(
             maxsize=workers * 4
         )
         self._generation = 0
@@ -124,6 +125,24 @@ class WebhookDispatcher:
             if cfg.webhook_duplicate_rate and rng.random() < cfg.webhook_duplicate_rate:
                 self._push(arrive_at + rng.uniform(0, 2 * step), phone_number_id, item)
 
+    def post_event(self, field: str, value: dict[str, Any]) -> None:
+        """Queue one account-level webhook (template status or quality, number quality) now."""
+        cfg = self._config()
+        if not cfg.webhook_url:
+            raise ValueError("no webhook_url is configured: there is nowhere to send the event")
+        payload = {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "id": cfg.waba_id,
+                    "time": int(time.time()),
+                    "changes": [{"field": field, "value": value}],
+                }
+            ],
+        }
+        item = (self._generation, payload, 0)
+        asyncio.get_running_loop().create_task(self._batches.put(item))
+
     def _push(self, at: float, phone_number_id: str, item: dict[str, Any]) -> None:
         if len(self._heap) >= MAX_PENDING:
             self._state.webhook_statuses_dropped += 1
@@ -145,24 +164,24 @@ class WebhookDispatcher:
                 self._rng.shuffle(due)
             for start in range(0, len(due), cfg.webhook_batch_size):
                 batch = due[start : start + cfg.webhook_batch_size]
-                await self._batches.put((generation, batch))
+                await self._batches.put((generation, _payload(cfg, batch), len(batch)))
 
     async def _work(self) -> None:
         client: WebhookClient | None = None
         try:
             while True:
-                generation, batch = await self._batches.get()
+                generation, payload, statuses = await self._batches.get()
                 cfg = self._config()
                 if generation != self._generation:
                     continue
                 if not cfg.webhook_url:
-                    self._state.webhook_statuses_dropped += len(batch)
+                    self._state.webhook_statuses_dropped += statuses
                     continue
                 if client is None or client.url != cfg.webhook_url:
                     if client is not None:
                         await client.close()
                     client = WebhookClient(cfg.webhook_url, timeout=cfg.webhook_timeout_s)
-                await self._deliver(client, cfg, generation, batch)
+                await self._deliver(client, cfg, generation, payload, statuses)
         finally:
             if client is not None:
                 await client.close()
@@ -172,9 +191,10 @@ class WebhookDispatcher:
         client: WebhookClient,
         cfg: SimConfig,
         generation: int,
-        batch: list[tuple[str, dict[str, Any]]],
+        payload: dict[str, Any],
+        statuses: int,
     ) -> None:
-        body = json.dumps(_payload(cfg, batch), separators=(",", ":")).encode()
+        body = json.dumps(payload, separators=(",", ":")).encode()
         headers = {
             "X-Hub-Signature-256": sign(body, cfg.app_secret),
             "User-Agent": "facebookexternalua",
@@ -195,11 +215,12 @@ class WebhookDispatcher:
                 return
             self._state.webhook_posts += 1
             if 200 <= status < 300:
-                self._state.webhook_statuses_delivered += len(batch)
+                self._state.webhook_statuses_delivered += statuses
+                self._state.webhook_events_delivered += 0 if statuses else 1
                 return
             logger.warning("Webhook POST to %s answered HTTP %s", cfg.webhook_url, status)
         self._state.webhook_post_failures += 1
-        self._state.webhook_statuses_dropped += len(batch)
+        self._state.webhook_statuses_dropped += statuses
 
 
 _PRICING = {"billable": True, "pricing_model": "PMP", "type": "regular", "category": "marketing"}
