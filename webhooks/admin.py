@@ -15,7 +15,14 @@ from django.utils.html import format_html
 
 from campaigns.models import SenderNumber
 from webhooks.inbox import conversations, thread
-from webhooks.models import AutoReply, AutoReplyRule, InboundMessage, RawEvent, StatusLog
+from webhooks.models import (
+    AutoReply,
+    AutoReplyRule,
+    InboundMessage,
+    RawEvent,
+    RejectedWebhookItem,
+    StatusLog,
+)
 
 COUNT_CAP = 10_000
 
@@ -66,6 +73,20 @@ class RawEventAdmin(ReadOnlyAdmin):
     @admin.display(description="body")
     def body_text(self, obj: RawEvent) -> str:
         return bytes(obj.body).decode("utf-8", "replace")
+
+
+@admin.register(RejectedWebhookItem)
+class RejectedWebhookItemAdmin(ReadOnlyAdmin):
+    """Items of signed bodies that were not applied (the rest of each body was), with why."""
+
+    list_display = ("created_at", "raw_event", "where", "reason", "short_item")
+    list_select_related = ("raw_event",)
+    raw_id_fields = ("raw_event",)
+    search_fields = ("reason",)
+
+    @admin.display(description="item")
+    def short_item(self, obj: RejectedWebhookItem) -> str:
+        return obj.item[:120]
 
 
 @admin.register(StatusLog)

@@ -8,6 +8,8 @@ commits, so a crash anywhere loses nothing: the next drain picks it up again.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import time
 from datetime import timedelta
@@ -20,8 +22,8 @@ from django.utils import timezone
 
 from webhooks.account_events import record_account_events
 from webhooks.inbound import record_inbound, record_preferences
-from webhooks.models import RawEvent
-from webhooks.payload import ParsedBody, PayloadError, check_envelope, parse
+from webhooks.models import RawEvent, RejectedWebhookItem
+from webhooks.payload import ParsedBody, PayloadError, RejectedItem, check_envelope, parse
 from webhooks.statuses import match_unmatched_statuses, record_statuses
 
 logger = logging.getLogger(__name__)
@@ -70,8 +72,53 @@ def _parse(body: bytes) -> ParsedBody:
     return parse(check_envelope(bytes(body)))
 
 
+def _apply_items(one: ParsedBody) -> list[int]:
+    """Apply one body; if it fails as a whole, apply its items one by one and set aside (in
+    `one.rejected`) each item that fails alone, with the database's reason."""
+    try:
+        with transaction.atomic():
+            return apply_parsed(one)
+    except OperationalError:
+        raise
+    except Exception:
+        logger.warning("a webhook body failed as a whole; applying its items one by one")
+    answer: list[int] = []
+    for label, event, single in one.items():
+        try:
+            with transaction.atomic():
+                answer += apply_parsed(single)
+        except OperationalError:
+            raise
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"[:500]
+            one.rejected.append(RejectedItem(label, reason, dataclasses.asdict(event)))  # type: ignore[call-overload]
+    return answer
+
+
+def _keep_rejected(bodies: dict[int, ParsedBody]) -> dict[int, str]:
+    """Store every rejected item for staff; returns each affected body's one-line summary."""
+    rows = [
+        RejectedWebhookItem(
+            raw_event_id=raw_id,
+            where=item.where[:255],
+            reason=item.reason[:500],
+            item=json.dumps(item.item, ensure_ascii=True, default=str),
+        )
+        for raw_id, one in bodies.items()
+        for item in one.rejected
+    ]
+    RejectedWebhookItem.objects.bulk_create(rows)
+    return {
+        raw_id: f"{len(one.rejected)} item(s) not applied, kept as rejected webhook items; "
+        f"first: {one.rejected[0].where}: {one.rejected[0].reason}"[:2000]
+        for raw_id, one in bodies.items()
+        if one.rejected
+    }
+
+
 def _apply_claimed(claimed: list[tuple[int, bytes]]) -> tuple[dict[int, str], list[int]]:
-    """Apply claimed bodies together; isolate a body that fails so it can't block the rest."""
+    """Apply claimed bodies together; isolate a body, then an item, that fails so it can't
+    block the rest. Returns (error summary per body, new inbound ids to auto-answer)."""
     errors: dict[int, str] = {}
     parsed: dict[int, ParsedBody] = {}
     for raw_id, body in claimed:
@@ -87,21 +134,15 @@ def _apply_claimed(claimed: list[tuple[int, bytes]]) -> tuple[dict[int, str], li
         merged.account += one.account
     try:
         with transaction.atomic():
-            return errors, apply_parsed(merged)
+            answer = apply_parsed(merged)
     except OperationalError:
         raise  # deadlock or lost connection: the whole batch is retried
     except Exception:
         logger.exception("batch of %d webhook bodies failed; applying one by one", len(parsed))
-    answer: list[int] = []
-    for raw_id, one in parsed.items():
-        try:
-            with transaction.atomic():
-                answer += apply_parsed(one)
-        except OperationalError:
-            raise
-        except Exception as exc:
-            logger.exception("webhook body %s could not be applied", raw_id)
-            errors[raw_id] = f"{type(exc).__name__}: {exc}"[:2000]
+        answer = []
+        for one in parsed.values():
+            answer += _apply_items(one)
+    errors.update(_keep_rejected(parsed))
     return errors, answer
 
 

@@ -26,6 +26,24 @@ class RawEvent(models.Model):
         ]
 
 
+class RejectedWebhookItem(models.Model):
+    """An item of a signed body that could not be applied, kept for staff with the reason.
+
+    The rest of its body was applied: one poisoned status or message never costs the others.
+    `item` is the item's JSON with every non-ASCII character escaped, so a NUL or a lone
+    surrogate (the usual poison) is readable here although PostgreSQL refuses it raw.
+    """
+
+    raw_event = models.ForeignKey(RawEvent, on_delete=models.CASCADE, related_name="rejected")
+    where = models.CharField(max_length=255)
+    reason = models.CharField(max_length=500)
+    item = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "rejected webhook item"
+
+
 class StatusLog(models.Model):
     """One row per (wamid, status), however many times WhatsApp repeats it."""
 

@@ -1,8 +1,10 @@
 """Webhook bodies: the shape check the view runs, and parsing into small typed events.
 
-Parsing is pure Python and lenient below the envelope: one bad status or message is skipped
-(and logged) without losing the rest of the delivery, because Meta never resends a body we
-answered 200 to.
+Parsing is pure Python and lenient below the envelope, item by item: a status, message,
+preference or account event that could not be stored (no id, a NUL character or broken Unicode
+that PostgreSQL refuses, an error code beyond a 32-bit integer) is set aside as a
+`RejectedItem` with its place and reason, and every other item of the body is applied, because
+Meta never resends a body we answered 200 to.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from django.utils import timezone
 logger = logging.getLogger(__name__)
 
 OBJECT = "whatsapp_business_account"
+INT32 = range(-(2**31), 2**31)  # StatusLog.error_code and OutboundMessage.error_code
 
 
 class PayloadError(ValueError):
@@ -93,13 +96,66 @@ class AccountEvent:
     value: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class RejectedItem:
+    """One item of a signed body that was not applied: where it was, why, and the item."""
+
+    where: str  # e.g. "entry[0].changes[1].value.statuses[3]"
+    reason: str
+    item: Any
+
+
 @dataclass
 class ParsedBody:
     statuses: list[StatusEvent] = field(default_factory=list)
     inbound: list[InboundEvent] = field(default_factory=list)
     preferences: list[PreferenceEvent] = field(default_factory=list)
     account: list[AccountEvent] = field(default_factory=list)
-    skipped: int = 0
+    rejected: list[RejectedItem] = field(default_factory=list)
+
+    def items(self) -> list[tuple[str, object, ParsedBody]]:
+        """(label, event, a body of that event alone) per event: what the drain applies one by
+        one when the whole body fails for a reason parsing could not foresee."""
+        kinds = (
+            ("status", self.statuses, "statuses"),
+            ("message", self.inbound, "inbound"),
+            ("preference", self.preferences, "preferences"),
+            ("account event", self.account, "account"),
+        )
+        return [
+            (
+                f"{label} {getattr(event, 'wamid', '') or getattr(event, 'field', '')}".strip(),
+                event,
+                ParsedBody(**{name: [event]}),
+            )
+            for label, events, name in kinds
+            for event in events
+        ]
+
+
+def unstorable(value: Any) -> str | None:
+    """Why PostgreSQL would refuse this JSON value in a text or jsonb column, or None.
+
+    NUL characters and lone surrogates (both valid JSON escapes) are the two things json.loads
+    accepts and PostgreSQL does not.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "contains a NUL character"
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return "contains invalid Unicode (a lone surrogate)"
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
 
 
 def _ts(value: Any) -> datetime:
@@ -121,14 +177,19 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _status(item: Any) -> StatusEvent | None:
+def _status(item: Any) -> StatusEvent | str:
+    """The status event, or why the item cannot be applied."""
     item = _dict(item)
     wamid, status = _str(item.get("id"), 128), _str(item.get("status"), 16)
     if not wamid or not status:
-        return None
+        return "a status needs an 'id' and a 'status'"
     errors = [e for e in _list(item.get("errors")) if isinstance(e, dict)]
     code = errors[0].get("code") if errors else None
     title = (errors[0].get("title") or errors[0].get("message")) if errors else ""
+    if isinstance(code, int) and not isinstance(code, bool) and code not in INT32:
+        return f"error code {code} is beyond a 32-bit integer"
+    if problem := unstorable(item):
+        return problem
     return StatusEvent(
         wamid=wamid,
         status=status,
@@ -156,20 +217,21 @@ def _text_of(message: dict[str, Any]) -> tuple[str, str]:
     return _str(media.get("caption"), 4096), ""
 
 
-def _inbound(value: dict[str, Any], phone_number_id: str) -> list[InboundEvent]:
+def _inbound(value: dict[str, Any], phone_number_id: str, where: str, parsed: ParsedBody) -> None:
     contacts = [c for c in _list(value.get("contacts")) if isinstance(c, dict)]
     by_wa_id = {c.get("wa_id"): c for c in contacts if c.get("wa_id")}
-    events = []
-    for message in _list(value.get("messages")):
+    for i, message in enumerate(_list(value.get("messages"))):
         message = _dict(message)
         wamid = _str(message.get("id"), 128)
-        if not wamid:
-            continue
         wa_id = _str(message.get("from"), 32)
         # Username-only users have no `from`; with one contact the pairing is unambiguous.
         contact = by_wa_id.get(wa_id) or (contacts[0] if len(contacts) == 1 else {})
+        problem = "a message needs an 'id'" if not wamid else unstorable([message, contact])
+        if problem:
+            parsed.rejected.append(RejectedItem(f"{where}.messages[{i}]", problem, message))
+            continue
         text, payload = _text_of(message)
-        events.append(
+        parsed.inbound.append(
             InboundEvent(
                 phone_number_id=phone_number_id,
                 wamid=wamid,
@@ -184,47 +246,63 @@ def _inbound(value: dict[str, Any], phone_number_id: str) -> list[InboundEvent]:
                 raw={"message": message, "contact": contact},
             )
         )
-    return events
 
 
 def parse(data: dict[str, Any]) -> ParsedBody:
-    """Every status, message, preference and account event in an envelope checked earlier."""
+    """Every status, message, preference and account event in an envelope checked earlier;
+    items that cannot be applied go to `rejected` with their place and reason."""
     parsed = ParsedBody()
-    for entry in data["entry"]:
+    for e, entry in enumerate(data["entry"]):
         waba_id = str(entry.get("id", ""))
-        for change in entry["changes"]:
+        for c, change in enumerate(entry["changes"]):
             name, value = change["field"], change["value"]
+            where = f"entry[{e}].changes[{c}].value"
             metadata = _dict(value.get("metadata"))
             phone_number_id = str(metadata.get("phone_number_id", ""))
-            if name == "messages":
-                for item in _list(value.get("statuses")):
+            if problem := unstorable([waba_id, phone_number_id]):
+                parsed.rejected.append(RejectedItem(where, f"metadata {problem}", value))
+            elif name == "messages":
+                for i, item in enumerate(_list(value.get("statuses"))):
                     event = _status(item)
-                    if event is None:
-                        parsed.skipped += 1
+                    if isinstance(event, str):
+                        parsed.rejected.append(RejectedItem(f"{where}.statuses[{i}]", event, item))
                     else:
                         parsed.statuses.append(event)
-                parsed.inbound.extend(_inbound(value, phone_number_id))
+                _inbound(value, phone_number_id, where, parsed)
             elif name == "user_preferences":
-                for item in _list(value.get("user_preferences")):
-                    item = _dict(item)
-                    wa_id = _str(item.get("wa_id"), 32)
-                    if wa_id:
-                        parsed.preferences.append(
-                            PreferenceEvent(
-                                phone_number_id=phone_number_id,
-                                wa_id=wa_id,
-                                category=_str(item.get("category"), 64),
-                                value=_str(item.get("value"), 16).lower(),
-                            )
-                        )
-            elif name in (
-                "message_template_status_update",
-                "message_template_quality_update",
-                "phone_number_quality_update",
-            ):
-                parsed.account.append(AccountEvent(field=name, waba_id=waba_id, value=value))
+                _preferences(value, phone_number_id, where, parsed)
+            elif name in ACCOUNT_FIELDS:
+                if problem := unstorable(value):
+                    parsed.rejected.append(RejectedItem(where, problem, value))
+                else:
+                    parsed.account.append(AccountEvent(field=name, waba_id=waba_id, value=value))
             else:
                 logger.debug("webhook field %s ignored", name)
-    if parsed.skipped:
-        logger.warning("skipped %d status item(s) without id or status", parsed.skipped)
     return parsed
+
+
+ACCOUNT_FIELDS = (
+    "message_template_status_update",
+    "message_template_quality_update",
+    "phone_number_quality_update",
+)
+
+
+def _preferences(
+    value: dict[str, Any], phone_number_id: str, where: str, parsed: ParsedBody
+) -> None:
+    for i, item in enumerate(_list(value.get("user_preferences"))):
+        item = _dict(item)
+        wa_id = _str(item.get("wa_id"), 32)
+        problem = "a preference needs a 'wa_id'" if not wa_id else unstorable(item)
+        if problem:
+            parsed.rejected.append(RejectedItem(f"{where}.user_preferences[{i}]", problem, item))
+            continue
+        parsed.preferences.append(
+            PreferenceEvent(
+                phone_number_id=phone_number_id,
+                wa_id=wa_id,
+                category=_str(item.get("category"), 64),
+                value=_str(item.get("value"), 16).lower(),
+            )
+        )

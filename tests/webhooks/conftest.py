@@ -16,3 +16,12 @@ def webhook_settings(settings):
     settings.WEBHOOK_KICK_SECONDS = 0
     settings.AUTO_REPLY_ENABLED = False
     return settings
+
+
+@pytest.fixture(autouse=True)
+def fresh_refusal_log():
+    """Each test starts outside the refusal log's quiet window, so its first refusal logs."""
+    from webhooks.views import refusals
+
+    refusals.last, refusals.unlogged = float("-inf"), 0
+    return refusals
