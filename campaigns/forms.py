@@ -147,6 +147,12 @@ class SuppressionForm(forms.ModelForm[Suppression]):
         model = Suppression
         fields = ["phone", "source", "reason"]
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Blank only for an erased contact's entry, which nobody types in.
+        if "phone" in self.fields:
+            self.fields["phone"].required = True
+
     def clean_phone(self) -> str:
         raw = self.cleaned_data["phone"]
         try:

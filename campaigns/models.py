@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+
+from campaigns.suppression import phone_hash
 
 
 class WhatsAppAccount(models.Model):
@@ -124,14 +128,29 @@ class Suppression(models.Model):
         USER_PREFERENCES = "user_preferences"
         API_ERROR = "api_error"
         IMPORT = "import"
+        ERASURE = "erasure"
 
-    phone = models.CharField("phone (E.164)", max_length=20, unique=True)
+    # NULL once the contact is erased (campaigns.erasure): only the hash is left then.
+    phone = models.CharField("phone (E.164)", max_length=20, unique=True, null=True, blank=True)
+    # campaigns.suppression.phone_hash(phone): what every suppression check matches on.
+    phone_hash = models.CharField(max_length=64, editable=False)
     source = models.CharField(max_length=32, choices=Source.choices, default=Source.STAFF)
     reason = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["phone_hash"], name="suppression_phone_hash_unique")
+        ]
+
     def __str__(self) -> str:
-        return self.phone
+        return self.phone or f"erased ({self.phone_hash[:12]}…)"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # bulk_create skips this: campaigns.services.suppress_numbers sets the hash itself.
+        if self.phone and not self.phone_hash:
+            self.phone_hash = phone_hash(self.phone)
+        super().save(*args, **kwargs)
 
 
 class Campaign(models.Model):

@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from campaigns.models import Contact, Suppression
+from campaigns.suppression import phone_hashes
 
 
 @transaction.atomic
@@ -17,8 +18,12 @@ def suppress_numbers(*, phones: Iterable[str], source: str, reason: str = "") ->
     if not phones:
         return 0
     now = timezone.now()
+    hashes = phone_hashes(phones)
     Suppression.objects.bulk_create(
-        [Suppression(phone=p, source=source, reason=reason[:255]) for p in phones],
+        [
+            Suppression(phone=p, phone_hash=hashes[p], source=source, reason=reason[:255])
+            for p in phones
+        ],
         ignore_conflicts=True,
     )
     Contact.objects.filter(phone__in=phones, opted_out_at__isnull=True).update(opted_out_at=now)

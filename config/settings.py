@@ -216,3 +216,14 @@ Q_CLUSTER = {
     "catch_up": False,
     "sync": env.bool("Q_SYNC", default=False),
 }
+
+# --- Data retention and erasure (docs/retention.md) ---------------------------------------
+# Applied webhook bodies, status log rows and the rendered parameters of queue rows of
+# campaigns finished this many days ago are purged (a cluster schedule and `manage.py purge`).
+RETENTION_WEBHOOK_BODY_DAYS = env.int("RETENTION_WEBHOOK_BODY_DAYS", default=7)
+RETENTION_STATUS_LOG_DAYS = env.int("RETENTION_STATUS_LOG_DAYS", default=90)
+RETENTION_FINISHED_CAMPAIGN_DAYS = env.int("RETENTION_FINISHED_CAMPAIGN_DAYS", default=30)
+# Key of the suppression hash (HMAC-SHA256 of the E.164) that outlives an erased contact.
+# Empty = derived from SECRET_KEY; set it in production so rotating SECRET_KEY keeps every
+# suppression matching. Never change it once suppressions exist.
+SUPPRESSION_HASH_PEPPER = env("SUPPRESSION_HASH_PEPPER", default="")

@@ -12,6 +12,7 @@ from campaigns.admin_helpers import CappedCountPaginator
 from campaigns.forms import SuppressionForm
 from campaigns.models import Contact, Suppression
 from campaigns.services import suppress_numbers, unsuppress_numbers
+from campaigns.suppression import phone_hash
 
 
 def _normalise_phone_search(term: str) -> str:
@@ -73,7 +74,8 @@ class SuppressionAdmin(admin.ModelAdmin[Suppression]):
     ) -> tuple[QuerySet[Suppression], bool]:
         if not search_term:
             return queryset, False
-        return queryset.filter(phone=_normalise_phone_search(search_term)), False
+        # By hash, so an erased contact's entry is found too (its clear number is gone).
+        return queryset.filter(phone_hash=phone_hash(_normalise_phone_search(search_term))), False
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         # Changing the number of an entry would silently unsuppress the old one.
@@ -85,7 +87,13 @@ class SuppressionAdmin(admin.ModelAdmin[Suppression]):
             return
         # Through the service, so the contact is marked opted out too.
         suppress_numbers(phones=[obj.phone], source=obj.source, reason=obj.reason)
-        obj.pk = Suppression.objects.get(phone=obj.phone).pk
+        obj.pk = Suppression.objects.get(phone_hash=phone_hash(obj.phone)).pk
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # An erased contact's entry (no number, only the hash) is what keeps them unmessaged.
+        if obj is not None and obj.phone is None:
+            return False
+        return super().has_delete_permission(request, obj)
 
     def delete_model(self, request: HttpRequest, obj: Suppression) -> None:
         unsuppress_numbers(phones=[obj.phone])

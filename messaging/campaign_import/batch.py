@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from campaigns.csv_import import CsvRow, TemplatePlan, render_plan
-from campaigns.models import Contact, ImportRejection, Suppression
+from campaigns.models import Contact, ImportRejection
+from campaigns.suppression import suppressed_phones
 from messaging.campaign_import.job import (
     REJECTIONS_SHOWN,
     ImportResult,
@@ -71,7 +72,7 @@ class _BatchImport:
         state: dict[str, int],
     ) -> None:
         phones = [r.phone for r in batch]
-        blocked = set(Suppression.objects.filter(phone__in=phones).values_list("phone", flat=True))
+        blocked = suppressed_phones(phones)
         blocked |= set(
             Contact.objects.filter(phone__in=phones, opted_out_at__isnull=False).values_list(
                 "phone", flat=True

@@ -11,6 +11,7 @@ from django.db import connection
 
 from campaigns.csv_import import CsvRow, render_plan
 from campaigns.models import Contact, ImportRejection, Suppression
+from campaigns.suppression import phone_hash_sql
 from messaging.campaign_import.job import (
     REJECTIONS_SHOWN,
     ImportResult,
@@ -82,11 +83,14 @@ class _PostgresImport:
                 copy.write_row(row)
         # Scalar subqueries, not joins: one index probe per row of the chunk, where a join
         # would hash the whole contact table again for every chunk.
+        # Suppressions match on the hash: an erased contact's entry has no clear number left.
+        hash_sql, hash_params = phone_hash_sql("b.phone")
         cursor.execute(
             f"DELETE FROM {batch} b WHERE (SELECT true FROM "  # noqa: S608
-            f'{Suppression._meta.db_table} s WHERE s.phone = b.phone COLLATE "default") OR '
+            f"{Suppression._meta.db_table} s WHERE s.phone_hash = {hash_sql}) OR "
             f"(SELECT true FROM {Contact._meta.db_table} c "
-            'WHERE c.phone = b.phone COLLATE "default" AND c.opted_out_at IS NOT NULL)'
+            'WHERE c.phone = b.phone COLLATE "default" AND c.opted_out_at IS NOT NULL)',
+            hash_params,
         )
         result.suppressed += cursor.rowcount
         kept = len(chunk.kept) - cursor.rowcount
