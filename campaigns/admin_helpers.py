@@ -7,9 +7,11 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Model, QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest
 from django.template.response import TemplateResponse
 from django.utils.functional import cached_property
 
@@ -26,6 +28,36 @@ class CappedCountPaginator(Paginator):
         if isinstance(object_list, QuerySet):
             return object_list.values("pk")[: self.CAP].count()
         return len(object_list)
+
+
+def require_permission(
+    model_admin: admin.ModelAdmin[Any], request: HttpRequest, permission: str = "view"
+) -> None:
+    """403 unless the user has the model's `permission` ("view", "change", "add", "delete").
+
+    Every custom admin page calls this (or `permitted_object_or_404`) first, before it reads
+    anything from its URL, so a user without the permission learns nothing (not even a 404).
+    """
+    if not getattr(model_admin, f"has_{permission}_permission")(request):
+        raise PermissionDenied
+
+
+def permitted_object_or_404(
+    model_admin: admin.ModelAdmin[Any],
+    request: HttpRequest,
+    object_id: str,
+    permission: str = "view",
+) -> Any:
+    """The object a custom admin URL names, in this order: the model permission (403), then the
+    id (404 when it is not a valid key or names nothing, never a 500), then the object
+    permission (403)."""
+    require_permission(model_admin, request, permission)
+    obj = model_admin.get_object(request, unquote(object_id))  # None for "abc" or unknown ids
+    if obj is None:
+        raise Http404(f"No {model_admin.model._meta.verbose_name} with id {object_id!r}.")
+    if not getattr(model_admin, f"has_{permission}_permission")(request, obj):
+        raise PermissionDenied
+    return obj
 
 
 def confirm_action(

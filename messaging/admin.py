@@ -6,13 +6,12 @@ from collections import defaultdict
 from typing import Any
 
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseBase
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
-from campaigns.admin_helpers import CappedCountPaginator, confirm_action
+from campaigns.admin_helpers import CappedCountPaginator, confirm_action, require_permission
 from messaging.errors import (
     ERROR_TABLE,
     HTTP_THROTTLED_RULE,
@@ -143,8 +142,7 @@ class OutboundMessageAdmin(admin.ModelAdmin[OutboundMessage]):
         ]
 
     def error_table_view(self, request: HttpRequest) -> TemplateResponse:
-        if not self.has_view_permission(request):
-            raise PermissionDenied
+        require_permission(self, request, "view")
         rows = [
             (code, rule)
             for code, rule in sorted(ERROR_TABLE.items(), key=lambda i: (i[1].category, i[0]))

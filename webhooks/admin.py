@@ -10,9 +10,11 @@ from django.db.models import F, Func, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
+from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils.html import format_html
+from django.utils.http import urlencode
 
+from campaigns.admin_helpers import require_permission
 from campaigns.models import SenderNumber
 from webhooks.inbox import conversations, thread
 from webhooks.models import (
@@ -25,6 +27,17 @@ from webhooks.models import (
 )
 
 COUNT_CAP = 10_000
+UNKNOWN_USER = "(no user id)"
+
+
+def thread_url(sender_id: int, user_phone: str) -> str:
+    """The conversation page of any stored user value: the readable path form when the URL can
+    carry it, else the query form (an empty value, a newline…), so no stored row breaks a list."""
+    try:
+        return reverse("admin:webhooks_inbox_thread", args=[sender_id, user_phone])
+    except NoReverseMatch:
+        base = reverse("admin:webhooks_inbox_user", args=[sender_id])
+        return f"{base}?{urlencode({'user': user_phone})}"
 
 
 class CappedCountPaginator(Paginator):
@@ -112,13 +125,14 @@ class InboundMessageAdmin(ReadOnlyAdmin):
 
     @admin.display(description="user")
     def conversation(self, obj: InboundMessage) -> str:
-        url = reverse("admin:webhooks_inbox_thread", args=[obj.sender_id, obj.user_phone])
-        return format_html('<a href="{}">{}</a>', url, obj.user_phone)
+        url = thread_url(obj.sender_id, obj.user_phone)
+        return format_html('<a href="{}">{}</a>', url, obj.user_phone or UNKNOWN_USER)
 
     def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view
         return [
             path("inbox/", view(self.inbox_view), name="webhooks_inbox"),
+            path("inbox/<int:sender_id>/", view(self.thread_view), name="webhooks_inbox_user"),
             path(
                 "inbox/<int:sender_id>/<path:user_phone>/",
                 view(self.thread_view),
@@ -128,6 +142,7 @@ class InboundMessageAdmin(ReadOnlyAdmin):
         ]
 
     def inbox_view(self, request: HttpRequest) -> HttpResponse:
+        require_permission(self, request, "view")
         sender_id = request.GET.get("sender")
         rows = conversations(sender_id=int(sender_id) if (sender_id or "").isdigit() else None)
         page = Paginator(rows, 50).get_page(request.GET.get("page"))
@@ -136,6 +151,8 @@ class InboundMessageAdmin(ReadOnlyAdmin):
         }
         for row in page:
             row["sender"] = senders.get(row["sender_id"])
+            row["url"] = thread_url(row["sender_id"], row["user_phone"])
+            row["user"] = row["user_phone"] or UNKNOWN_USER
         context = {
             **self.admin_site.each_context(request),
             "title": "Inbox",
@@ -144,11 +161,16 @@ class InboundMessageAdmin(ReadOnlyAdmin):
         }
         return TemplateResponse(request, "admin/webhooks/inbox.html", context)
 
-    def thread_view(self, request: HttpRequest, sender_id: int, user_phone: str) -> HttpResponse:
+    def thread_view(
+        self, request: HttpRequest, sender_id: int, user_phone: str | None = None
+    ) -> HttpResponse:
+        require_permission(self, request, "view")
         sender = get_object_or_404(SenderNumber, pk=sender_id)
+        if user_phone is None:  # the query form, for values a path cannot carry
+            user_phone = request.GET.get("user", "")
         context = {
             **self.admin_site.each_context(request),
-            "title": f"Conversation with {user_phone} on {sender.display_number}",
+            "title": f"Conversation with {user_phone or UNKNOWN_USER} on {sender.display_number}",
             "opts": self.model._meta,
             "sender": sender,
             "user_phone": user_phone,

@@ -9,6 +9,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import (
+    Http404,
     HttpRequest,
     HttpResponse,
     HttpResponseBase,
@@ -16,12 +17,16 @@ from django.http import (
     HttpResponseRedirect,
     StreamingHttpResponse,
 )
-from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from campaigns import admin_wizard, selectors
-from campaigns.admin_helpers import confirm_action, report_each
+from campaigns.admin_helpers import (
+    confirm_action,
+    permitted_object_or_404,
+    report_each,
+    require_permission,
+)
 from campaigns.models import Campaign, CampaignTemplate
 from messaging import selectors as queue_selectors
 from messaging import services as campaign_services
@@ -264,17 +269,11 @@ class CampaignAdmin(admin.ModelAdmin[Campaign]):
     def add_view(
         self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponseBase:
-        if not self.has_add_permission(request):
-            from django.core.exceptions import PermissionDenied
-
-            raise PermissionDenied
+        require_permission(self, request, "add")
         return admin_wizard.upload_step(self, request)
 
     def wizard_confirm_view(self, request: HttpRequest, token: str) -> HttpResponseBase:
-        if not self.has_add_permission(request):
-            from django.core.exceptions import PermissionDenied
-
-            raise PermissionDenied
+        require_permission(self, request, "add")
         return admin_wizard.confirm_step(self, request, token)
 
     def change_view(
@@ -313,11 +312,7 @@ class CampaignAdmin(admin.ModelAdmin[Campaign]):
         return super().change_view(request, object_id, form_url, extra)
 
     def rejections_view(self, request: HttpRequest, object_id: str) -> HttpResponseBase:
-        campaign = get_object_or_404(Campaign, pk=object_id)
-        if not self.has_view_permission(request, campaign):
-            from django.core.exceptions import PermissionDenied
-
-            raise PermissionDenied
+        campaign = permitted_object_or_404(self, request, object_id, "view")
 
         class Echo:
             def write(self, value: str) -> str:
@@ -338,11 +333,9 @@ class CampaignAdmin(admin.ModelAdmin[Campaign]):
 
     def transition_view(self, request: HttpRequest, object_id: str, verb: str) -> HttpResponseBase:
         """The change page's buttons: POST acts; cancel asks first on GET."""
-        campaign = get_object_or_404(Campaign, pk=object_id)
-        if verb not in TRANSITIONS or not self.has_change_permission(request, campaign):
-            from django.core.exceptions import PermissionDenied
-
-            raise PermissionDenied
+        campaign = permitted_object_or_404(self, request, object_id, "change")
+        if verb not in TRANSITIONS:
+            raise Http404(f"No campaign action {verb!r}.")
         if request.method != "POST":
             if verb != "cancel":
                 return HttpResponseNotAllowed(["POST"])
