@@ -2,9 +2,12 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignTemplate
+from messaging.models import OutboundStatus
 from tests import factories
+from webhooks.models import InboundMessage
 
 pytestmark = pytest.mark.django_db
 
@@ -67,18 +70,48 @@ def test_changelist_shows_templates_progress_and_rates(admin_client, sender, acc
     content = admin_client.get(URL).content.decode()
 
     assert "spring_sale:en_US, spring_sale_b:es" in content
-    assert '<progress value="110" max="200"' in content
-    assert "110 / 200 (55%)" in content
-    assert "80 (80.0%)" in content  # delivered of sent
-    assert "20 (25.0%)" in content  # read of delivered
-    assert "10 (5.0%)" in content  # failed of total
+    assert '<progress class="wac-bar" value="110" max="200"' in content
+    assert '<span class="wac-rate">55%</span><span class="wac-count">110 / 200</span>' in content
+    rate = '<span class="wac-rate">{}</span><span class="wac-count">{}</span>'
+    assert rate.format("80.0%", "80") in content  # delivered of accepted
+    assert rate.format("25.0%", "20") in content  # read of delivered
+    assert rate.format("5.0%", "10") in content  # failed of queued
+
+
+def test_rows_waiting_for_retry_keep_progress_below_full(admin_client, sender, template):
+    # Counters overshoot (accepted-then-failed rows count twice); the retry rows cap them.
+    campaign = factories.CampaignFactory(
+        sender=sender, status=Campaign.Status.RUNNING, total=10, sent=9, failed=3
+    )
+    for _ in range(7):
+        factories.OutboundMessageFactory(
+            campaign=campaign, template=template, status=OutboundStatus.RETRY
+        )
+    content = admin_client.get(URL).content.decode()
+    assert '<span class="wac-rate">30%</span><span class="wac-count">3 / 10</span>' in content
+
+
+def test_replies_are_counted_per_person(admin_client, sender, template):
+    campaign = factories.CampaignFactory(sender=sender, total=4, sent=4, delivered=4)
+    for n, phone in enumerate(["+14155550001", "+14155550001", "+14155550002"]):
+        InboundMessage.objects.create(
+            sender=sender,
+            user_phone=phone,
+            wamid=f"wamid.in.{n}",
+            type="text",
+            text="hi",
+            campaign=campaign,
+            timestamp=timezone.now(),
+        )
+    content = admin_client.get(URL).content.decode()
+    assert '<span class="wac-rate">50.0%</span><span class="wac-count">2</span>' in content
 
 
 def test_completed_campaign_shows_full_progress(admin_client, sender):
     factories.CampaignFactory(
         sender=sender, status=Campaign.Status.COMPLETED, total=10, sent=8, failed=0
     )
-    assert "10 / 10 (100%)" in admin_client.get(URL).content.decode()
+    assert "10 / 10" in admin_client.get(URL).content.decode()
 
 
 def test_changelist_filters_by_status_and_sender_and_searches_by_name(admin_client, sender):
