@@ -162,3 +162,70 @@ class SuppressionForm(forms.ModelForm[Suppression]):
         if not phonenumbers.is_valid_number(number):
             raise ValidationError(f"“{raw}” is not a valid phone number.")
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+class AudienceDraftForm(CampaignUploadForm):
+    """A draft campaign to contacts already in the database: the wizard's choices, no file."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Stored contacts are E.164 already: no file, no region to read numbers with.
+        del self.fields["csv_file"]
+        del self.fields["default_region"]
+
+
+class ListUploadForm(forms.Form):
+    csv_file = forms.FileField(
+        label="CSV file", help_text="A header row with a phone column; other columns are kept."
+    )
+    default_region = forms.CharField(max_length=2, required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["default_region"].initial = settings.WHATSAPP_DEFAULT_REGION
+
+    clean_default_region = CampaignUploadForm.clean_default_region
+
+
+class AddToListForm(forms.Form):
+    contact_list = forms.ModelChoiceField(
+        queryset=None, required=False, label="Existing list", empty_label="(a new list)"
+    )
+    new_list = forms.CharField(max_length=200, required=False, label="or a new list named")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from campaigns.models import ContactList
+
+        super().__init__(*args, **kwargs)
+        self.fields["contact_list"].queryset = ContactList.objects.order_by("name")
+
+    def clean(self) -> dict[str, Any]:
+        from campaigns.models import ContactList
+
+        cleaned = super().clean() or {}
+        new = (cleaned.get("new_list") or "").strip()
+        if not cleaned.get("contact_list") and not new:
+            raise ValidationError("Choose a list or name a new one.")
+        if new and ContactList.objects.filter(name=new).exists():
+            self.add_error("new_list", f"A list named “{new}” exists already: choose it above.")
+        return cleaned
+
+
+class FollowUpForm(forms.Form):
+    """The campaign page's follow-up: a cohort of this campaign becomes a draft."""
+
+    outcome = forms.ChoiceField(choices=[])
+    hours = forms.FloatField(
+        min_value=0,
+        max_value=24 * 90,
+        initial=24,
+        required=False,
+        label="at least … hours ago",
+        help_text="For “delivered, not read” and “read, not replied”: give people time.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from messaging.cohorts import COHORTS
+
+        super().__init__(*args, **kwargs)
+        self.fields["outcome"].choices = [(c.value, c.label) for c in COHORTS]

@@ -244,3 +244,60 @@ class ImportRejection(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["campaign", "row_number"], name="rejection_campaign_row")]
+
+
+class ContactList(models.Model):
+    """A named, hand-made audience: contacts added by CSV, by selection in admin or by the API."""
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.CharField(max_length=500, blank=True)
+    contacts = models.ManyToManyField(Contact, through="ContactListMember", related_name="lists")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ContactListMember(models.Model):
+    contact_list = models.ForeignKey(ContactList, on_delete=models.CASCADE, related_name="members")
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="+")
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["contact_list", "contact"], name="list_member_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.contact_list}: {self.contact}"
+
+
+class Segment(models.Model):
+    """Contacts chosen by their attributes, evaluated when used (see campaigns/segments.py)."""
+
+    name = models.CharField(max_length=200, unique=True)
+    rules = models.TextField(
+        help_text="One condition per line, all must hold: 'city = Lisbon', 'tier != gold', "
+        "'name contains Ana', 'phone starts with +351', 'vip is set', 'vip is not set', "
+        "'last_reply within 30 days', 'no reply within 30 days'."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from campaigns.segments import SegmentError, parse_rules
+
+        try:
+            parse_rules(self.rules)
+        except SegmentError as exc:
+            raise ValidationError({"rules": str(exc)}) from None

@@ -7,6 +7,7 @@ campaigns.services, reads through the selectors.
 from __future__ import annotations
 
 from campaigns.admin.accounts import MessageTemplateAdmin, SenderNumberAdmin, WhatsAppAccountAdmin
+from campaigns.admin.audiences import ContactListAdmin, SegmentAdmin
 from campaigns.admin.campaign import TRANSITIONS, CampaignAdmin, CampaignTemplateInline
 from campaigns.admin.contacts import ContactAdmin, SuppressionAdmin
 
@@ -15,7 +16,9 @@ __all__ = [
     "CampaignAdmin",
     "CampaignTemplateInline",
     "ContactAdmin",
+    "ContactListAdmin",
     "MessageTemplateAdmin",
+    "SegmentAdmin",
     "SenderNumberAdmin",
     "SuppressionAdmin",
     "WhatsAppAccountAdmin",

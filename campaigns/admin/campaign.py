@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterator
 from typing import Any
 
 from django.contrib import admin, messages
@@ -15,19 +13,20 @@ from django.http import (
     HttpResponseBase,
     HttpResponseNotAllowed,
     HttpResponseRedirect,
-    StreamingHttpResponse,
 )
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from campaigns import admin_wizard, selectors
+from campaigns.admin.audiences import CampaignAudienceViews
 from campaigns.admin_helpers import (
     confirm_action,
     permitted_object_or_404,
     report_each,
     require_permission,
 )
+from campaigns.csv_export import csv_download
 from campaigns.models import Campaign, CampaignTemplate
 from campaigns.results import figures
 from messaging import selectors as queue_selectors
@@ -79,7 +78,7 @@ class CampaignTemplateInline(admin.TabularInline[CampaignTemplate, Campaign]):
 
 
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin[Campaign]):
+class CampaignAdmin(CampaignAudienceViews, admin.ModelAdmin[Campaign]):
     # Compact cells (rate over count) so the key columns fit a 1440 px screen with both
     # sidebars open, and a 390 px phone (campaigns/static/campaigns/admin.css hides the rest).
     list_display = [
@@ -316,6 +315,7 @@ class CampaignAdmin(admin.ModelAdmin[Campaign]):
                 view(self.transition_view),
                 name="campaigns_campaign_transition",
             ),
+            *self.audience_urls(),
             *super().get_urls(),
         ]
 
@@ -361,28 +361,18 @@ class CampaignAdmin(admin.ModelAdmin[Campaign]):
                 ],
                 queue_url=reverse("admin:messaging_outboundmessage_changelist")
                 + f"?campaign__id__exact={campaign.pk}",
+                **self.audience_context(campaign),
             )
         return super().change_view(request, object_id, form_url, extra)
 
     def rejections_view(self, request: HttpRequest, object_id: str) -> HttpResponseBase:
         campaign = permitted_object_or_404(self, request, object_id, "view")
 
-        class Echo:
-            def write(self, value: str) -> str:
-                return value
-
-        writer = csv.writer(Echo())
-
-        def rows() -> Iterator[str]:
-            yield writer.writerow(["row_number", "value", "reason"])
-            for row in selectors.rejection_rows(campaign_id=campaign.pk):
-                yield writer.writerow(row)
-
-        response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = (
-            f'attachment; filename="campaign-{campaign.pk}-rejections.csv"'
+        return csv_download(
+            f"campaign-{campaign.pk}-rejections.csv",
+            ["row_number", "value", "reason"],
+            selectors.rejection_rows(campaign_id=campaign.pk),
         )
-        return response
 
     def transition_view(self, request: HttpRequest, object_id: str, verb: str) -> HttpResponseBase:
         """The change page's buttons: POST acts; cancel asks first on GET."""

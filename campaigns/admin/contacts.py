@@ -8,6 +8,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from campaigns.admin.audiences import ContactAudienceActions
 from campaigns.admin_helpers import CappedCountPaginator
 from campaigns.forms import SuppressionForm
 from campaigns.models import Contact, Suppression
@@ -21,7 +22,7 @@ def _normalise_phone_search(term: str) -> str:
 
 
 @admin.register(Contact)
-class ContactAdmin(admin.ModelAdmin[Contact]):
+class ContactAdmin(ContactAudienceActions, admin.ModelAdmin[Contact]):
     list_display = ["phone", "name", "wa_id", "opted_out_at", "created_at"]
     list_filter = [("opted_out_at", admin.EmptyFieldListFilter)]
     # Exact matches only: the contacts table is large and these columns are indexed.
@@ -31,7 +32,7 @@ class ContactAdmin(admin.ModelAdmin[Contact]):
     ordering = ["-id"]
     show_full_result_count = False
     paginator = CappedCountPaginator
-    actions = ["opt_out", "opt_in"]
+    actions = ["opt_out", "opt_in", "add_to_list", "draft_from_selection"]
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Contact], search_term: str

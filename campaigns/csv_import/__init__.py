@@ -28,8 +28,9 @@ from campaigns.csv_import.rendering import (
     render_plan,
     required_columns,
     value_problem,
+    value_problem_sql,
 )
-from campaigns.csv_import.rows import CsvRow, parse_rows
+from campaigns.csv_import.rows import CsvRow, check_row, parse_rows
 
 __all__ = [
     "DELIMITERS",
@@ -44,6 +45,7 @@ __all__ = [
     "TemplatePlan",
     "TemplateVariableError",
     "check_region",
+    "check_row",
     "compile_template",
     "interleave_pattern",
     "is_link",
@@ -53,4 +55,5 @@ __all__ = [
     "render_plan",
     "required_columns",
     "value_problem",
+    "value_problem_sql",
 ]

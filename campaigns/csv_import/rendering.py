@@ -184,13 +184,28 @@ def is_link(value: str) -> bool:
     return value.lower().startswith(("https://", "http://"))
 
 
+_EMPTY = "is empty"
+_BAD_WHITESPACE = "has a line break, tab or 5+ spaces in a row, which WhatsApp refuses"
+
+
 def value_problem(value: str) -> str:
     """Why WhatsApp would refuse `value` as a template variable, or "" if it would not."""
     if not value:
-        return "is empty"
+        return _EMPTY
     if _BAD_PARAM.search(value):
-        return "has a line break, tab or 5+ spaces in a row, which WhatsApp refuses"
+        return _BAD_WHITESPACE
     return ""
+
+
+def value_problem_sql(expression: str, params: Sequence[Any] = ()) -> tuple[str, list[Any]]:
+    """`value_problem` as a PostgreSQL expression over the text `expression` (with its
+    `params`): NULL when the value is usable, else the same words. For imports that check rows
+    where they are, in the database; kept next to `value_problem` and tested against it."""
+    return (
+        f"CASE WHEN coalesce({expression}, '') = '' THEN %s "
+        f"WHEN {expression} ~ '[\\n\\r\\t]| {{5}}' THEN %s END",
+        [*params, _EMPTY, *params, _BAD_WHITESPACE],
+    )
 
 
 def render_components(template: MessageTemplate, attributes: dict[str, Any]) -> list[dict]:

@@ -31,19 +31,40 @@ def parse_rows(
     value_columns = layout.value_columns
     needed = needed or {}
     for row_number, fields in csv_file.records():
-        raw = fields[phone_index].strip()
         values = {}
         for index, column in value_columns:
             value = fields[index].strip()
             if value:
                 values[column] = value
-        name = values.get(NAME_HEADER, "")[:200]
+        yield check_row(row_number, fields[phone_index], values, region=region, needed=needed)
+
+
+def check_row(
+    row_number: int,
+    raw_phone: str,
+    values: dict[str, str],
+    *,
+    region: str,
+    needed: dict[str, str],
+    normalised: bool = False,
+) -> CsvRow:
+    """One audience row checked as a CSV row is: the number normalised to E.164 (unless it
+    already is, `normalised`) and every column a template needs filled with a usable value.
+
+    Every audience (a CSV, API rows, contacts chosen in admin) goes through here, so a row is
+    accepted or rejected for the same reasons whatever it came from.
+    """
+    raw = raw_phone.strip()
+    name = values.get(NAME_HEADER, "")[:200]
+    if normalised:
+        phone, reason = raw, ""
+    else:
         phone, reason = normalise_phone(raw, region)
-        if phone is not None:
-            for column, used_by in needed.items():
-                problem = value_problem(values.get(column, ""))
-                if problem:
-                    reason = f"column {column!r} {problem} (needed by {used_by})"
-                    phone = None
-                    break
-        yield CsvRow(row_number, phone, name, values, raw[:255], reason[:255])
+    if phone is not None:
+        for column, used_by in needed.items():
+            problem = value_problem(values.get(column, ""))
+            if problem:
+                reason = f"column {column!r} {problem} (needed by {used_by})"
+                phone = None
+                break
+    return CsvRow(row_number, phone, name, values, raw[:255], reason[:255])

@@ -91,7 +91,7 @@ class _BatchImport:
                     result.preview.append(_preview_message(job, row.phone, template_id, components))
             result.queued += len(planned)
             return
-        contacts = self._upsert_contacts(keep)
+        contacts = upsert_contacts(keep)
         messages = OutboundMessage.objects.bulk_create(
             OutboundMessage(
                 campaign=job.campaign,
@@ -113,26 +113,25 @@ class _BatchImport:
                 )
         result.queued += len(messages)
 
-    @staticmethod
-    def _upsert_contacts(rows: list[CsvRow]) -> dict[str, int]:
-        existing = {c.phone: c for c in Contact.objects.filter(phone__in=[r.phone for r in rows])}
-        changed, new = [], []
-        for row in rows:
-            attributes = {k: v for k, v in row.values.items() if k != "name"}
-            contact = existing.get(row.phone)
-            if contact is None:
-                new.append(Contact(phone=row.phone, name=row.name, attributes=attributes))
-                continue
-            merged = {**contact.attributes, **attributes}
-            name = row.name or contact.name
-            if merged != contact.attributes or name != contact.name:
-                contact.attributes, contact.name = merged, name
-                changed.append(contact)
-        if changed:
-            Contact.objects.bulk_update(changed, ["name", "attributes"])
-        Contact.objects.bulk_create(new)
-        ids = {c.phone: c.pk for c in existing.values()}
-        ids.update(
-            Contact.objects.filter(phone__in=[c.phone for c in new]).values_list("phone", "pk")
-        )
-        return ids
+
+def upsert_contacts(rows: list[CsvRow]) -> dict[str, int]:
+    """Create or update the contacts of checked rows (name, merged attributes); phone -> id."""
+    existing = {c.phone: c for c in Contact.objects.filter(phone__in=[r.phone for r in rows])}
+    changed, new = [], []
+    for row in rows:
+        attributes = {k: v for k, v in row.values.items() if k != "name"}
+        contact = existing.get(row.phone)
+        if contact is None:
+            new.append(Contact(phone=row.phone, name=row.name, attributes=attributes))
+            continue
+        merged = {**contact.attributes, **attributes}
+        name = row.name or contact.name
+        if merged != contact.attributes or name != contact.name:
+            contact.attributes, contact.name = merged, name
+            changed.append(contact)
+    if changed:
+        Contact.objects.bulk_update(changed, ["name", "attributes"])
+    Contact.objects.bulk_create(new)
+    ids = {c.phone: c.pk for c in existing.values()}
+    ids.update(Contact.objects.filter(phone__in=[c.phone for c in new]).values_list("phone", "pk"))
+    return ids

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.db import connection
 
-from campaigns.csv_import import CsvRow, render_plan
+from campaigns.csv_import import CsvRow, render_plan, value_problem_sql
 from campaigns.models import Contact, ImportRejection, Suppression
 from campaigns.suppression import phone_hash_sql
 from messaging.campaign_import.job import (
@@ -42,18 +42,82 @@ class _PostgresImport:
             with _Producer(rows) as chunks:
                 for chunk in chunks:
                     seq = self._chunk(cursor, job, batch, chunk, seq, result)
-            result.queued = seq
-            if job.campaign is not None:
-                # Back to Django's default: foreign keys checked at commit.
-                cursor.execute("SET CONSTRAINTS ALL DEFERRED")
-                result.preview = [
-                    _preview_message(job, m.phone, m.template_id, m.parameters)
-                    for m in OutboundMessage.objects.filter(campaign=job.campaign).order_by("id")[
-                        : job.preview_limit
-                    ]
-                ]
-            cursor.execute(f"DROP TABLE {batch}")
+            self._finish(cursor, job, batch, seq, result)
         return result
+
+    def run_selected(
+        self, job: _Job, select: tuple[str, list[Any]], needed: dict[str, str]
+    ) -> ImportResult:
+        """The same import from contacts a SELECT gives (phone, name, attributes, ordering
+        key), set-based: the rows go from table to table without leaving PostgreSQL. Each
+        contact appears once in such a selection, so there are no duplicates to drop."""
+        batch = f"wac_import_batch_{uuid.uuid4().hex[:12]}"
+        result = ImportResult(campaign=job.campaign)
+        sql, params = select
+        with connection.cursor() as cursor:
+            self._prepare(cursor, batch, writing=job.campaign is not None)
+            cursor.execute(
+                f"INSERT INTO {batch} (row_number, phone, name, vals) "  # noqa: S608
+                "SELECT row_number() OVER (ORDER BY s.ord), s.phone, s.name, "
+                "CASE WHEN s.name <> '' THEN s.attributes || jsonb_build_object('name', s.name) "
+                f"ELSE s.attributes END FROM ({sql}) AS s(phone, name, attributes, ord)",
+                params,
+            )
+            loaded = cursor.rowcount
+            loaded -= self._reject_selected(cursor, job, batch, needed, result)
+            seq = self._apply_loaded(cursor, job, batch, loaded, 0, result)
+            self._finish(cursor, job, batch, seq, result)
+        return result
+
+    @staticmethod
+    def _reject_selected(
+        cursor: Any, job: _Job, batch: str, needed: dict[str, str], result: ImportResult
+    ) -> int:
+        """Drop (and report) rows missing a value a template needs: `check_row`'s rule and
+        words, in SQL. Returns how many rows were dropped."""
+        if not needed:
+            return 0
+        cases, params = [], []
+        for column, used_by in needed.items():
+            problem, problem_params = value_problem_sql("(b.vals ->> %s)", [column])
+            cases.append(f"WHEN ({problem}) IS NOT NULL THEN left(%s || ({problem}) || %s, 255)")
+            params += [*problem_params, f"column {column!r} ", *problem_params]
+            params.append(f" (needed by {used_by})")
+        reason = "CASE " + " ".join(cases) + " END"
+        rejected = (
+            f"(SELECT b.row_number, b.phone, {reason} AS reason FROM {batch} b) r "  # noqa: S608
+            "WHERE r.reason IS NOT NULL"
+        )
+        cursor.execute(
+            f"SELECT r.row_number, r.phone, r.reason FROM {rejected} "  # noqa: S608
+            "ORDER BY r.row_number LIMIT %s",
+            [*params, REJECTIONS_SHOWN],
+        )
+        result.rejections += [RejectionRow(*row) for row in cursor.fetchall()]
+        if job.campaign is not None:
+            cursor.execute(
+                f"INSERT INTO {ImportRejection._meta.db_table} "  # noqa: S608
+                "(campaign_id, row_number, value, reason) "
+                f"SELECT %s, r.row_number, r.phone, r.reason FROM {rejected}",
+                [job.campaign.pk, *params],
+            )
+        cursor.execute(f"DELETE FROM {batch} b WHERE ({reason}) IS NOT NULL", params)  # noqa: S608
+        result.rejected += cursor.rowcount
+        return cursor.rowcount
+
+    @staticmethod
+    def _finish(cursor: Any, job: _Job, batch: str, seq: int, result: ImportResult) -> None:
+        result.queued = seq
+        if job.campaign is not None:
+            # Back to Django's default: foreign keys checked at commit.
+            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+            result.preview = [
+                _preview_message(job, m.phone, m.template_id, m.parameters)
+                for m in OutboundMessage.objects.filter(campaign=job.campaign).order_by("id")[
+                    : job.preview_limit
+                ]
+            ]
+        cursor.execute(f"DROP TABLE {batch}")
 
     @staticmethod
     def _prepare(cursor: Any, batch: str, *, writing: bool) -> None:
@@ -81,6 +145,21 @@ class _PostgresImport:
         with cursor.cursor.copy(f"COPY {batch} (row_number, phone, name, vals) FROM STDIN") as copy:
             for row in chunk.kept:
                 copy.write_row(row)
+        seq = self._apply_loaded(cursor, job, batch, len(chunk.kept), seq, result)
+        if job.campaign is not None and chunk.rejected:
+            table = ImportRejection._meta.db_table
+            with cursor.cursor.copy(
+                f"COPY {table} (campaign_id, row_number, value, reason) FROM STDIN"
+            ) as copy:
+                for row_number, value, reason in chunk.rejected:
+                    copy.write_row((job.campaign.pk, row_number, value, reason))
+        return seq
+
+    def _apply_loaded(
+        self, cursor: Any, job: _Job, batch: str, loaded: int, seq: int, result: ImportResult
+    ) -> int:
+        """The rows now in the batch table, whatever loaded them: suppressed numbers dropped,
+        then previewed or written. Returns the queue position after them."""
         # Scalar subqueries, not joins: one index probe per row of the chunk, where a join
         # would hash the whole contact table again for every chunk.
         # Suppressions match on the hash: an erased contact's entry has no clear number left.
@@ -93,18 +172,11 @@ class _PostgresImport:
             hash_params,
         )
         result.suppressed += cursor.rowcount
-        kept = len(chunk.kept) - cursor.rowcount
+        kept = loaded - cursor.rowcount
         if job.campaign is None:
             self._preview_batch(cursor, job, batch, seq, result)
             return seq + kept
         self._write(cursor, job, batch, seq)
-        if chunk.rejected:
-            table = ImportRejection._meta.db_table
-            with cursor.cursor.copy(
-                f"COPY {table} (campaign_id, row_number, value, reason) FROM STDIN"
-            ) as copy:
-                for row_number, value, reason in chunk.rejected:
-                    copy.write_row((job.campaign.pk, row_number, value, reason))
         return seq + kept
 
     @staticmethod

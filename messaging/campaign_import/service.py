@@ -7,37 +7,37 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from campaigns.csv_import import (
-    CsvFile,
     CsvImportError,
     check_region,
     compile_template,
     interleave_pattern,
-    parse_rows,
     required_columns,
 )
 from campaigns.models import Campaign, CampaignTemplate, MessageTemplate, SenderNumber
+from messaging.campaign_import.audience import Audience, CsvAudience
 from messaging.campaign_import.batch import _BatchImport
 from messaging.campaign_import.job import ImportResult, _Job
 from messaging.campaign_import.postgres import _PostgresImport
 from messaging.services import start_campaign
+from messaging.sql_paths import postgres_fast_paths
 
 logger = logging.getLogger(__name__)
 
 PREVIEW_SHOWN = 10
 
 
-def create_campaign_from_csv(
+def create_campaign(
     *,
     name: str,
-    csv_file: str | Path | IO[bytes],
+    audience: Audience,
     sender: SenderNumber,
     templates: Sequence[tuple[MessageTemplate, int]],
     start_at: datetime | None = None,
@@ -46,10 +46,11 @@ def create_campaign_from_csv(
     default_region: str | None = None,
     priority: int = 0,
 ) -> ImportResult:
-    """A draft campaign (scheduled/running with `start_at`/`start_now`) with its queue filled.
+    """A draft campaign (scheduled/running with `start_at`/`start_now`) with its queue filled
+    from `audience` (a CSV, rows, or contacts in the database: see audience.py).
 
-    Raises CsvImportError (a ValueError) for a file that cannot be imported, ValueError for
-    templates the sender cannot send; nothing is written then.
+    Raises CsvImportError (a ValueError) for an audience that cannot be imported, ValueError
+    for templates the sender cannot send; nothing is written then.
     """
     name = (name or "").strip()
     if not name:
@@ -59,7 +60,7 @@ def create_campaign_from_csv(
     region = check_region(default_region or settings.WHATSAPP_DEFAULT_REGION)
     links = _check_templates(sender, templates)
     began = time.monotonic()
-    with CsvFile(csv_file) as source, transaction.atomic():
+    with audience, transaction.atomic():
         campaign = Campaign.objects.create(
             name=name[:200], sender=sender, priority=priority, created_by=created_by
         )
@@ -67,10 +68,10 @@ def create_campaign_from_csv(
             CampaignTemplate(campaign=campaign, template=t, weight=w, position=i)
             for i, (t, w) in enumerate(links)
         )
-        job = _job(source, links, campaign, sender, priority, preview_limit=PREVIEW_SHOWN)
-        result = _backend().run(job, parse_rows(source, region=region, needed=_needed(job)))
+        job = _job(audience, links, campaign, sender, priority, preview_limit=PREVIEW_SHOWN)
+        result = _run(job, audience, region)
         if result.queued == 0:
-            raise CsvImportError(_nothing_to_send(result))
+            raise CsvImportError(_nothing_to_send(result, audience))
         Campaign.objects.filter(pk=campaign.pk).update(
             total=result.queued,
             rejected_count=result.rejected,
@@ -93,23 +94,42 @@ def create_campaign_from_csv(
     return result
 
 
-def preview_csv(
+def create_campaign_from_csv(*, csv_file: str | Path | IO[bytes], **options: Any) -> ImportResult:
+    """`create_campaign` from a CSV file (a path or a binary file object)."""
+    return create_campaign(audience=CsvAudience(csv_file), **options)
+
+
+def preview(
     *,
-    csv_file: str | Path | IO[bytes],
+    audience: Audience,
     sender: SenderNumber,
     templates: Sequence[tuple[MessageTemplate, int]],
     default_region: str | None = None,
     limit: int = PREVIEW_SHOWN,
 ) -> ImportResult:
-    """What `create_campaign_from_csv` would do with this file, writing nothing."""
+    """What `create_campaign` would do with this audience, writing nothing."""
     region = check_region(default_region or settings.WHATSAPP_DEFAULT_REGION)
     links = _check_templates(sender, templates)
-    with CsvFile(csv_file) as source, transaction.atomic():
-        job = _job(source, links, None, sender, 0, preview_limit=limit)
-        result = _backend().run(job, parse_rows(source, region=region, needed=_needed(job)))
+    with audience, transaction.atomic():
+        job = _job(audience, links, None, sender, 0, preview_limit=limit)
+        result = _run(job, audience, region)
         # The temporary tables go with the rollback; no real table was written.
         transaction.set_rollback(True)
     return result
+
+
+def preview_csv(*, csv_file: str | Path | IO[bytes], **options: Any) -> ImportResult:
+    """`preview` of a CSV file."""
+    return preview(audience=CsvAudience(csv_file), **options)
+
+
+def _run(job: _Job, audience: Audience, region: str) -> ImportResult:
+    needed = required_columns(job.plans)
+    backend = _backend()
+    select = audience.selected_sql() if isinstance(backend, _PostgresImport) else None
+    if select is not None:
+        return backend.run_selected(job, select, needed)
+    return backend.run(job, audience.rows(region=region, needed=needed))
 
 
 def _check_templates(
@@ -138,7 +158,7 @@ def _check_templates(
 
 
 def _job(
-    source: CsvFile,
+    audience: Audience,
     links: list[tuple[MessageTemplate, int]],
     campaign: Campaign | None,
     sender: SenderNumber,
@@ -146,7 +166,7 @@ def _job(
     *,
     preview_limit: int,
 ) -> _Job:
-    plans = [compile_template(t, source.layout.columns) for t, _ in links]
+    plans = [compile_template(t, audience.columns) for t, _ in links]
     return _Job(
         plans=plans,
         templates={t.pk: t for t, _ in links},
@@ -159,13 +179,9 @@ def _job(
     )
 
 
-def _needed(job: _Job) -> dict[str, str]:
-    return required_columns(job.plans)
-
-
-def _nothing_to_send(result: ImportResult) -> str:
+def _nothing_to_send(result: ImportResult, audience: Audience) -> str:
     if not (result.rejected or result.duplicates or result.suppressed):
-        return "the file has no data rows, only the header"
+        return audience.empty_message
     parts = [f"no number left to send to: {result.rejected} rejected"]
     parts.append(f"{result.duplicates} duplicates, {result.suppressed} suppressed")
     first = "; ".join(f"row {r.row_number}: {r.reason}" for r in result.rejections[:3])
@@ -173,4 +189,4 @@ def _nothing_to_send(result: ImportResult) -> str:
 
 
 def _backend() -> _PostgresImport | _BatchImport:
-    return _PostgresImport() if connection.vendor == "postgresql" else _BatchImport()
+    return _PostgresImport() if postgres_fast_paths() else _BatchImport()
