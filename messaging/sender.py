@@ -37,6 +37,7 @@ from messaging.outcomes import SideEffects, apply_side_effects, decide
 from messaging.pacing import Bucket, bucket_for
 from messaging.queue import ClaimedMessage
 from messaging.services import complete_if_finished
+from messaging.transient import Backoff, GaveUp, retry_transient
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,9 @@ CHUNK_SECONDS = 0.05  # slots reserved per bucket call
 LATE_SLOT = 0.02
 LATE_START = 0.05
 ASSUMED_LATENCY = 0.3
+# With the database gone at shutdown, outcomes and unsent rows wait this long for it; after
+# that the rows are left to their lease (they become "unknown" and are reconciled).
+SHUTDOWN_PATIENCE = 15.0
 
 
 @dataclass
@@ -117,6 +121,7 @@ class NumberSender:
         self.draining = threading.Event()  # no more claims: finish what is in hand
         self.done = threading.Event()  # everything sent: the flusher does its last flush
         self.stats = RunStats()
+        self._effects_due: SideEffects | None = None
 
     # --- the pacer -------------------------------------------------------------------------
     def run(self, *, max_seconds: float, until_idle: bool = True) -> RunStats:
@@ -129,11 +134,17 @@ class NumberSender:
         flusher.start()
         try:
             self.claiming.wait(timeout=10)
+            backoff = Backoff(f"sender {self.number.pk}: pacer")
             while not self.draining.is_set():
                 if not self.pending:
                     time.sleep(0.02)
                     continue
-                self._send_chunk(executor)
+                try:
+                    retry_transient(
+                        lambda: self._send_chunk(executor), backoff=backoff, stop=self.draining
+                    )
+                except GaveUp:
+                    break
         finally:
             self.draining.set()
             feeder.join()
@@ -225,6 +236,11 @@ class NumberSender:
         """Thread body wrapper: each thread has its own DB connection and closes it."""
         try:
             target(*args)
+        except GaveUp as exc:
+            logger.warning(
+                "sender thread %s stopped while a connection was lost: %s", target.__name__, exc
+            )
+            self.draining.set()
         except Exception:
             logger.exception("sender thread %s failed", target.__name__)
             self.draining.set()
@@ -232,27 +248,35 @@ class NumberSender:
             connection.close()
 
     def _feed(self, deadline: float, until_idle: bool) -> None:
-        next_refresh, seen_version = 0.0, None
-        while not self.stop.is_set() and time.monotonic() < deadline:
-            now = time.monotonic()
-            version = state_version.current()
-            if now >= next_refresh or version != seen_version:
-                self._refresh_active()
-                seen_version = version
-                next_refresh = now + (REFRESH_INTERVAL if version is None else REFRESH_BACKSTOP)
-            self._release_unsendable()
-            self._measure_own_rate(now)
-            low = len(self.pending) < self.own_rate * CLAIM_HORIZON / 2
-            if low and now >= self.next_claim and not self._claim():
-                self.next_claim = now + 1.0  # nothing due: don't poll the table hot
+        backoff = Backoff(f"sender {self.number.pk}: feeder")
+        self._next_refresh, self._seen_version = 0.0, None
+        try:
+            while not self.stop.is_set() and time.monotonic() < deadline:
+                step = lambda: self._feed_once(until_idle)  # noqa: E731
+                if retry_transient(step, backoff=backoff, stop=self.stop, deadline=deadline):
+                    break
+                self.stop.wait(0.1)
+        finally:
+            self.draining.set()
             self.claiming.set()
-            if until_idle and not self.active and not self.pending and self._idle():
-                break
-            if not self.active and not until_idle and not self.pending:
-                break
-            self.stop.wait(0.1)
-        self.draining.set()
+
+    def _feed_once(self, until_idle: bool) -> bool:
+        """One feeder tick; returns whether there is nothing left to do."""
+        now = time.monotonic()
+        version = state_version.current()
+        if now >= self._next_refresh or version != self._seen_version:
+            self._refresh_active()
+            self._seen_version = version
+            self._next_refresh = now + (REFRESH_INTERVAL if version is None else REFRESH_BACKSTOP)
+        self._release_unsendable()
+        self._measure_own_rate(now)
+        low = len(self.pending) < self.own_rate * CLAIM_HORIZON / 2
+        if low and now >= self.next_claim and not self._claim():
+            self.next_claim = now + 1.0  # nothing due: don't poll the table hot
         self.claiming.set()
+        if until_idle and not self.active and not self.pending and self._idle():
+            return True
+        return not self.active and not until_idle and not self.pending
 
     def _idle(self) -> bool:
         return self.in_flight == 0 and not self.results
@@ -318,54 +342,87 @@ class NumberSender:
         while self.to_release:
             batch.append(self.to_release.popleft())
         if batch:
-            self.stats.released += queue.release(batch)
+            try:
+                self.stats.released += queue.release(batch)
+            except BaseException:
+                self.to_release.extendleft(reversed(batch))  # one transaction: nothing moved
+                raise
 
     def _release_pending(self) -> None:
         self.to_release.extend(self.pending)
         self.pending.clear()
+        backoff = Backoff(f"sender {self.number.pk}: release")
         try:
-            self._release_unsendable()
+            patience = time.monotonic() + SHUTDOWN_PATIENCE
+            retry_transient(self._release_unsendable, backoff=backoff, deadline=patience)
+        except GaveUp:
+            logger.warning("%d claimed rows left to their lease", len(self.to_release))
         finally:
             connection.close()
 
     # --- the flusher -----------------------------------------------------------------------
     def _flush_loop(self) -> None:
+        backoff = Backoff(f"sender {self.number.pk}: flusher")
         while True:
             finished = self.done.is_set()
-            self._flush()
-            if finished:
-                return
+            try:
+                if finished:
+                    patience = time.monotonic() + SHUTDOWN_PATIENCE
+                    retry_transient(self._flush, backoff=backoff, deadline=patience)
+                    return
+                retry_transient(self._flush, backoff=backoff, stop=self.done)
+            except GaveUp:
+                if finished:
+                    raise  # outcomes not written: the rows are left to their lease
+                continue  # told to finish while the database was away: the last flush retries
             self.done.wait(FLUSH_INTERVAL)
 
     def _flush(self) -> None:
+        if self._effects_due is not None:  # recorded, but applying its effects failed
+            self._apply(self._effects_due)
         batch = []
         while self.results and len(batch) < FLUSH_MAX_ROWS * 10:
             batch.append(self.results.popleft())
         if batch:
-            effects = SideEffects()
-            outcomes = []
-            for message, outcome in batch:
-                campaign = self.active.get(message.campaign_id)
-                outcomes.append(
-                    decide(
-                        message,
-                        outcome,
-                        account_id=self.number.account_id,
-                        valid_until=campaign.valid_until if campaign else None,
-                        effects=effects,
-                    )
-                )
-            moved = queue.record_outcomes(outcomes)
-            self.stats.accepted += sum(1 for _id, _c, status in moved if status == 10)
-            if effects.throttled:
-                self._store_rate(self.rate, throttled=True)
-            apply_side_effects(effects)
-            if effects.pause_campaigns or effects.pause_accounts:
-                self.halted.clear()  # the database says paused now; a resume is staff's
-                self._refresh_active()
+            try:
+                effects = self._record(batch)
+            except BaseException:
+                # record_outcomes is one statement: on failure nothing was written, so the
+                # outcomes go back to be written on the next try.
+                self.results.extendleft(reversed(batch))
+                raise
+            self._apply(effects)
         new_rate = self.bucket.recover()
         if new_rate is not None:
             self._store_rate(new_rate)
+
+    def _record(self, batch: list[tuple[ClaimedMessage, SendOutcome]]) -> SideEffects:
+        effects = SideEffects()
+        outcomes = []
+        for message, outcome in batch:
+            campaign = self.active.get(message.campaign_id)
+            outcomes.append(
+                decide(
+                    message,
+                    outcome,
+                    account_id=self.number.account_id,
+                    valid_until=campaign.valid_until if campaign else None,
+                    effects=effects,
+                )
+            )
+        moved = queue.record_outcomes(outcomes)
+        self.stats.accepted += sum(1 for _id, _c, status in moved if status == 10)
+        self._effects_due = effects
+        return effects
+
+    def _apply(self, effects: SideEffects) -> None:
+        if effects.throttled:
+            self._store_rate(self.rate, throttled=True)
+        apply_side_effects(effects)
+        if effects.pause_campaigns or effects.pause_accounts:
+            self.halted.clear()  # the database says paused now; a resume is staff's
+            self._refresh_active()
+        self._effects_due = None
 
     def _store_rate(self, rate: float, *, throttled: bool = False) -> None:
         self.rate = rate
@@ -392,5 +449,12 @@ def run_number(
 ) -> RunStats:
     """Entry point shared by the django-q2 slice task and the run_sender command."""
     close_old_connections()
-    sender = NumberSender(sender_id, worker_id=worker_id, stop=stop)
-    return sender.run(max_seconds=max_seconds, until_idle=until_idle)
+    started = time.monotonic()
+    sender = retry_transient(
+        lambda: NumberSender(sender_id, worker_id=worker_id, stop=stop),
+        backoff=Backoff(f"sender {sender_id}: start"),
+        stop=stop,
+        deadline=started + max_seconds,
+    )
+    remaining = max_seconds - (time.monotonic() - started)
+    return sender.run(max_seconds=remaining, until_idle=until_idle)

@@ -2,10 +2,12 @@
 
 - `dispatch` runs for one slice (30 s): starts due campaigns, does housekeeping, and makes sure
   every sender number with a running campaign has its sender slices; then it queues its own
-  successor. A Redis lock keeps exactly one dispatcher alive.
+  successor. A lock keeps exactly one dispatcher alive.
 - `run_sender_slice` sends for one number for one slice, then queues its successor while work
-  remains. A Redis lock per (number, slot) keeps a slice from running twice, even when a task
+  remains. A lock per (number, slot) keeps a slice from running twice, even when a task
   outlives its timeout and django-q2 hands it out again.
+Locks are in Redis, or PostgreSQL advisory locks while Redis is away (messaging/locks.py); a
+lost database or Redis connection is waited out (messaging/transient.py), never fatal.
 - `watchdog` (a Schedule every minute) restarts the dispatcher chain if it broke.
 Slices are short (SENDER_SLICE_SECONDS, 30 s) and Q_CLUSTER timeout (60 s) < retry (120 s), so
 django-q2 never re-delivers a slice that is still running (engine-notes §1).
@@ -18,15 +20,18 @@ import math
 import os
 import socket
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from django.conf import settings
 from django_q.conf import Conf
 from django_q.tasks import async_task
 
 from campaigns.models import SenderNumber
+from messaging import locks
 from messaging.maintenance import Supervisor, active_sender_ids
-from messaging.redis_client import get_redis
 from messaging.sender import run_number
+from messaging.transient import Backoff, GaveUp, retry_transient
 
 logger = logging.getLogger(__name__)
 
@@ -45,49 +50,58 @@ def slots_for(rate_mps: int) -> int:
     return max(1, math.ceil(rate_mps * settings.SENDER_RATE_HEADROOM / RATE_PER_SLOT))
 
 
-def _lock(key: str, seconds: float) -> str | None:
-    token = f"{socket.gethostname()}:{os.getpid()}:{time.monotonic_ns()}"
-    if get_redis().set(key, token, nx=True, ex=math.ceil(seconds)):
-        return token
-    return None
+T = TypeVar("T")
 
 
-def _unlock(key: str, token: str) -> None:
-    # Only the holder releases (compare-and-delete), so an expired lock taken over by another
-    # task is never removed by the old holder.
-    script = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
-    get_redis().eval(script, 1, key, token)
+def _patiently(step: Callable[[], T], what: str, seconds: float) -> T:
+    """`step`, waiting out a lost database or Redis connection for up to `seconds`."""
+    return retry_transient(step, backoff=Backoff(what), deadline=time.monotonic() + seconds)
+
+
+def _slice_key(sender_id: int, slot: int) -> str:
+    return f"wac:lock:slice:{sender_id}:{slot}"
 
 
 def run_sender_slice(sender_id: int, slot: int = 0) -> int:
-    key = f"wac:lock:slice:{sender_id}:{slot}"
+    key = _slice_key(sender_id, slot)
     slice_seconds = settings.SENDER_SLICE_SECONDS
     # The lock outlives the slice by its longest possible drain (an HTTP read timeout).
-    token = _lock(key, slice_seconds + settings.WHATSAPP_READ_TIMEOUT + 10)
-    if token is None:
+    lock_seconds = slice_seconds + settings.WHATSAPP_READ_TIMEOUT + 10
+    lock = _patiently(lambda: locks.acquire(key, lock_seconds), key, slice_seconds)
+    if lock is None:
         return 0
     try:
         worker = f"{socket.gethostname()}:{os.getpid()}:q{slot}"
         stats = run_number(sender_id, worker_id=worker, max_seconds=slice_seconds, until_idle=False)
     finally:
-        _unlock(key, token)
-    if sender_id in active_sender_ids():
+        locks.release(lock)
+    try:
+        active = _patiently(active_sender_ids, "sender slice successor", slice_seconds)
+    except GaveUp:
+        active = []  # the dispatcher queues a slice again once the database is back
+    if sender_id in active:
         _chain("messaging.tasks.run_sender_slice", sender_id, slot, group="sender")
     return stats.sent
 
 
 def dispatch() -> None:
-    token = _lock(DISPATCH_LOCK, settings.SENDER_SLICE_SECONDS + 20)
-    if token is None:
+    slice_seconds = settings.SENDER_SLICE_SECONDS
+    deadline = time.monotonic() + slice_seconds
+    lock = _patiently(lambda: locks.acquire(DISPATCH_LOCK, slice_seconds + 20), "dispatch", 20)
+    if lock is None:
         return
-    deadline = time.monotonic() + settings.SENDER_SLICE_SECONDS
     supervisor = Supervisor()
+    backoff = Backoff("dispatcher")
     try:
         while time.monotonic() < deadline:
-            kick_senders(supervisor.tick())
+            step = lambda: kick_senders(supervisor.tick())  # noqa: E731
+            try:
+                retry_transient(step, backoff=backoff, deadline=deadline)
+            except GaveUp:
+                break  # the successor below starts over
             time.sleep(1)
     finally:
-        _unlock(DISPATCH_LOCK, token)
+        locks.release(lock)
     _chain("messaging.tasks.dispatch", group="dispatch")
 
 
@@ -96,11 +110,10 @@ def kick_senders(sender_ids: list[int]) -> int:
     if not sender_ids:
         return 0
     queued = 0
-    redis = get_redis()
     rates = dict(SenderNumber.objects.filter(pk__in=sender_ids).values_list("pk", "rate_mps"))
     for sender_id, rate in rates.items():
         for slot in range(slots_for(rate)):
-            if not redis.exists(f"wac:lock:slice:{sender_id}:{slot}"):
+            if not locks.is_held(_slice_key(sender_id, slot)):
                 _chain("messaging.tasks.run_sender_slice", sender_id, slot, group="sender")
                 queued += 1
     return queued
@@ -108,6 +121,6 @@ def kick_senders(sender_ids: list[int]) -> int:
 
 def watchdog() -> None:
     """Every minute: restart the dispatcher chain if it is gone."""
-    if not get_redis().exists(DISPATCH_LOCK):
+    if not _patiently(lambda: locks.is_held(DISPATCH_LOCK), "watchdog", 30):
         logger.warning("dispatcher not running: starting it")
         _chain("messaging.tasks.dispatch", group="dispatch")

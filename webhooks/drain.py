@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
+from messaging.transient import TRANSIENT_ERRORS, Backoff, GaveUp, retry_transient
 from webhooks.account_events import record_account_events
 from webhooks.inbound import record_inbound, record_preferences
 from webhooks.models import RawEvent, RejectedWebhookItem
@@ -217,12 +218,28 @@ def drain(
     """
     deadline = None if max_seconds is None else time.monotonic() + max_seconds
     total, last_rematch = 0, float("-inf")
+    backoff = Backoff("webhook drain")
     while True:
-        applied = apply_batch(limit=batch_size)
+        # A lost database connection is waited out (what a failed batch held was rolled back).
+        try:
+            applied = retry_transient(
+                lambda: apply_batch(limit=batch_size), backoff=backoff, stop=stop, deadline=deadline
+            )
+        except GaveUp:
+            break
         total += applied
         now = time.monotonic()
         if now - last_rematch > (1.0 if applied == 0 else REMATCH_EVERY_SECONDS):
-            match_unmatched_statuses(since=timezone.now() - REMATCH_WINDOW)
+            since = timezone.now() - REMATCH_WINDOW
+            try:
+                retry_transient(
+                    lambda since=since: match_unmatched_statuses(since=since),
+                    backoff=backoff,
+                    stop=stop,
+                    deadline=deadline,
+                )
+            except GaveUp:
+                break
             last_rematch = now
         if deadline is not None and now >= deadline:
             break
@@ -235,23 +252,44 @@ def drain(
     return total
 
 
+def _try_lock_drain() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [DRAIN_LOCK_KEY])
+        return bool(cursor.fetchone()[0])
+
+
+def _unlock_drain() -> None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [DRAIN_LOCK_KEY])
+    except TRANSIENT_ERRORS:
+        connection.close()  # the session (and the lock with it) is gone already
+
+
 def try_drain_exclusively(*, max_seconds: float) -> int | None:
     """Drain unless another process already is (a session advisory lock); None if skipped.
 
     The lock only saves work: correctness comes from row claims. A dead process's lock goes
-    with its connection.
+    with its connection, and so does ours if the database restarts meanwhile.
     """
     total, deadline = 0, time.monotonic() + max_seconds
+    backoff = Backoff("webhook drain lock")
     while True:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", [DRAIN_LOCK_KEY])
-            if not cursor.fetchone()[0]:
-                return None if total == 0 else total
+        try:
+            locked = retry_transient(_try_lock_drain, backoff=backoff, deadline=deadline)
+        except GaveUp:
+            locked = False
+        if not locked:
+            return None if total == 0 else total
         try:
             total += drain(until_empty=True, max_seconds=max(deadline - time.monotonic(), 0))
         finally:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [DRAIN_LOCK_KEY])
+            _unlock_drain()
         # A body stored while we held the lock had its kick refused: look once more.
-        if time.monotonic() >= deadline or not pending_exists():
+        if time.monotonic() >= deadline:
+            return total
+        try:
+            if not retry_transient(pending_exists, backoff=backoff, deadline=deadline):
+                return total
+        except GaveUp:
             return total

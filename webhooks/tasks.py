@@ -17,12 +17,24 @@ _last_kick = 0.0
 
 def drain_webhooks() -> int:
     """Apply pending webhook bodies (kicked after stores; also the every-minute watchdog)."""
-    from webhooks.drain import pending_exists, try_drain_exclusively
+    from webhooks.drain import try_drain_exclusively
 
     applied = try_drain_exclusively(max_seconds=DRAIN_TASK_SECONDS)
-    if applied is not None and pending_exists():
+    if applied is not None and _pending_exists_patiently():
         async_task("webhooks.tasks.drain_webhooks")
     return applied or 0
+
+
+def _pending_exists_patiently() -> bool:
+    """Whether a successor is needed; with the database away for long, the watchdog decides."""
+    from messaging.transient import Backoff, GaveUp, retry_transient
+    from webhooks.drain import pending_exists
+
+    deadline = time.monotonic() + DRAIN_TASK_SECONDS
+    try:
+        return retry_transient(pending_exists, backoff=Backoff("webhook drain"), deadline=deadline)
+    except GaveUp:
+        return False
 
 
 def kick_drain() -> None:

@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from messaging.maintenance import Supervisor
 from messaging.sender import run_number
+from messaging.transient import Backoff, GaveUp, retry_transient
 
 
 class Command(BaseCommand):
@@ -31,9 +32,17 @@ class Command(BaseCommand):
             signal.signal(signum, lambda *_: stop.set())
         deadline = time.monotonic() + max_seconds
         supervisor = Supervisor()
+        backoff = Backoff("run_sender supervisor")
         loops: dict[int, threading.Thread] = {}
         while not stop.is_set() and time.monotonic() < deadline:
-            for sender_id in supervisor.tick():
+            try:
+                # The database or Redis away: keep the number loops we have, try again.
+                active = retry_transient(
+                    supervisor.tick, backoff=backoff, stop=stop, deadline=deadline
+                )
+            except GaveUp:
+                break
+            for sender_id in active:
                 if sender_id not in loops or not loops[sender_id].is_alive():
                     loops[sender_id] = threading.Thread(
                         target=run_number,
