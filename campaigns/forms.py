@@ -229,3 +229,17 @@ class FollowUpForm(forms.Form):
 
         super().__init__(*args, **kwargs)
         self.fields["outcome"].choices = [(c.value, c.label) for c in COHORTS]
+
+
+class RescheduleForm(forms.Form):
+    start_at = forms.DateTimeField(
+        label="Start at",
+        help_text=f"Time zone {settings.TIME_ZONE}.",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+
+    def clean_start_at(self) -> Any:
+        start_at = self.cleaned_data["start_at"]
+        if start_at <= timezone.now():
+            raise ValidationError("The start time is in the past: start the campaign instead.")
+        return start_at

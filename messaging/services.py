@@ -67,6 +67,41 @@ def start_campaign(*, campaign_id: int, at: datetime | None = None) -> Campaign:
 
 
 @transaction.atomic
+def reschedule_campaign(*, campaign_id: int, at: datetime) -> Campaign:
+    """Move a scheduled campaign's start to `at`, or schedule a draft for `at`.
+
+    `at` must be in the future: to start now, use `start_campaign`.
+    """
+    if timezone.is_naive(at):
+        at = timezone.make_aware(at)
+    campaign = _lock(campaign_id)
+    if at <= timezone.now():
+        raise TransitionError(
+            f"Campaign {campaign.pk} ({campaign.name}): the new start {at:%Y-%m-%d %H:%M} is in "
+            "the past; start it now instead"
+        )
+    if campaign.status == Status.DRAFT:
+        return _move(campaign, Status.SCHEDULED, start_at=at, pause_reason="")
+    if campaign.status != Status.SCHEDULED:
+        raise TransitionError(
+            f"Campaign {campaign.pk} ({campaign.name}) is {campaign.status}: only a draft or "
+            "scheduled campaign can be (re)scheduled"
+        )
+    campaign.start_at = at
+    campaign.save(update_fields=["start_at", "updated_at"])
+    bump_on_commit()
+    logger.info("campaign %s rescheduled for %s", campaign.pk, at.isoformat())
+    return campaign
+
+
+@transaction.atomic
+def return_to_draft(*, campaign_id: int) -> Campaign:
+    """A scheduled campaign goes back to draft: it will not start until started or scheduled
+    again; its queue is kept."""
+    return _move(_lock(campaign_id), Status.DRAFT, start_at=None)
+
+
+@transaction.atomic
 def pause_campaign(*, campaign_id: int, reason: str = "Paused by staff") -> Campaign:
     """Stop claiming new messages; in-flight requests finish and are recorded as usual."""
     return _move(_lock(campaign_id), Status.PAUSED, pause_reason=reason[:255])

@@ -17,17 +17,25 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponseBase, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from campaigns.admin_helpers import permitted_object_or_404, require_permission
 from campaigns.csv_export import csv_download
-from campaigns.forms import AddToListForm, AudienceDraftForm, FollowUpForm, ListUploadForm
+from campaigns.forms import (
+    AddToListForm,
+    AudienceDraftForm,
+    FollowUpForm,
+    ListUploadForm,
+    RescheduleForm,
+)
 from campaigns.models import Campaign, Contact, ContactList, Segment
 from campaigns.segments import segment_contacts
 from messaging import audiences
 from messaging.campaign_import import Audience, CsvAudience, ImportResult
 from messaging.cohorts import Outcome
 from messaging.exports import EXPORT_HEADER, recipient_rows
+from messaging.services import TransitionError, reschedule_campaign
 
 
 def _report(result: ImportResult) -> str:
@@ -147,7 +155,8 @@ def draft_from_one(
 
 
 class CampaignAudienceViews:
-    """The campaign page's recipients export and follow-up; mixed into CampaignAdmin."""
+    """The campaign page's recipients export, follow-up and reschedule; mixed into
+    CampaignAdmin."""
 
     def audience_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view  # type: ignore[attr-defined]
@@ -162,10 +171,51 @@ class CampaignAudienceViews:
                 view(self.follow_up_view),
                 name="campaigns_campaign_follow_up",
             ),
+            path(
+                "<path:object_id>/reschedule/",
+                view(self.reschedule_view),
+                name="campaigns_campaign_reschedule",
+            ),
         ]
 
     def audience_context(self, campaign: Campaign) -> dict[str, Any]:
-        return {"export_outcomes": Outcome.choices, "follow_up_form": FollowUpForm()}
+        return {
+            "export_outcomes": Outcome.choices,
+            "follow_up_form": FollowUpForm(),
+            "can_reschedule": campaign.status in (Campaign.Status.DRAFT, Campaign.Status.SCHEDULED),
+        }
+
+    def reschedule_view(self, request: HttpRequest, object_id: str) -> HttpResponseBase:
+        campaign = permitted_object_or_404(self, request, object_id, "change")  # type: ignore[arg-type]
+        page = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+        form = RescheduleForm(
+            request.POST if request.method == "POST" else None,
+            initial={"start_at": campaign.start_at},
+        )
+        if form.is_valid():
+            try:
+                reschedule_campaign(campaign_id=campaign.pk, at=form.cleaned_data["start_at"])
+            except TransitionError as exc:
+                form.add_error(None, str(exc))
+            else:
+                when = timezone.localtime(form.cleaned_data["start_at"])
+                self.message_user(  # type: ignore[attr-defined]
+                    request, f"“{campaign.name}” starts at {when:%Y-%m-%d %H:%M}.", messages.SUCCESS
+                )
+                return HttpResponseRedirect(page)
+        return _page(
+            self,  # type: ignore[arg-type]
+            request,
+            "admin/campaigns/audience_form.html",
+            title=f"Schedule “{campaign.name}”",
+            intro=f"“{campaign.name}” is {campaign.get_status_display()}. Choose when it starts; "
+            "a scheduled campaign can also go back to draft from its page.",
+            marker="reschedule",
+            submit_label="Schedule",
+            form=form,
+            action="",
+            selected_ids=[],
+        )
 
     def recipients_view(self, request: HttpRequest, object_id: str) -> HttpResponseBase:
         campaign = permitted_object_or_404(self, request, object_id, "view")  # type: ignore[arg-type]

@@ -39,6 +39,7 @@ TRANSITIONS: dict[str, tuple[Any, str]] = {
     "pause": (campaign_services.pause_campaign, "Paused"),
     "resume": (campaign_services.resume_campaign, "Resumed"),
     "cancel": (campaign_services.cancel_campaign, "Cancelled"),
+    "draft": (campaign_services.return_to_draft, "Moved back to draft"),
 }
 
 
@@ -102,6 +103,7 @@ class CampaignAdmin(CampaignAudienceViews, admin.ModelAdmin[Campaign]):
         "pause_selected",
         "resume_selected",
         "cancel_selected",
+        "draft_selected",
         "duplicate_selected",
     ]
     inlines = [CampaignTemplateInline]
@@ -276,6 +278,12 @@ class CampaignAdmin(CampaignAudienceViews, admin.ModelAdmin[Campaign]):
         self._transition(request, queryset, "cancel")
         return None
 
+    @admin.action(
+        description="Move selected scheduled campaigns back to draft", permissions=["change"]
+    )
+    def draft_selected(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
+        self._transition(request, queryset, "draft")
+
     @admin.action(description="Duplicate selected campaigns as drafts", permissions=["add"])
     def duplicate_selected(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
         for campaign in queryset.prefetch_related(None).select_related(None).only("pk", "name"):
@@ -354,6 +362,7 @@ class CampaignAdmin(CampaignAudienceViews, admin.ModelAdmin[Campaign]):
                         ("pause", Campaign.Status.PAUSED),
                         ("resume", Campaign.Status.RUNNING),
                         ("cancel", Campaign.Status.CANCELLED),
+                        ("draft", Campaign.Status.DRAFT),
                     )
                     if campaign.can_transition_to(status)
                     and (verb != "resume" or campaign.status == Campaign.Status.PAUSED)
