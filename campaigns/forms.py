@@ -9,8 +9,14 @@ import phonenumbers
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.utils import timezone
 
+from campaigns.limits import (
+    MAX_TEMPLATE_WEIGHT,
+    NAME_MAX,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    start_time_problem,
+)
 from campaigns.models import MessageTemplate, SenderNumber, Suppression
 
 TEMPLATE_SLOTS = 4
@@ -38,7 +44,7 @@ def check_templates(
 class CampaignUploadForm(forms.Form):
     """Step 1: the CSV and what to send it with."""
 
-    name = forms.CharField(max_length=200)
+    name = forms.CharField(max_length=NAME_MAX)
     csv_file = forms.FileField(
         label="CSV file",
         help_text="A header row with a phone column; other columns fill template variables.",
@@ -51,7 +57,7 @@ class CampaignUploadForm(forms.Form):
         required=False,
         help_text="Country (ISO 3166 alpha-2, e.g. US) for numbers written without +country.",
     )
-    priority = forms.IntegerField(initial=0, min_value=-32768, max_value=32767)
+    priority = forms.IntegerField(initial=0, min_value=PRIORITY_MIN, max_value=PRIORITY_MAX)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -67,7 +73,11 @@ class CampaignUploadForm(forms.Form):
                 else "",
             )
             self.fields[f"weight_{slot}"] = forms.IntegerField(
-                min_value=1, max_value=1000, initial=1, required=False, label=f"Weight {slot}"
+                min_value=1,
+                max_value=MAX_TEMPLATE_WEIGHT,
+                initial=1,
+                required=False,
+                label=f"Weight {slot}",
             )
 
     def clean_default_region(self) -> str:
@@ -135,8 +145,8 @@ class CampaignConfirmForm(forms.Form):
             start_at = cleaned.get("start_at")
             if start_at is None:
                 self.add_error("start_at", "Give the start time to schedule the campaign.")
-            elif start_at <= timezone.now():
-                self.add_error("start_at", "The start time is in the past.")
+            elif problem := start_time_problem(start_at):
+                self.add_error("start_at", problem[0].upper() + problem[1:] + ".")
         return cleaned
 
 

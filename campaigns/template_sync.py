@@ -60,6 +60,17 @@ def template_fields(item: Any, *, where: str) -> dict[str, Any]:
         raise TemplateDataError(
             f"{where} ({item['name']}): 'components' must be a list of objects with a type"
         )
+    for key in ("name", "language", "status", "category", "id"):
+        limit = MessageTemplate._meta.get_field("graph_id" if key == "id" else key).max_length
+        value = str(item.get(key) or "").strip()
+        if limit is not None and len(value) > limit:
+            raise TemplateDataError(f"{where}: {key!r} is {len(value)} characters; at most {limit}")
+    for c, component in enumerate(item["components"]):
+        text = component.get("text")
+        if text is not None and not isinstance(text, str):
+            raise TemplateDataError(
+                f"{where} ({item['name']}): components[{c}] 'text' must be a string"
+            )
     parameter_format = str(item.get("parameter_format") or "POSITIONAL").upper()
     if parameter_format not in ("POSITIONAL", "NAMED"):
         raise TemplateDataError(

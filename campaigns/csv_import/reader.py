@@ -81,7 +81,9 @@ class CsvFile:
         if isinstance(source, (str, Path)):
             path = Path(source)
             if not path.is_file():
-                raise CsvImportError(f"{path}: no such file")
+                raise CsvImportError(
+                    f"{path}: not a regular file" if path.exists() else f"{path}: no such file"
+                )
             self._owned = stream = path.open("rb")
         else:
             stream = source

@@ -47,7 +47,13 @@ class TemplatePlan:
         return [slot for component in self.components for slot in component.slots]
 
 
-def _variables(text: str) -> list[str]:
+def _variables(text: object) -> list[str]:
+    if text is not None and not isinstance(text, str):
+        # Stored before load_templates checked it (or edited by hand): refuse, don't crash.
+        raise CsvImportError(
+            f"a template text is {type(text).__name__} {text!r:.40}, not text: load or sync the "
+            "template again"
+        )
     names: list[str] = []
     for name in _VARIABLE.findall(text or ""):
         if name not in names:

@@ -21,6 +21,7 @@ from campaigns.csv_import import (
     interleave_pattern,
     required_columns,
 )
+from campaigns.limits import campaign_settings_problem
 from campaigns.models import Campaign, CampaignTemplate, MessageTemplate, SenderNumber
 from messaging.campaign_import.audience import Audience, CsvAudience
 from messaging.campaign_import.batch import _BatchImport
@@ -52,9 +53,12 @@ def create_campaign(
     Raises CsvImportError (a ValueError) for an audience that cannot be imported, ValueError
     for templates the sender cannot send; nothing is written then.
     """
-    name = (name or "").strip()
-    if not name:
-        raise ValueError("the campaign needs a name")
+    problem = campaign_settings_problem(
+        name=name, priority=priority, start_at=start_at, weights=[w for _, w in templates]
+    )
+    if problem:
+        raise ValueError(problem)
+    name = name.strip()
     if start_at is not None and timezone.is_naive(start_at):
         start_at = timezone.make_aware(start_at)
     region = check_region(default_region or settings.WHATSAPP_DEFAULT_REGION)

@@ -6,16 +6,16 @@ import re
 from typing import Any
 
 import phonenumbers
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
 
+from campaigns.commands import SafeCommand, graph_id_option, text_option
 from campaigns.models import SenderNumber, WhatsAppAccount
 
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-_GRAPH_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
-class Command(BaseCommand):
+class Command(SafeCommand):
     help = (
         "Add a WhatsApp sender number (and its business account if new); run again to update "
         "its display number or rate."
@@ -29,11 +29,18 @@ class Command(BaseCommand):
         parser.add_argument("--name", help="name of the business account")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        phone_number_id = options["phone_number_id"].strip()
-        waba_id = options["waba_id"].strip()
-        for flag, value in (("--phone-number-id", phone_number_id), ("--waba-id", waba_id)):
-            if not _GRAPH_ID.match(value):
-                raise CommandError(f"{flag} {value!r}: expected a Graph id such as 106540352242922")
+        phone_number_id = graph_id_option(
+            "--phone-number-id",
+            options["phone_number_id"],
+            model=SenderNumber,
+            field="phone_number_id",
+        )
+        waba_id = graph_id_option(
+            "--waba-id", options["waba_id"], model=WhatsAppAccount, field="waba_id"
+        )
+        options["name"] = text_option(
+            "--name", options["name"], model=WhatsAppAccount, field="name", required=False
+        )
         display = _e164(options["display_number"])
         rate = options["rate"]
         if rate is not None and not 1 <= rate <= 1000:

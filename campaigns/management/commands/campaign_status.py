@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db.models import Count
 
+from campaigns.commands import SafeCommand, field_range
 from campaigns.models import Campaign
 from messaging.models import OutboundMessage, OutboundStatus
 
@@ -42,7 +43,7 @@ def campaign_status(campaign: Campaign) -> dict[str, Any]:
     }
 
 
-class Command(BaseCommand):
+class Command(SafeCommand):
     help = "Show a campaign's counters and how many of its messages are in each queue state."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -50,9 +51,13 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        text = options["id"].strip()
+        _, largest = field_range(Campaign, "id")
         try:
-            campaign = Campaign.objects.select_related("sender").get(pk=int(options["id"]))
-        except (ValueError, Campaign.DoesNotExist):
+            if not text.isdigit() or int(text) > largest:
+                raise Campaign.DoesNotExist
+            campaign = Campaign.objects.select_related("sender").get(pk=int(text))
+        except Campaign.DoesNotExist:
             raise CommandError(f"no campaign with id {options['id']!r}") from None
         status = campaign_status(campaign)
         if options["json"]:

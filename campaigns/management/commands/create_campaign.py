@@ -7,16 +7,24 @@ import re
 from datetime import datetime
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
-from campaigns.models import MessageTemplate, SenderNumber
+from campaigns.commands import SafeCommand, text_option
+from campaigns.limits import (
+    MAX_TEMPLATE_WEIGHT,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    campaign_settings_problem,
+    start_time_problem,
+)
+from campaigns.models import Campaign, MessageTemplate, SenderNumber
 from messaging.campaign_import import CsvImportError, create_campaign_from_csv
 
 _TEMPLATE = re.compile(r"^(?P<name>[^:@]+)(?::(?P<lang>[^:@]+))?(?:@(?P<weight>[^:@]+))?$")
 
 
-class Command(BaseCommand):
+class Command(SafeCommand):
     help = (
         "Create a campaign from a CSV of phone numbers (plus optional template variable "
         "columns). Prints the campaign id and the queued/rejected counts."
@@ -38,18 +46,33 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        name = text_option("--name", options["name"], model=Campaign, field="name")
+        if not PRIORITY_MIN <= options["priority"] <= PRIORITY_MAX:
+            raise CommandError(
+                f"--priority {options['priority']}: must be between {PRIORITY_MIN} and "
+                f"{PRIORITY_MAX}"
+            )
+        phone_number_id = text_option(
+            "--sender", options["sender"], model=SenderNumber, field="phone_number_id"
+        )
         sender = (
             SenderNumber.objects.select_related("account")
-            .filter(phone_number_id=options["sender"])
+            .filter(phone_number_id=phone_number_id)
             .first()
         )
         if sender is None:
             raise CommandError(f"unknown sender {options['sender']!r}: add it with add_sender")
         templates = [_template(sender, spec) for spec in options["template"]]
         start_now, start_at = _start(options["start"])
+        # The same check the import service makes, said before the file is read.
+        problem = campaign_settings_problem(
+            name=name, priority=options["priority"], weights=[w for _, w in templates]
+        )
+        if problem:
+            raise CommandError(problem)
         try:
             result = create_campaign_from_csv(
-                name=options["name"],
+                name=name,
                 csv_file=options["csv"],
                 sender=sender,
                 templates=templates,
@@ -94,18 +117,20 @@ class Command(BaseCommand):
 
 def _template(sender: SenderNumber, spec: str) -> tuple[MessageTemplate, int]:
     match = _TEMPLATE.match(spec.strip())
-    if match is None:
-        raise CommandError(f"--template {spec!r}: expected NAME[:LANG][@WEIGHT]")
+    if match is None or any(not ch.isprintable() for ch in spec):
+        raise CommandError(f"--template {spec[:80]!r}: expected NAME[:LANG][@WEIGHT]")
     weight_text = match["weight"] or "1"
-    if not weight_text.isdigit() or int(weight_text) < 1:
-        raise CommandError(f"--template {spec!r}: the weight must be a whole number ≥ 1")
+    if not weight_text.isdigit() or not 1 <= int(weight_text) <= MAX_TEMPLATE_WEIGHT:
+        raise CommandError(
+            f"--template {spec[:80]!r}: the weight must be a whole number 1..{MAX_TEMPLATE_WEIGHT}"
+        )
     found = MessageTemplate.objects.filter(account=sender.account, name=match["name"])
     if match["lang"]:
         found = found.filter(language=match["lang"])
     candidates = list(found)
     if not candidates:
         raise CommandError(
-            f"--template {spec!r}: no such template for WABA {sender.account.waba_id} "
+            f"--template {spec[:80]!r}: no such template for WABA {sender.account.waba_id} "
             "(load them with load_templates)"
         )
     if len(candidates) > 1:
@@ -129,4 +154,7 @@ def _start(value: str | None) -> tuple[bool, datetime | None]:
             f"--start {value!r}: expected 'now' or an ISO-8601 date-time, "
             "e.g. 2026-05-01T09:00+01:00"
         ) from None
-    return False, timezone.make_aware(at) if timezone.is_naive(at) else at
+    at = timezone.make_aware(at) if timezone.is_naive(at) else at
+    if problem := start_time_problem(at):
+        raise CommandError(f"--start {value!r}: {problem} (use 'now' to start at once)")
+    return False, at

@@ -9,18 +9,20 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db.models import Count
 
+from campaigns.commands import SafeCommand, number_option
 from campaigns.models import Campaign
 from messaging.campaign_import import create_campaign_from_csv
 from messaging.demo.data import ensure_demo_sender, sync_demo_templates, write_demo_csv
 from messaging.models import OutboundMessage, OutboundStatus
 from messaging.sender import run_number
+from messaging.simulator.config import parse_rate_spec
 from messaging.simulator.harness import start_simulator
 
 
-class Command(BaseCommand):
+class Command(SafeCommand):
     help = "Run a demo campaign end to end against the WhatsApp simulator."
 
     def add_arguments(self, parser) -> None:
@@ -38,7 +40,17 @@ class Command(BaseCommand):
     def handle(self, *args, contacts, rate, latency_ms, max_seconds, error_rate, **options):
         if not 1 <= contacts <= 1_000_000 or not 1 <= rate <= 1000:
             raise CommandError("--contacts must be 1..1,000,000 and --rate 1..1,000")
-        errors = dict(item.split("=", 1) for item in (error_rate or ["131026=0.01", "131000=0.01"]))
+        if not 0 <= latency_ms <= 60_000:
+            raise CommandError(f"--latency-ms {latency_ms}: must be between 0 and 60000")
+        number_option("--max-seconds", max_seconds, open_lo=True)
+        errors = {}
+        for spec in error_rate or ["131026=0.01", "131000=0.01"]:
+            try:
+                code, fraction = parse_rate_spec(spec)
+            except ValueError as exc:
+                raise CommandError(f"--error-rate {exc}") from None
+            number_option(f"--error-rate {spec!r}: the fraction", fraction, hi=1.0)
+            errors[code] = fraction
         # State changes log at INFO; here they would tear through the progress bar.
         logging.getLogger("messaging").setLevel(logging.WARNING)
         call_command("migrate", verbosity=0)

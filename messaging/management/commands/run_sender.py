@@ -8,14 +8,14 @@ import socket
 import threading
 import time
 
-from django.core.management.base import BaseCommand, CommandError
-
+from campaigns.commands import SafeCommand, number_option, text_option
 from messaging.maintenance import Supervisor
+from messaging.models import OutboundMessage
 from messaging.sender import run_number
 from messaging.transient import Backoff, GaveUp, retry_transient
 
 
-class Command(BaseCommand):
+class Command(SafeCommand):
     help = "Send due messages of running campaigns at each number's rate (foreground engine)."
 
     def add_arguments(self, parser) -> None:
@@ -24,8 +24,10 @@ class Command(BaseCommand):
         parser.add_argument("--worker-id", default="", help="name in claimed_by (default host:pid)")
 
     def handle(self, *args, until_idle: bool, max_seconds: float, worker_id: str, **options):
-        if max_seconds <= 0:
-            raise CommandError("--max-seconds must be positive")
+        number_option("--max-seconds", max_seconds, open_lo=True)
+        worker_id = text_option(
+            "--worker-id", worker_id, model=OutboundMessage, field="claimed_by", required=False
+        )
         worker = worker_id or f"{socket.gethostname()}:{os.getpid()}"
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -5,19 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 import requests
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from campaigns.commands import SafeCommand, graph_id_option
+from campaigns.models import WhatsAppAccount
 from campaigns.template_sync import TemplateDataError, describe, upsert_templates
 from messaging.graph_api import fetch_templates
 
 
-class Command(BaseCommand):
+class Command(SafeCommand):
     help = "Fetch every template of a WABA (GET /{WABA_ID}/message_templates) and upsert them."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--waba-id", required=True, help="WhatsApp business account id")
 
     def handle(self, *args: Any, waba_id: str, **options: Any) -> None:
+        waba_id = graph_id_option("--waba-id", waba_id, model=WhatsAppAccount, field="waba_id")
         try:
             items = fetch_templates(waba_id=waba_id)
             result = upsert_templates(waba_id=waba_id, items=items, source="Graph API")

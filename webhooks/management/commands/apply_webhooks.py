@@ -5,13 +5,16 @@ from __future__ import annotations
 import signal
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 from django.db import connection
 
+from campaigns.commands import SafeCommand, int_option, number_option
 from webhooks.drain import BATCH_SIZE, drain
 
+MAX_BATCH_SIZE = 100_000
 
-class Command(BaseCommand):
+
+class Command(SafeCommand):
     help = "Apply pending webhook events (statuses, inbound messages, template/number updates)."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -20,9 +23,8 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["batch_size"] < 1:
-            self.stderr.write("--batch-size must be at least 1")
-            raise SystemExit(2)
+        int_option("--batch-size", options["batch_size"], 1, MAX_BATCH_SIZE)
+        number_option("--max-seconds", options["max_seconds"], open_lo=True)
         stopping = False
 
         def stop(signum: int, frame: object) -> None:
