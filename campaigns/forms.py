@@ -250,6 +250,6 @@ class RescheduleForm(forms.Form):
 
     def clean_start_at(self) -> Any:
         start_at = self.cleaned_data["start_at"]
-        if start_at <= timezone.now():
+        if start_time_problem(start_at):  # the one rule the wizard and create_campaign use
             raise ValidationError("The start time is in the past: start the campaign instead.")
         return start_at
