@@ -99,6 +99,10 @@ class MessageTemplate(models.Model):
         return self.status == "APPROVED"
 
 
+# An erased contact's phone (and its queue rows' and messages'): "erased:<contact id>".
+ERASED_PHONE_PREFIX = "erased:"
+
+
 class Contact(models.Model):
     # Unique through Meta.constraints: unlike unique=True, that adds no second (LIKE) index.
     phone = models.CharField("phone (E.164)", max_length=20)
@@ -202,6 +206,9 @@ class Campaign(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Set by the retention purge (messaging.retention) once the queue rows' rendered
+    # parameters are dropped: the campaign can no longer be re-sent.
+    parameters_purged_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         indexes = [

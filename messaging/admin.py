@@ -20,7 +20,7 @@ from messaging.errors import (
     Category,
 )
 from messaging.models import OutboundMessage, OutboundStatus
-from messaging.services import requeue_failed
+from messaging.services import TransitionError, requeue_failed
 
 
 class ErrorCategoryFilter(admin.SimpleListFilter):
@@ -115,10 +115,12 @@ class OutboundMessageAdmin(admin.ModelAdmin[OutboundMessage]):
         by_campaign: dict[int, list[int]] = defaultdict(list)
         for campaign_id, pk in eligible.values_list("campaign_id", "pk").order_by():
             by_campaign[campaign_id].append(pk)
-        requeued = sum(
-            requeue_failed(campaign_id=campaign_id, message_ids=ids)
-            for campaign_id, ids in by_campaign.items()
-        )
+        requeued = 0
+        for campaign_id, ids in by_campaign.items():
+            try:
+                requeued += requeue_failed(campaign_id=campaign_id, message_ids=ids)
+            except TransitionError as exc:
+                self.message_user(request, str(exc), messages.WARNING)
         if requeued:
             self.message_user(
                 request,

@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from campaigns.models import Campaign, CampaignTemplate
+from campaigns.models import ERASED_PHONE_PREFIX, Campaign, CampaignTemplate
 from messaging.models import PENDING_STATUSES, OutboundMessage, OutboundStatus
 from messaging.state_version import bump_on_commit
 
@@ -197,9 +197,14 @@ def start_due_campaigns(*, now: datetime | None = None) -> list[int]:
 def requeue_failed(*, campaign_id: int, message_ids: list[int] | None = None) -> int:
     """Put dead-lettered messages back in the queue (staff's decision), fixing the counters."""
     campaign = _lock(campaign_id)
+    if campaign.parameters_purged_at is not None:
+        # Past retention (messaging.retention): the rendered messages are gone.
+        raise TransitionError(
+            f"Campaign {campaign_id} finished too long ago: its messages were purged"
+        )
     rows = OutboundMessage.objects.filter(
         campaign_id=campaign_id, status__in=(OutboundStatus.FAILED, OutboundStatus.HELD)
-    )
+    ).exclude(phone__startswith=ERASED_PHONE_PREFIX)
     if message_ids is not None:
         rows = rows.filter(pk__in=message_ids)
     failed = rows.filter(status=OutboundStatus.FAILED).count()

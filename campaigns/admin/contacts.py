@@ -9,9 +9,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from campaigns.admin.audiences import ContactAudienceActions
-from campaigns.admin_helpers import CappedCountPaginator
+from campaigns.admin_helpers import CappedCountPaginator, confirm_action
 from campaigns.forms import SuppressionForm
-from campaigns.models import Contact, Suppression
+from campaigns.models import ERASED_PHONE_PREFIX, Contact, Suppression
 from campaigns.services import suppress_numbers, unsuppress_numbers
 from campaigns.suppression import phone_hash
 
@@ -32,7 +32,7 @@ class ContactAdmin(ContactAudienceActions, admin.ModelAdmin[Contact]):
     ordering = ["-id"]
     show_full_result_count = False
     paginator = CappedCountPaginator
-    actions = ["opt_out", "opt_in", "add_to_list", "draft_from_selection"]
+    actions = ["opt_out", "opt_in", "forget", "add_to_list", "draft_from_selection"]
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Contact], search_term: str
@@ -55,6 +55,32 @@ class ContactAdmin(ContactAudienceActions, admin.ModelAdmin[Contact]):
         phones = list(queryset.values_list("phone", flat=True))
         unsuppress_numbers(phones=phones)
         self.message_user(request, f"Opted {len(phones)} contact(s) back in.")
+
+    @admin.action(
+        description="Forget (erase) selected contacts, keeping them suppressed",
+        permissions=["delete"],
+    )
+    def forget(self, request: HttpRequest, queryset: QuerySet[Contact]) -> Any:
+        # The contacts app must not import the queue's: erasure spans messaging and webhooks.
+        from messaging.erasure import forget_contact
+
+        queryset = queryset.exclude(phone__startswith=ERASED_PHONE_PREFIX)
+        if not request.POST.get("post"):
+            return confirm_action(
+                self,
+                request,
+                queryset,
+                action="forget",
+                title="Erase contacts?",
+                question="Erase these contacts everywhere (queue, inbox, status log, webhook "
+                "bodies)? Only a hash of each number is kept, so they are never messaged "
+                "again. This cannot be undone.",
+            )
+        phones = list(queryset.values_list("phone", flat=True))
+        for phone in phones:
+            forget_contact(phone)
+        self.message_user(request, f"Erased {len(phones)} contact(s); they stay suppressed.")
+        return None
 
 
 @admin.register(Suppression)

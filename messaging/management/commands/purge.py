@@ -1,0 +1,40 @@
+"""Purge what is past retention: `manage.py purge [--dry-run]` (docs/retention.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from messaging.retention import BATCH_SIZE, purge
+
+
+class Command(BaseCommand):
+    help = (
+        "Delete applied webhook bodies and status logs past retention, and drop the rendered "
+        "parameters of queue rows of campaigns finished long ago, in small batches."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--dry-run", action="store_true", help="count what would go, change nothing"
+        )
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=BATCH_SIZE,
+            help=f"rows per transaction ({BATCH_SIZE})",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["batch_size"] < 1:
+            raise CommandError(f"--batch-size {options['batch_size']}: must be at least 1")
+        report = purge(dry_run=options["dry_run"], batch_size=options["batch_size"])
+        verb = "would remove" if options["dry_run"] else "removed"
+        labels = {
+            "webhook_bodies": "applied webhook bodies",
+            "status_logs": "status log rows",
+            "queue_parameters": "queue rows' rendered parameters",
+        }
+        for kind, count in report.counts.items():
+            self.stdout.write(f"{verb} {count} {labels[kind]}")

@@ -1,0 +1,139 @@
+"""The retention purge: only what is past retention goes, never anything of a live campaign."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+from django_q.models import Schedule
+
+from campaigns.models import Campaign
+from messaging.models import OutboundMessage, OutboundStatus
+from messaging.retention import purge, scheduled_purge
+from messaging.services import TransitionError, requeue_failed
+from tests.factories import CampaignFactory, OutboundMessageFactory
+from webhooks.models import RawEvent, StatusLog
+
+pytestmark = pytest.mark.django_db
+
+NOW = timezone.now()
+DAY = timedelta(days=1)
+PARAMS = [{"type": "body", "parameters": [{"type": "text", "text": "Ann"}]}]
+
+
+def _body(*, received_days_ago: float, applied_days_ago: float | None) -> RawEvent:
+    event = RawEvent.objects.create(body=b"{}")
+    applied = None if applied_days_ago is None else NOW - applied_days_ago * DAY
+    RawEvent.objects.filter(pk=event.pk).update(
+        received_at=NOW - received_days_ago * DAY, applied_at=applied
+    )
+    return event
+
+
+def _log(outbound: OutboundMessage | None, *, days_ago: float) -> StatusLog:
+    log = StatusLog.objects.create(
+        wamid=f"wamid.{StatusLog.objects.count()}.{days_ago}",
+        status="delivered",
+        timestamp=NOW,
+        outbound=outbound,
+    )
+    StatusLog.objects.filter(pk=log.pk).update(received_at=NOW - days_ago * DAY)
+    return log
+
+
+def _campaign(status: str, finished_days_ago: float | None, rows: int = 3) -> Campaign:
+    finished = None if finished_days_ago is None else NOW - finished_days_ago * DAY
+    campaign = CampaignFactory(status=status, finished_at=finished, total=rows, failed=rows)
+    for _ in range(rows):
+        OutboundMessageFactory(
+            campaign=campaign, parameters=PARAMS, status=OutboundStatus.FAILED, error_code=131000
+        )
+    return campaign
+
+
+@pytest.fixture
+def data(settings):
+    settings.RETENTION_WEBHOOK_BODY_DAYS = 7
+    settings.RETENTION_STATUS_LOG_DAYS = 90
+    settings.RETENTION_FINISHED_CAMPAIGN_DAYS = 30
+    old_done = _campaign(Campaign.Status.COMPLETED, 31)
+    recent_done = _campaign(Campaign.Status.CANCELLED, 29)
+    # Running for months: its rows and statuses are all old, and must all stay.
+    live = _campaign(Campaign.Status.RUNNING, None)
+    paused = _campaign(Campaign.Status.PAUSED, None)
+    return {
+        "bodies": {
+            "old_applied": _body(received_days_ago=10, applied_days_ago=9),
+            "applied_just_inside": _body(received_days_ago=8, applied_days_ago=6.9),
+            "old_pending": _body(received_days_ago=30, applied_days_ago=None),
+            "new": _body(received_days_ago=0, applied_days_ago=0),
+        },
+        "logs": {
+            "old_done": _log(old_done.messages.first(), days_ago=91),
+            "old_unmatched": _log(None, days_ago=120),
+            "old_live": _log(live.messages.first(), days_ago=100),
+            "old_paused": _log(paused.messages.first(), days_ago=100),
+            "recent_done": _log(old_done.messages.last(), days_ago=89),
+        },
+        "campaigns": {"old": old_done, "recent": recent_done, "live": live, "paused": paused},
+    }
+
+
+def _remaining(data):
+    return (
+        {k for k, v in data["bodies"].items() if RawEvent.objects.filter(pk=v.pk).exists()},
+        {k for k, v in data["logs"].items() if StatusLog.objects.filter(pk=v.pk).exists()},
+        {k for k, c in data["campaigns"].items() if not c.messages.filter(parameters=[]).exists()},
+    )
+
+
+def test_purge_removes_only_what_is_past_retention(data):
+    report = purge(batch_size=1)
+    assert report.complete
+    assert report.counts == {"webhook_bodies": 1, "status_logs": 2, "queue_parameters": 3}
+    bodies, logs, with_parameters = _remaining(data)
+    assert bodies == {"applied_just_inside", "old_pending", "new"}
+    assert logs == {"old_live", "old_paused", "recent_done"}
+    assert with_parameters == {"recent", "live", "paused"}
+    old = Campaign.objects.get(pk=data["campaigns"]["old"].pk)
+    assert old.parameters_purged_at is not None
+    # Rows stay, and with them the counters' truth.
+    assert old.messages.count() == old.total == 3
+    # A second run finds nothing (the purged campaign is not read again).
+    assert purge().counts == {"webhook_bodies": 0, "status_logs": 0, "queue_parameters": 0}
+
+
+def test_dry_run_counts_the_same_and_changes_nothing(data):
+    out = StringIO()
+    call_command("purge", "--dry-run", stdout=out)
+    assert out.getvalue().splitlines() == [
+        "would remove 1 applied webhook bodies",
+        "would remove 2 status log rows",
+        "would remove 3 queue rows' rendered parameters",
+    ]
+    assert _remaining(data) == (set(data["bodies"]), set(data["logs"]), set(data["campaigns"]))
+    out = StringIO()
+    call_command("purge", stdout=out)
+    assert "removed 2 status log rows" in out.getvalue()
+
+
+def test_a_purged_campaign_cannot_be_requeued(data):
+    purge()
+    old = data["campaigns"]["old"]
+    with pytest.raises(TransitionError, match="purged"):
+        requeue_failed(campaign_id=old.pk)
+    assert requeue_failed(campaign_id=data["campaigns"]["recent"].pk) == 3
+
+
+def test_a_time_budget_stops_early_and_the_next_run_carries_on(data):
+    first = purge(time_budget=0)
+    assert not first.complete and sum(first.counts.values()) == 0
+    assert sum(scheduled_purge().values()) == 6
+
+
+def test_the_schedule_exists():
+    schedule = Schedule.objects.get(func="messaging.retention.scheduled_purge")
+    assert schedule.schedule_type == Schedule.MINUTES and schedule.repeats == -1
