@@ -137,3 +137,10 @@ def test_a_time_budget_stops_early_and_the_next_run_carries_on(data):
 def test_the_schedule_exists():
     schedule = Schedule.objects.get(func="messaging.retention.scheduled_purge")
     assert schedule.schedule_type == Schedule.MINUTES and schedule.repeats == -1
+
+
+def test_purge_refuses_a_bad_batch_size():
+    from django.core.management import CommandError
+
+    with pytest.raises(CommandError, match="--batch-size 0: must be between 1 and 100000"):
+        call_command("purge", "--batch-size", "0")

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from campaigns.commands import SafeCommand
 from campaigns.csv_import import CsvImportError, check_region, normalise_phone
 from messaging.erasure import forget_contact
 
 
-class Command(BaseCommand):
+class Command(SafeCommand):
     help = (
         "Anonymise a phone number in contacts, queue rows, inbound messages, status logs and "
         "webhook bodies; it stays suppressed (by hash only) so it is never messaged again."

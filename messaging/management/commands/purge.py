@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandParser
 
+from campaigns.commands import SafeCommand, int_option
 from messaging.retention import BATCH_SIZE, purge
 
 
-class Command(BaseCommand):
+class Command(SafeCommand):
     help = (
         "Delete applied webhook bodies and status logs past retention, and drop the rendered "
         "parameters of queue rows of campaigns finished long ago, in small batches."
@@ -27,8 +28,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["batch_size"] < 1:
-            raise CommandError(f"--batch-size {options['batch_size']}: must be at least 1")
+        int_option("--batch-size", options["batch_size"], 1, 100_000)
         report = purge(dry_run=options["dry_run"], batch_size=options["batch_size"])
         verb = "would remove" if options["dry_run"] else "removed"
         labels = {
