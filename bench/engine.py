@@ -275,15 +275,15 @@ def queue_outcome(campaign_id: int) -> dict:
     return {"by_status": by_status, "campaign_status": campaign.status, "sent": campaign.sent}
 
 
-def sender_threads(rate: int) -> int:
-    """The HTTP pool size NumberSender picks for this rate (same formula)."""
+def sender_threads(rate: int, *, p95_latency_s: float = 0.145) -> int:
+    """The in-flight cap NumberSender settles at for this rate and latency (same formula)."""
     from django.conf import settings
 
     from messaging import sender
 
     target = rate * settings.SENDER_RATE_HEADROOM
-    in_flight = math.ceil(target * sender.ASSUMED_LATENCY * 1.5) + 4
-    return max(4, min(settings.SENDER_MAX_IN_FLIGHT, in_flight))
+    wanted = math.ceil(target * p95_latency_s * sender.IN_FLIGHT_MARGIN) + sender.IN_FLIGHT_SPARE
+    return max(sender.IN_FLIGHT_SPARE, min(settings.SENDER_MAX_IN_FLIGHT, wanted))
 
 
 def main() -> None:

@@ -26,8 +26,16 @@ logger = logging.getLogger(__name__)
 
 
 def backoff_seconds(attempt: int) -> float:
-    """The retry schedule: base × 2^(attempt-1), capped, ± jitter (settings SENDER_RETRY_*)."""
-    delay = settings.SENDER_RETRY_BASE_SECONDS * 2 ** max(0, attempt - 1)
+    """The retry schedule after `attempt` failed tries, ± jitter (settings SENDER_RETRY_*).
+
+    The first retry comes after about a second (most transient errors are one-offs, and a
+    campaign's last rows should not wait behind long backoffs), then base × 2^(attempt-2),
+    capped: 1, 5, 10, 20 … s by default.
+    """
+    if attempt <= 1:
+        delay = settings.SENDER_RETRY_FIRST_SECONDS
+    else:
+        delay = settings.SENDER_RETRY_BASE_SECONDS * 2 ** (attempt - 2)
     delay = min(delay, settings.SENDER_RETRY_MAX_SECONDS)
     jitter = settings.SENDER_RETRY_JITTER
     return delay * random.uniform(1 - jitter, 1 + jitter)

@@ -1,30 +1,56 @@
 """Pacing: one rate per sender number, shared by every worker process through Redis.
 
-A reservation scheduler (GCRA in its "virtual scheduling" form): the bucket keeps the
-theoretical arrival time (TAT) of the next free slot; a worker reserves `n` slots at once and
-sends them 1/rate apart from the returned start. No burst is allowed after idle, so no second
-ever carries more than the rate plus one message. Throttling (130429) lowers the rate ×0.7 at
-most once a second; after 10 s without throttling it climbs back by 5 % of the target, never
-above it (AIMD, as botocore's adaptive retry). The learned rate is kept in Redis and stored on
-the SenderNumber, so a restart (even of Redis) resumes from it.
+Three pieces, each one Lua script (atomic, timed by the Redis server's clock):
 
-Without Redis (the SQLite quickstart) a single process keeps the same state in memory.
+- **Slots** (GCRA, "virtual scheduling"): the bucket keeps the theoretical arrival time (TAT)
+  of the next free slot; a worker reserves `n` slots at once and sends them 1/rate apart. No
+  burst after idle.
+- **The guard**: a sliding window of the send starts of every worker over the last
+  GUARD_WINDOW seconds. An HTTP thread asks it just before writing its request and gives the
+  slot up when the window already holds the number's cap. Slots that start late or bunch after
+  a scheduling stall can therefore never put more than the cap into a second. The window is
+  a little longer than one second so that sends which reach the API a few ms after they
+  started (a starved client) still fit into the API's own one-second window (docs/benchmarks.md
+  "Sending engine": the guard).
+- **The rate** follows the evidence. Each 130429 means about one send over the real cap in
+  that second, so it trims the rate by about one message/s (divided by 1 + the latency, since
+  throttles keep arriving for a latency after the fix): an isolated throttle costs a fraction of
+  a percent; sustained throttling (a lower real cap) walks the rate down to it within seconds
+  and marks it as the number's ceiling. After QUIET seconds without a throttle the rate climbs
+  back: fast up to the ceiling, then probing above it in doubling steps up to the target. The
+  learned rate is kept in Redis and stored on the SenderNumber, so a restart resumes from it.
+
+Each worker also keeps a heartbeat in Redis, so the number's rate can be shared by the number of
+workers serving it from a worker's first claim.
+
+Without Redis (the SQLite quickstart) a single process keeps the same state in memory. Every
+method takes an optional `now` (seconds) for tests; without it the server's clock is used.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
-DECREASE_FACTOR = 0.7
-DECREASE_MIN_INTERVAL = 1.0
-# A throttle answer also stops the number this long, so the API's window can clear.
-THROTTLE_PAUSE = 1.0
-INCREASE_STEP = 0.05
-INCREASE_INTERVAL = 10.0
 MIN_RATE = 0.5
+# Throttle response: a trim of THROTTLE_TRIM msg/s (÷ 1 + latency) per 130429 answer; from
+# the SUSTAINED-th throttle of one episode on (throttles less than EPISODE_GAP apart), the rate
+# reached is the number's ceiling.
+THROTTLE_TRIM = 1.0
+SUSTAINED = 3
+EPISODE_GAP = 2.0
+# Recovery: after QUIET seconds without a throttle, one step every STEP_INTERVAL seconds.
+QUIET = 2.0
+STEP_INTERVAL = 1.0
+FAST_STEP = 0.1  # × target per step, up to the ceiling
+PROBE_STEP = 0.01  # × target, doubling with each clean step above the ceiling
+GUARD_WINDOW = 1.05
+HEARTBEAT_TTL = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,133 +60,240 @@ class Reservation:
 
 
 class Bucket(Protocol):
-    def reserve(self, n: int) -> Reservation: ...
-    def throttled(self) -> float: ...
-    def recover(self) -> float | None: ...
+    def reserve(self, n: int, *, now: float | None = None) -> Reservation: ...
+    def admit(self, *, now: float | None = None) -> bool: ...
+    def throttled(self, *, latency: float = 0.0, now: float | None = None) -> float: ...
+    def recover(self, *, now: float | None = None) -> float | None: ...
+    def serving(self, worker_id: str, *, now: float | None = None) -> int: ...
 
 
-# KEYS[1] = bucket hash. ARGV = target rate, initial rate (learned or target), n.
-_RESERVE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local target = tonumber(ARGV[1])
-local rate = tonumber(redis.call('HGET', KEYS[1], 'rate') or ARGV[2])
+# Every script starts with the clock: ARGV[1] is a test's `now`, or -1 for the server's TIME.
+_NOW = """
+local now = tonumber(ARGV[1])
+if now < 0 then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+"""
+
+# KEYS[1] = bucket hash. ARGV = now, target rate, initial rate (learned or target), n.
+_RESERVE = (
+    _NOW
+    + """
+local target = tonumber(ARGV[2])
+local rate = tonumber(redis.call('HGET', KEYS[1], 'rate') or ARGV[3])
 if rate > target then rate = target end
 local tat = tonumber(redis.call('HGET', KEYS[1], 'tat') or '0')
 if tat < now then tat = now end
 local start = tat
-tat = tat + tonumber(ARGV[3]) / rate
+tat = tat + tonumber(ARGV[4]) / rate
 redis.call('HSET', KEYS[1], 'tat', tostring(tat), 'rate', tostring(rate))
 redis.call('EXPIRE', KEYS[1], 604800)
 return {tostring(start - now), tostring(rate)}
 """
+)
 
-# ARGV = target, initial rate, factor, min interval, pause, min rate. Returns the new rate.
-_THROTTLED = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local rate = tonumber(redis.call('HGET', KEYS[1], 'rate') or ARGV[2])
-local last = tonumber(redis.call('HGET', KEYS[1], 'changed') or '0')
-if now - last >= tonumber(ARGV[4]) then
-  rate = math.max(tonumber(ARGV[6]), rate * tonumber(ARGV[3]))
-  local tat = tonumber(redis.call('HGET', KEYS[1], 'tat') or '0')
-  if tat < now + tonumber(ARGV[5]) then tat = now + tonumber(ARGV[5]) end
-  redis.call('HSET', KEYS[1], 'rate', tostring(rate), 'changed', tostring(now),
-             'throttled', tostring(now), 'tat', tostring(tat))
-  redis.call('EXPIRE', KEYS[1], 604800)
+# KEYS[1] = guard sorted set. ARGV = now, cap, window, unique member. Returns 1 = go.
+_ADMIT = (
+    _NOW
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now, ARGV[4])
+redis.call('PEXPIRE', KEYS[1], 10000)
+return 1
+"""
+)
+
+# ARGV = now, target, initial, trim, sustained, episode gap, min rate. Returns the new rate.
+_THROTTLED = (
+    _NOW
+    + """
+local target = tonumber(ARGV[2])
+local rate = tonumber(redis.call('HGET', KEYS[1], 'rate') or ARGV[3])
+local ceiling = tonumber(redis.call('HGET', KEYS[1], 'ceiling') or ARGV[3])
+local last = tonumber(redis.call('HGET', KEYS[1], 'throttled') or '-1e18')
+local episode = tonumber(redis.call('HGET', KEYS[1], 'episode') or '0')
+if now - last > tonumber(ARGV[6]) then episode = 0 end
+episode = episode + 1
+rate = math.max(tonumber(ARGV[7]), math.min(rate, target) - tonumber(ARGV[4]))
+if episode >= tonumber(ARGV[5]) and rate < ceiling then ceiling = rate end
+redis.call('HSET', KEYS[1], 'rate', tostring(rate), 'ceiling', tostring(ceiling),
+           'throttled', tostring(now), 'episode', tostring(episode), 'streak', '0')
+redis.call('EXPIRE', KEYS[1], 604800)
+return tostring(rate)
+"""
+)
+
+# ARGV = now, target, initial, quiet, step interval, fast step, probe step. New rate or nil.
+_RECOVER = (
+    _NOW
+    + """
+local target = tonumber(ARGV[2])
+local rate = tonumber(redis.call('HGET', KEYS[1], 'rate') or ARGV[3])
+if rate >= target then return false end
+local last = tonumber(redis.call('HGET', KEYS[1], 'throttled') or '-1e18')
+local changed = tonumber(redis.call('HGET', KEYS[1], 'changed') or '-1e18')
+if now - last < tonumber(ARGV[4]) or now - changed < tonumber(ARGV[5]) then return false end
+local ceiling = tonumber(redis.call('HGET', KEYS[1], 'ceiling') or ARGV[3])
+local streak = tonumber(redis.call('HGET', KEYS[1], 'streak') or '0')
+if rate < ceiling then
+  rate = math.min(ceiling, rate + target * tonumber(ARGV[6]))
+else
+  rate = math.min(target, rate + target * tonumber(ARGV[7]) * 2 ^ streak)
+  streak = streak + 1
+  if rate > ceiling then ceiling = rate end
 end
+redis.call('HSET', KEYS[1], 'rate', tostring(rate), 'ceiling', tostring(ceiling),
+           'changed', tostring(now), 'streak', tostring(streak))
 return tostring(rate)
 """
+)
 
-# ARGV = target, initial rate, step (fraction of target), interval. Returns the new rate or nil.
-_RECOVER = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local target = tonumber(ARGV[1])
-local rate = tonumber(redis.call('HGET', KEYS[1], 'rate') or ARGV[2])
-local last = tonumber(redis.call('HGET', KEYS[1], 'changed') or '0')
-if rate >= target or now - last < tonumber(ARGV[4]) then return false end
-rate = math.min(target, rate + target * tonumber(ARGV[3]))
-redis.call('HSET', KEYS[1], 'rate', tostring(rate), 'changed', tostring(now))
-return tostring(rate)
+# KEYS[1] = heartbeat sorted set. ARGV = now, worker id, ttl. Returns the workers alive.
+_SERVING = (
+    _NOW
+    + """
+redis.call('ZADD', KEYS[1], now, ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
+redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[3]) * 2000))
+return redis.call('ZCARD', KEYS[1])
 """
+)
+
+
+def _clock(now: float | None) -> float:
+    return -1.0 if now is None else now
+
+
+def _trim(latency: float) -> float:
+    return THROTTLE_TRIM / (1.0 + max(0.0, latency))
 
 
 class RedisBucket:
     """The shared bucket of one sender number; atomic because each step is one Lua script."""
 
-    def __init__(self, client, *, key: str, target: float, initial: float | None = None) -> None:
+    def __init__(
+        self, client, *, key: str, target: float, cap: float, initial: float | None = None
+    ) -> None:
         self.key = key
         self.target = target
+        self.cap = cap
         self.initial = min(initial or target, target)
         self._reserve = client.register_script(_RESERVE)
+        self._admit = client.register_script(_ADMIT)
         self._throttled = client.register_script(_THROTTLED)
         self._recover = client.register_script(_RECOVER)
+        self._serving = client.register_script(_SERVING)
+        self._members = itertools.count()
+        self._member_prefix = f"{os.getpid()}:{id(self)}:"
 
-    def reserve(self, n: int) -> Reservation:
-        delay, rate = self._reserve(keys=[self.key], args=[self.target, self.initial, n])
+    def reserve(self, n: int, *, now: float | None = None) -> Reservation:
+        args = [_clock(now), self.target, self.initial, n]
+        delay, rate = self._reserve(keys=[self.key], args=args)
         return Reservation(float(delay), float(rate))
 
-    def throttled(self) -> float:
-        args = [self.target, self.initial, DECREASE_FACTOR, DECREASE_MIN_INTERVAL]
-        return float(self._throttled(keys=[self.key], args=[*args, THROTTLE_PAUSE, MIN_RATE]))
+    def admit(self, *, now: float | None = None) -> bool:
+        member = f"{self._member_prefix}{next(self._members)}"
+        args = [_clock(now), self.cap, GUARD_WINDOW, member]
+        return bool(self._admit(keys=[self.key + ":guard"], args=args))
 
-    def recover(self) -> float | None:
-        args = [self.target, self.initial, INCREASE_STEP, INCREASE_INTERVAL]
-        rate = self._recover(keys=[self.key], args=args)
+    def throttled(self, *, latency: float = 0.0, now: float | None = None) -> float:
+        args = [_clock(now), self.target, self.initial, _trim(latency), SUSTAINED, EPISODE_GAP]
+        return float(self._throttled(keys=[self.key], args=[*args, MIN_RATE]))
+
+    def recover(self, *, now: float | None = None) -> float | None:
+        args = [_clock(now), self.target, self.initial, QUIET, STEP_INTERVAL, FAST_STEP]
+        rate = self._recover(keys=[self.key], args=[*args, PROBE_STEP])
         return float(rate) if rate else None
+
+    def serving(self, worker_id: str, *, now: float | None = None) -> int:
+        args = [_clock(now), worker_id, HEARTBEAT_TTL]
+        return int(self._serving(keys=[self.key + ":workers"], args=args))
 
 
 class LocalBucket:
-    """The same algorithm for one process, when there is no Redis."""
+    """The same algorithms for one process, when there is no Redis."""
 
-    def __init__(self, *, target: float, initial: float | None = None) -> None:
+    def __init__(self, *, target: float, cap: float, initial: float | None = None) -> None:
         self.target = target
+        self.cap = cap
         self.rate = min(initial or target, target)
+        self.ceiling = self.rate
         self.tat = 0.0
-        self.changed = 0.0
+        self.throttled_at = float("-inf")
+        self.changed = float("-inf")
+        self.episode = 0
+        self.streak = 0
+        self.starts: deque[float] = deque()
         self._lock = threading.Lock()
 
-    def reserve(self, n: int) -> Reservation:
+    def reserve(self, n: int, *, now: float | None = None) -> Reservation:
         with self._lock:
-            now = time.monotonic()
+            now = time.monotonic() if now is None else now
             start = max(self.tat, now)
             self.tat = start + n / self.rate
             return Reservation(start - now, self.rate)
 
-    def throttled(self) -> float:
+    def admit(self, *, now: float | None = None) -> bool:
         with self._lock:
-            now = time.monotonic()
-            if now - self.changed >= DECREASE_MIN_INTERVAL:
-                self.rate = max(MIN_RATE, self.rate * DECREASE_FACTOR)
-                self.changed = now
-                self.tat = max(self.tat, now + THROTTLE_PAUSE)
+            now = time.monotonic() if now is None else now
+            while self.starts and self.starts[0] <= now - GUARD_WINDOW:
+                self.starts.popleft()
+            if len(self.starts) >= self.cap:
+                return False
+            self.starts.append(now)
+            return True
+
+    def throttled(self, *, latency: float = 0.0, now: float | None = None) -> float:
+        with self._lock:
+            now = time.monotonic() if now is None else now
+            if now - self.throttled_at > EPISODE_GAP:
+                self.episode = 0
+            self.episode += 1
+            self.rate = max(MIN_RATE, min(self.rate, self.target) - _trim(latency))
+            if self.episode >= SUSTAINED:
+                self.ceiling = min(self.ceiling, self.rate)
+            self.throttled_at, self.streak = now, 0
             return self.rate
 
-    def recover(self) -> float | None:
+    def recover(self, *, now: float | None = None) -> float | None:
         with self._lock:
-            now = time.monotonic()
-            if self.rate >= self.target or now - self.changed < INCREASE_INTERVAL:
+            now = time.monotonic() if now is None else now
+            if self.rate >= self.target:
                 return None
-            self.rate = min(self.target, self.rate + self.target * INCREASE_STEP)
+            if now - self.throttled_at < QUIET or now - self.changed < STEP_INTERVAL:
+                return None
+            if self.rate < self.ceiling:
+                self.rate = min(self.ceiling, self.rate + self.target * FAST_STEP)
+            else:
+                self.rate = min(self.target, self.rate + self.target * PROBE_STEP * 2**self.streak)
+                self.streak += 1
+                self.ceiling = max(self.ceiling, self.rate)
             self.changed = now
             return self.rate
+
+    def serving(self, worker_id: str, *, now: float | None = None) -> int:
+        return 1  # without Redis there is one process
 
 
 _local_buckets: dict[int, LocalBucket] = {}
 _local_lock = threading.Lock()
 
 
-def bucket_for(*, sender_id: int, target: float, initial: float | None) -> Bucket:
+def bucket_for(*, sender_id: int, target: float, cap: float, initial: float | None) -> Bucket:
     """The bucket of a sender number: Redis when REDIS_URL is set, else this process's own."""
     from django.conf import settings
 
     if settings.REDIS_URL:
         from messaging.redis_client import get_redis
 
-        return RedisBucket(get_redis(), key=f"wac:pace:{sender_id}", target=target, initial=initial)
+        return RedisBucket(
+            get_redis(), key=f"wac:pace:{sender_id}", target=target, cap=cap, initial=initial
+        )
     with _local_lock:
         bucket = _local_buckets.get(sender_id)
-        if bucket is None or bucket.target != target:
-            bucket = _local_buckets[sender_id] = LocalBucket(target=target, initial=initial)
+        if bucket is None or bucket.target != target or bucket.cap != cap:
+            bucket = LocalBucket(target=target, cap=cap, initial=initial)
+            _local_buckets[sender_id] = bucket
         return bucket

@@ -2,11 +2,17 @@
 
 Three threads share the work so that database round trips never delay a send slot:
 - the pacer (the caller's thread) reserves slots from the number's bucket and hands each
-  claimed row to an HTTP thread at its slot time;
+  claimed row to an HTTP thread at its slot time; the HTTP thread asks the bucket's guard
+  right before it sends, so no second ever carries more than the number's cap;
 - the feeder keeps a few seconds of claimed rows ready, refreshes which campaigns are running
   (a pause or cancel is seen within a second) and gives back rows it must not send;
 - the flusher writes outcomes back once a second (one statement per batch) and applies the
   side effects the error table asks for.
+
+How many sends are in flight follows Little's law: the rate this worker gets × the p95 of its
+recent answer times × IN_FLIGHT_MARGIN, within SENDER_MAX_IN_FLIGHT (the thread and
+connection pools are that big, and only grow as used). So one worker holds its rate from tens
+of milliseconds to seconds of API latency.
 """
 
 from __future__ import annotations
@@ -43,14 +49,16 @@ logger = logging.getLogger(__name__)
 
 # Seconds of this worker's own sending claimed at once. Its own rate, not the number's: with
 # several workers sharing a number each gets a share of the slots, and rows held beyond
-# what it can send wait idle (and are in doubt if the worker dies).
+# what it can send wait idle (and are in doubt if the worker dies). A worker starts from its
+# expected share: the number's rate ÷ the workers serving it (their heartbeats in Redis).
 CLAIM_HORIZON = 3.0
+HEARTBEAT_INTERVAL = 1.0
 SHARE_SMOOTHING = 0.3
 # Running campaigns are re-read when the state version in Redis moves (checked every feeder
 # tick, 0.1 s), and on this timer: the only trigger without Redis, a backstop with it.
 REFRESH_INTERVAL = 0.8
 REFRESH_BACKSTOP = 10.0
-RETRY_CLAIM_INTERVAL = 5.0  # retries wait seconds anyway: look for due ones this often
+RETRY_CLAIM_INTERVAL = 1.0  # the first retry of a transient error is due after ~1 s
 FLUSH_INTERVAL = 1.0
 FLUSH_MAX_ROWS = 1000
 CHUNK_SECONDS = 0.05  # slots reserved per bucket call
@@ -58,8 +66,12 @@ CHUNK_SECONDS = 0.05  # slots reserved per bucket call
 # pacer when it hands a send over, and again by the HTTP thread when it starts it (a starved
 # thread pool would otherwise start queued sends together).
 LATE_SLOT = 0.02
-LATE_START = 0.05
+LATE_START = 0.02
+# In flight = rate × p95 latency × margin (+ a few); latency assumed until measured.
 ASSUMED_LATENCY = 0.3
+IN_FLIGHT_MARGIN = 1.25
+IN_FLIGHT_SPARE = 4
+LATENCY_SAMPLES = 512
 # With the database gone at shutdown, outcomes and unsent rows wait this long for it; after
 # that the rows are left to their lease (they become "unknown" and are reconciled).
 SHUTDOWN_PATIENCE = 15.0
@@ -96,12 +108,16 @@ class NumberSender:
         self.stop = stop or threading.Event()
         self.target = self.number.rate_mps * settings.SENDER_RATE_HEADROOM
         self.bucket: Bucket = bucket_for(
-            sender_id=sender_id, target=self.target, initial=self.number.learned_rate
+            sender_id=sender_id,
+            target=self.target,
+            cap=self.number.rate_mps,
+            initial=self.number.learned_rate,
         )
         self.rate = min(self.number.learned_rate or self.target, self.target)
-        in_flight = math.ceil(self.target * ASSUMED_LATENCY * 1.5) + 4
-        self.max_in_flight = max(4, min(settings.SENDER_MAX_IN_FLIGHT, in_flight))
-        self.client = client or GraphApiClient(max_connections=self.max_in_flight)
+        self.pool_size = max(IN_FLIGHT_SPARE, settings.SENDER_MAX_IN_FLIGHT)
+        self.latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
+        self.latency_p95 = ASSUMED_LATENCY
+        self.client = client or GraphApiClient(max_connections=self.pool_size)
         self.token = access_token(self.number.account.waba_id)
         self.pending: deque[ClaimedMessage] = deque()
         self.to_release: deque[ClaimedMessage] = deque()
@@ -114,9 +130,12 @@ class NumberSender:
         self.in_flight_lock = threading.Lock()
         self.next_claim = 0.0
         self.next_retry_claim = 0.0
-        # Sends/s this worker achieves, smoothed; starts at the number's whole rate.
-        self.own_rate = self.rate
+        # Sends/s this worker achieves, smoothed; starts at its expected share of the rate.
+        self.workers_serving = max(1, self.bucket.serving(self.worker_id))
+        self.own_rate = self.rate / self.workers_serving
+        self.max_in_flight = self._in_flight_for(self.own_rate)
         self._rate_sample = (time.monotonic(), 0)
+        self._next_heartbeat = time.monotonic() + HEARTBEAT_INTERVAL
         self.claiming = threading.Event()  # set once the feeder has looked at least once
         self.draining = threading.Event()  # no more claims: finish what is in hand
         self.done = threading.Event()  # everything sent: the flusher does its last flush
@@ -129,7 +148,7 @@ class NumberSender:
         deadline = time.monotonic() + max_seconds
         feeder = threading.Thread(target=self._guard, args=(self._feed, deadline, until_idle))
         flusher = threading.Thread(target=self._guard, args=(self._flush_loop,))
-        executor = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="send")
+        executor = ThreadPoolExecutor(self.pool_size, thread_name_prefix="send")
         feeder.start()
         flusher.start()
         try:
@@ -192,13 +211,6 @@ class NumberSender:
         return None
 
     def _send_one(self, message: ClaimedMessage, slot: float) -> None:
-        if time.monotonic() - slot > LATE_START:
-            self.pending.appendleft(message)  # its slot has passed: it waits for another
-            self.stats.sent -= 1
-            self.stats.skipped_slots += 1
-            with self.in_flight_lock:
-                self.in_flight -= 1
-            return
         try:
             name, language = self.templates[message.template_id]
             payload = template_payload(
@@ -208,9 +220,16 @@ class NumberSender:
                 components=message.parameters,
                 callback_data=f"out:{message.id}",
             )
+            # Its slot has passed, or the last second already holds the cap: the row waits
+            # for another slot (never a burst, never over the cap).
+            if time.monotonic() - slot > LATE_START or not self.bucket.admit():
+                self._give_slot_back(message)
+                return
+            started = time.monotonic()
             outcome = self.client.send(
                 phone_number_id=self.number.phone_number_id, token=self.token, payload=payload
             )
+            self.latencies.append(time.monotonic() - started)
         except Exception as exc:  # never lose a row to a bug in this thread
             logger.exception("send of message %s crashed", message.id)
             outcome = SendOutcome(OutcomeKind.AMBIGUOUS, detail=f"crash: {exc}"[:500])
@@ -220,10 +239,17 @@ class NumberSender:
         with self.in_flight_lock:
             self.in_flight -= 1
 
+    def _give_slot_back(self, message: ClaimedMessage) -> None:
+        self.pending.appendleft(message)
+        self.stats.sent -= 1
+        self.stats.skipped_slots += 1
+        with self.in_flight_lock:
+            self.in_flight -= 1
+
     def _react(self, message: ClaimedMessage, rule: ErrorRule) -> None:
         """Act on a stop or slow-down signal at once; the flusher records it durably."""
         if rule.action == Action.SLOW_DOWN:
-            self.rate = self.bucket.throttled()
+            self.rate = self.bucket.throttled(latency=self.latency_p95)
         elif rule.action in (Action.FAIL_PAUSE_CAMPAIGN, Action.PAUSE_CAMPAIGN):
             self.halted.add(message.campaign_id)
             self.active.pop(message.campaign_id, None)
@@ -292,14 +318,35 @@ class NumberSender:
         self.active = active
 
     def _measure_own_rate(self, now: float) -> None:
+        if now >= self._next_heartbeat:
+            self._next_heartbeat = now + HEARTBEAT_INTERVAL
+            serving = max(1, self.bucket.serving(self.worker_id))
+            if serving > self.workers_serving:  # a worker joined: our share shrinks now
+                self.own_rate = min(self.own_rate, self.rate / serving)
+            self.workers_serving = serving
         since, sent_then = self._rate_sample
         if now - since < 1.0:
             return
         if self.pending:  # only a worker with work in hand shows what share it gets
             measured = (self.stats.sent - sent_then) / (now - since)
             blended = SHARE_SMOOTHING * measured + (1 - SHARE_SMOOTHING) * self.own_rate
-            self.own_rate = min(self.rate, max(1.0, blended))
+            # Never below the expected share, so a worker that was starved of slots for a
+            # moment still claims enough to take them when they come.
+            floor = self.rate / self.workers_serving
+            self.own_rate = min(self.rate, max(1.0, floor, blended))
         self._rate_sample = (now, self.stats.sent)
+        self._size_in_flight()
+
+    def _size_in_flight(self) -> None:
+        """Little's law on the latencies measured since the last look."""
+        samples = sorted(self.latencies)
+        if len(samples) >= 20:
+            self.latency_p95 = samples[int(len(samples) * 0.95) - 1]
+        self.max_in_flight = self._in_flight_for(self.own_rate)
+
+    def _in_flight_for(self, rate: float) -> int:
+        wanted = math.ceil(rate * self.latency_p95 * IN_FLIGHT_MARGIN) + IN_FLIGHT_SPARE
+        return max(IN_FLIGHT_SPARE, min(self.pool_size, wanted))
 
     def _claim(self) -> bool:
         """Top up the pending rows; returns whether anything was claimed."""

@@ -22,6 +22,7 @@ def sim(simulator_process, settings):
     simulator_process.reset(config=True)
     settings.WHATSAPP_API_BASE_URL = simulator_process.base_url
     settings.WHATSAPP_ACCESS_TOKEN = simulator_process.token
+    settings.SENDER_RETRY_FIRST_SECONDS = 0.2
     settings.SENDER_RETRY_BASE_SECONDS = 0.2
     settings.SENDER_RETRY_MAX_SECONDS = 1.0
     return simulator_process
