@@ -120,7 +120,7 @@ def test_a_lowered_simulator_cap_is_found_and_held(sim, sender, template):
     sender.rate_mps = 100  # target 90/s; the simulator cuts the real cap to 40 mid-run
     sender.save()
     sim.configure(mps_overrides={sender.phone_number_id: 100})
-    campaign = make_campaign(sender=sender, templates=[template], contacts=450)
+    make_campaign(sender=sender, templates=[template], contacts=450)
     done = threading.Event()
 
     def lower_the_cap() -> None:
