@@ -25,6 +25,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import redis
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
@@ -222,7 +223,7 @@ class NumberSender:
             )
             # Its slot has passed, or the last second already holds the cap: the row waits
             # for another slot (never a burst, never over the cap).
-            if time.monotonic() - slot > LATE_START or not self.bucket.admit():
+            if time.monotonic() - slot > LATE_START or not self._admitted():
                 self._give_slot_back(message)
                 return
             started = time.monotonic()
@@ -239,6 +240,12 @@ class NumberSender:
         with self.in_flight_lock:
             self.in_flight -= 1
 
+    def _admitted(self) -> bool:
+        try:
+            return self.bucket.admit()
+        except redis.RedisError:
+            return False  # nothing was sent; the pacer's next reservation waits Redis out
+
     def _give_slot_back(self, message: ClaimedMessage) -> None:
         self.pending.appendleft(message)
         self.stats.sent -= 1
@@ -249,7 +256,10 @@ class NumberSender:
     def _react(self, message: ClaimedMessage, rule: ErrorRule) -> None:
         """Act on a stop or slow-down signal at once; the flusher records it durably."""
         if rule.action == Action.SLOW_DOWN:
-            self.rate = self.bucket.throttled(latency=self.latency_p95)
+            try:
+                self.rate = self.bucket.throttled(latency=self.latency_p95)
+            except redis.RedisError:
+                logger.warning("sender %s: throttled, but Redis is away", self.number.pk)
         elif rule.action in (Action.FAIL_PAUSE_CAMPAIGN, Action.PAUSE_CAMPAIGN):
             self.halted.add(message.campaign_id)
             self.active.pop(message.campaign_id, None)
