@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from django.db.models import Count, Sum
+from django.db.models import Count, Min, Sum
 from django.utils import timezone
 
 from campaigns.models import Campaign
@@ -126,3 +126,62 @@ def _raw_events_pending() -> int | None:
         return None
     # Served by the partial index rawevent_pending.
     return raw_event.objects.filter(applied_at__isnull=True).count()
+
+
+# Unfinished rows that are not plain queued rows: small sets, each an index range on
+# (campaign, status). Plain queued rows are derived from the counters instead of counted.
+WAITING_STATUSES = (
+    OutboundStatus.RETRY,
+    OutboundStatus.SENDING,
+    OutboundStatus.UNKNOWN,
+    OutboundStatus.HELD,
+)
+
+
+@dataclass(frozen=True)
+class WaitingReason:
+    """Rows of a campaign that wait for something other than their turn, and why."""
+
+    key: str  # stable identifier, e.g. "retry:131049"
+    count: int
+    reason: str  # a sentence for staff
+    until: datetime | None = None  # the soonest such row may go, when known
+
+
+def waiting_reasons(campaign: Campaign) -> list[WaitingReason]:
+    """Why rows of `campaign` are not sent yet, beyond waiting for their turn: one query over
+    the small statuses (retry, sending, unknown, held) of the (campaign, status) index.
+
+    The engine's other reasons (window closed, budget, frequency cap, canary) belong here too,
+    each as one more WaitingReason, so the campaign page and its JSON show them unchanged.
+    """
+    from messaging.errors import classify
+
+    rows = (
+        OutboundMessage.objects.filter(
+            campaign_id=campaign.pk,
+            status__in=WAITING_STATUSES,
+        )
+        .values_list("status", "error_code")
+        .annotate(n=Count("*"), soonest=Min("next_attempt_at"))
+        .order_by("status", "error_code")
+    )
+    reasons = []
+    for status, code, n, soonest in rows:
+        if status == OutboundStatus.RETRY:
+            rule = classify(code)
+            what = f"error {code}: {rule.description}" if code is not None else "a network error"
+            reasons.append(
+                WaitingReason(f"retry:{code}", n, f"waiting to retry after {what}", soonest)
+            )
+        elif status == OutboundStatus.SENDING:
+            reasons.append(WaitingReason("sending", n, "being sent right now"))
+        elif status == OutboundStatus.UNKNOWN:
+            reasons.append(
+                WaitingReason(
+                    "unknown", n, "sent, but the API's answer was lost: waiting for its webhook"
+                )
+            )
+        else:
+            reasons.append(WaitingReason("held", n, "held for staff to decide"))
+    return reasons

@@ -264,3 +264,49 @@ def duplicate_campaign(*, campaign_id: int, created_by_id: int | None = None) ->
         copy.total = cursor.rowcount
     copy.save(update_fields=["total"])
     return copy
+
+
+PROMOTE_BATCH = 1000
+
+
+def promote_template(*, campaign_id: int, template_id: int) -> int:
+    """Send the rest of the campaign with one of its templates: every still-queued row gets
+    `template_id` and its parameters re-rendered from the contact. Rows a worker holds are
+    skipped (they go out as they are); rows the template cannot render for are left alone.
+    Batches of PROMOTE_BATCH, each its own transaction, so sending goes on meanwhile.
+    Returns the rows moved. The admin records who decided (the campaign's history)."""
+    from campaigns.csv_import.errors import CsvImportError, TemplateVariableError
+    from campaigns.csv_import.rendering import render_components
+    from campaigns.models import MessageTemplate
+
+    link = CampaignTemplate.objects.filter(campaign_id=campaign_id, template_id=template_id)
+    if not link.exists():
+        raise TransitionError(f"Template {template_id} is not one of campaign {campaign_id}'s")
+    template = MessageTemplate.objects.get(pk=template_id)
+    if not template.is_sendable:
+        raise TransitionError(f"Template {template} is {template.status}, not approved")
+    moved, last_id = 0, 0
+    while True:
+        with transaction.atomic():
+            rows = list(
+                OutboundMessage.objects.select_for_update(skip_locked=True, of=("self",))
+                .filter(campaign_id=campaign_id, status=OutboundStatus.QUEUED, id__gt=last_id)
+                .exclude(template_id=template_id)
+                .select_related("contact")
+                .order_by("id")[:PROMOTE_BATCH]
+            )
+            if not rows:
+                break
+            last_id = rows[-1].pk
+            changed = []
+            for row in rows:
+                try:
+                    row.parameters = render_components(template, row.contact.attributes)
+                except (CsvImportError, TemplateVariableError):
+                    continue
+                row.template_id = template_id
+                changed.append(row)
+            OutboundMessage.objects.bulk_update(changed, ["template", "parameters"])
+            moved += len(changed)
+    logger.info("campaign %s: %s queued rows moved to template %s", campaign_id, moved, template)
+    return moved

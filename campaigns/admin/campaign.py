@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import (
     Http404,
@@ -19,6 +22,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from campaigns import admin_wizard, selectors
+from campaigns.admin import campaign_page
 from campaigns.admin.audiences import CampaignAudienceViews
 from campaigns.admin_helpers import (
     confirm_action,
@@ -111,18 +115,8 @@ class CampaignAdmin(CampaignAudienceViews, admin.ModelAdmin[Campaign]):
         (None, {"fields": ["name", "status", "pause_reason", "sender", "priority"]}),
         ("Schedule", {"fields": ["start_at", "valid_until", "started_at", "finished_at"]}),
         (
-            "Counters",
-            {
-                "fields": [
-                    "progress_bar",
-                    ("total", "sent", "delivered", "read", "failed"),
-                    ("delivered_column", "read_column", "failed_column"),
-                ]
-            },
-        ),
-        (
-            "Import report",
-            {"fields": [("rejected_count", "duplicate_count", "suppressed_count")]},
+            "Audience",
+            {"fields": [("total", "rejected_count", "duplicate_count", "suppressed_count")]},
         ),
         ("Audit", {"fields": ["created_by", "created_at", "updated_at"]}),
     ]
@@ -324,6 +318,10 @@ class CampaignAdmin(CampaignAudienceViews, admin.ModelAdmin[Campaign]):
                 name="campaigns_campaign_transition",
             ),
             *self.audience_urls(),
+            *(
+                path(route, view(partial(page_view, self)), name=name)
+                for route, page_view, name in campaign_page.view_urls(self)
+            ),
             *super().get_urls(),
         ]
 
@@ -344,7 +342,14 @@ class CampaignAdmin(CampaignAudienceViews, admin.ModelAdmin[Campaign]):
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        campaign = self.get_object(request, object_id)
+        campaign = self.get_object(request, unquote(object_id))
+        if campaign is not None and campaign_page.has_started(campaign):
+            # History from here on: a page to read and act on, never a form to save.
+            if not self.has_view_permission(request, campaign):
+                raise PermissionDenied
+            if request.method != "GET":
+                return HttpResponseNotAllowed(["GET"])
+            return campaign_page.results_page(self, request, campaign)
         extra: dict[str, Any] = dict(extra_context or {})
         if campaign is not None:
             extra.update(
@@ -353,26 +358,24 @@ class CampaignAdmin(CampaignAudienceViews, admin.ModelAdmin[Campaign]):
                     for label, n in queue_selectors.queue_counts(campaign_id=campaign.pk).items()
                     if n
                 ],
-                failed_by_category=queue_selectors.failed_by_category(campaign_id=campaign.pk),
-                throughput=queue_selectors.throughput(campaign=campaign),
-                transitions=[
-                    verb
-                    for verb, status in (
-                        ("start", Campaign.Status.RUNNING),
-                        ("pause", Campaign.Status.PAUSED),
-                        ("resume", Campaign.Status.RUNNING),
-                        ("cancel", Campaign.Status.CANCELLED),
-                        ("draft", Campaign.Status.DRAFT),
-                    )
-                    if campaign.can_transition_to(status)
-                    and (verb != "resume" or campaign.status == Campaign.Status.PAUSED)
-                    and (verb != "start" or campaign.status != Campaign.Status.PAUSED)
-                ],
+                transitions=campaign_page.permitted_transitions(self, request, campaign),
                 queue_url=reverse("admin:messaging_outboundmessage_changelist")
                 + f"?campaign__id__exact={campaign.pk}",
                 **self.audience_context(campaign),
             )
         return super().change_view(request, object_id, form_url, extra)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Campaign | None = None) -> bool:
+        # A campaign that sent anything is the record of what was sent: never deleted.
+        if obj is not None and campaign_page.has_started(obj):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        # Bulk delete would cascade over millions of queue rows of campaigns that have sent.
+        actions.pop("delete_selected", None)
+        return actions
 
     def rejections_view(self, request: HttpRequest, object_id: str) -> HttpResponseBase:
         campaign = permitted_object_or_404(self, request, object_id, "view")

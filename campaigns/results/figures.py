@@ -15,25 +15,19 @@ from dataclasses import dataclass
 from django.db.models import Count
 
 from campaigns.models import Campaign
-from messaging.models import OutboundMessage, OutboundStatus
-
-# Rows the sender has not finished that are NOT plain queued rows: small sets, each an index
-# range on (campaign, status). Plain queued rows are derived (total − done − these).
-WAITING_STATUSES = (
-    OutboundStatus.RETRY,
-    OutboundStatus.SENDING,
-    OutboundStatus.UNKNOWN,
-    OutboundStatus.HELD,
-)
+from messaging.models import OutboundMessage
+from messaging.selectors import WAITING_STATUSES
 
 DEFINITIONS: dict[str, str] = {
     "audience": "rows in the uploaded audience, before checks",
     "queued": "audience rows that became messages (not rejected, duplicate or suppressed)",
     "accepted": "messages the WhatsApp API accepted (it gave a message id)",
+    "sent": "accepted messages WhatsApp reported sent to the phone (delivered ones included)",
     "delivered": "accepted messages that reached the phone (read ones included)",
     "read": "delivered messages the person opened (where read receipts are on)",
     "replied": "people who wrote back after this campaign's message (attributed in the inbox)",
     "failed": "messages that finally failed, before or after acceptance; not retried",
+    "expired": "messages that passed the campaign's validity before they could be sent",
     "waiting": "messages not finished: queued, waiting for a retry, in flight or held",
     "progress": "messages the sender is finished with (accepted or failed) out of queued",
     "delivered rate": "delivered ÷ accepted",
@@ -51,6 +45,7 @@ def ratio(part: int, whole: int) -> float | None:
 class PageCounts:
     replied: int = 0
     waiting: int = 0  # rows in WAITING_STATUSES
+    sent_pending: int | None = None  # rows at exactly `sent`; None when not counted
 
 
 @dataclass(frozen=True)
@@ -62,6 +57,8 @@ class Figures:
     read: int
     replied: int
     failed: int
+    expired: int | None  # None until the engine keeps an `expired` counter
+    sent: int | None  # None when the page did not count rows at `sent`
     waiting: int  # not finished, including plain queued rows
     done: int  # finished (accepted or failed), at most queued − the counted waiting rows
     delivered_rate: float | None
@@ -96,6 +93,8 @@ def figures(campaign: Campaign, counts: PageCounts | None = None) -> Figures:
         read=campaign.read,
         replied=counts.replied,
         failed=campaign.failed,
+        expired=getattr(campaign, "expired", None),
+        sent=None if counts.sent_pending is None else campaign.delivered + counts.sent_pending,
         waiting=total - done,
         done=done,
         delivered_rate=ratio(campaign.delivered, campaign.sent),
@@ -141,6 +140,38 @@ def attach_page_counts(campaigns: Iterable[Campaign]) -> None:
         )
 
 
-def page_counts(campaign: Campaign) -> PageCounts:
-    attach_page_counts([campaign])
-    return campaign.page_counts  # type: ignore[attr-defined]
+def page_replies(campaign: Campaign) -> int:
+    """People who replied to one campaign: one query on the inbox's campaign index."""
+    return _replied_by_campaign([campaign.pk]).get(campaign.pk, 0)
+
+
+@dataclass(frozen=True)
+class FunnelStep:
+    key: str
+    count: int
+    of_previous: float | None  # this step ÷ the one before
+    drop: int | None  # the one before − this step
+
+
+FUNNEL = ("audience", "queued", "accepted", "sent", "delivered", "read", "replied")
+
+
+def funnel(f: Figures) -> list[FunnelStep]:
+    """audience → queued → accepted → sent → delivered → read → replied; `sent` is skipped
+    when it was not counted."""
+    steps: list[FunnelStep] = []
+    previous: int | None = None
+    for key in FUNNEL:
+        count = getattr(f, key)
+        if count is None:
+            continue
+        steps.append(
+            FunnelStep(
+                key,
+                count,
+                None if previous is None else ratio(count, previous),
+                None if previous is None else previous - count,
+            )
+        )
+        previous = count
+    return steps

@@ -1,0 +1,188 @@
+"""The started campaign's page: live JSON, waiting reasons, failures by code, per-template
+comparison and the re-split action, chart, and what view-only staff see."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth.models import Permission, User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from campaigns.models import Campaign, CampaignTemplate
+from campaigns.results import insight, live
+from messaging.models import OutboundMessage, OutboundStatus
+from tests import factories
+from webhooks.models import InboundMessage
+
+pytestmark = pytest.mark.django_db
+S = OutboundStatus
+
+
+def _url(name, campaign):
+    return reverse(f"admin:campaigns_campaign_{name}", args=[campaign.pk])
+
+
+@pytest.fixture
+def running(sender, template):
+    campaign = factories.CampaignFactory(
+        sender=sender,
+        status=Campaign.Status.RUNNING,
+        started_at=timezone.now() - timezone.timedelta(minutes=3),
+        total=10,
+        sent=5,
+        delivered=4,
+        read=2,
+        failed=1,
+    )
+    CampaignTemplate.objects.create(campaign=campaign, template=template)
+    return campaign
+
+
+def _rows(campaign, template, status, n=1, **fields):
+    return factories.OutboundMessageFactory.create_batch(
+        n, campaign=campaign, template=template, status=status, **fields
+    )
+
+
+def test_live_json_costs_a_constant_number_of_queries(admin_client, running, template):
+    admin_client.get(_url("live", running))  # session, content types
+    with CaptureQueriesContext(connection) as small:
+        assert admin_client.get(_url("live", running)).status_code == 200
+    now = timezone.now()
+    for status in (S.QUEUED, S.RETRY, S.SENT, S.DELIVERED, S.READ, S.FAILED, S.HELD):
+        _rows(running, template, status, 5, error_code=131049 if status == S.RETRY else None)
+    InboundMessage.objects.create(
+        sender=running.sender,
+        user_phone="+14155550009",
+        wamid="wamid.in.1",
+        type="text",
+        campaign=running,
+        timestamp=now,
+    )
+    with CaptureQueriesContext(connection) as big:
+        data = admin_client.get(_url("live", running)).json()
+    assert len(big.captured_queries) == len(small.captured_queries) <= 10
+    assert data["status"] == "running" and data["final"] is False
+    funnel = {step["key"]: step["count"] for step in data["funnel"]}
+    assert funnel["accepted"] == 5 and funnel["sent"] == 4 + 5 and funnel["replied"] == 1
+    assert data["display"]["funnel.read.of_previous"] == "50.0%"
+    texts = [w["text"] for w in data["waiting"]]
+    assert any("5 waiting to retry after error 131049" in t for t in texts), texts
+    assert any("5 held" in t for t in texts), texts
+
+
+def test_retry_rows_keep_the_page_below_full_and_push_the_eta(admin_client, sender, template):
+    campaign = factories.CampaignFactory(
+        sender=sender,
+        status=Campaign.Status.RUNNING,
+        started_at=timezone.now(),
+        total=10,
+        sent=10,
+        failed=7,
+    )
+    tomorrow = timezone.now() + timezone.timedelta(hours=24)
+    _rows(campaign, template, S.RETRY, 7, error_code=131049, next_attempt_at=tomorrow)
+    display = admin_client.get(_url("live", campaign)).json()["display"]
+    assert display["progress"] == "3 of 10 finished (30%)"
+    assert "about 1.0 days" in display["eta"] or "about 24.0 h" in display["eta"]
+
+
+def test_current_rate_comes_from_counter_samples(running, settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert live.current_rate(running, now=1000.0) is None
+    running.sent = 55
+    assert live.current_rate(running, now=1010.0) == pytest.approx(5.0)
+
+
+def test_failures_by_code_explain_what_to_do(admin_client, running, template):
+    _rows(running, template, S.FAILED, 3, error_code=131026, error_detail="Message undeliverable")
+    _rows(running, template, S.FAILED, 1, error_code=132015, error_detail="Template paused")
+    page = admin_client.get(_url("details", running)).content.decode()
+    assert "131026" in page and "Not a WhatsApp user, or cannot receive" in page
+    assert "Template paused" in page and "paused or disabled by Meta" in page
+    groups = insight.failures_by_code(running)
+    assert [(g.code, g.count) for g in groups] == [(131026, 3), (132015, 1)]
+
+
+def test_two_proportion_test_in_words(running, account):
+    other = factories.TemplateFactory(account=account, name="variant_b")
+    CampaignTemplate.objects.create(campaign=running, template=other, position=1)
+    now = timezone.now()
+    first = running.template_links.get(position=0).template
+    for template, reads in ((first, 300), (other, 150)):
+        _rows(running, template, S.READ, reads, accepted_at=now, delivered_at=now, read_at=now)
+        _rows(running, template, S.DELIVERED, 500 - reads, accepted_at=now, delivered_at=now)
+    results = insight.by_template(running)
+    comparison = insight.compare(results, "read rate")
+    assert comparison.better.template == first
+    assert "higher for" in comparison.sentence and "95% confidence" in comparison.sentence
+    # Same rates: no difference claimed.
+    assert insight.two_proportion_p(50, 100, 50, 100) == pytest.approx(1.0)
+    assert insight.compare(results[:1]) is None
+
+
+def test_resplit_moves_unsent_rows_and_records_who_decided(admin_client, running, account):
+    first = running.template_links.get(position=0).template
+    better = factories.TemplateFactory(
+        account=account, name="better", components=[{"type": "BODY", "text": "Hey {{1}}!"}]
+    )
+    CampaignTemplate.objects.create(campaign=running, template=better, position=1)
+    queued = []
+    for n in range(4):
+        contact = factories.ContactFactory(attributes={"city": f"Ana{n}"})
+        queued += _rows(running, first, S.QUEUED, contact=contact)
+    sent = _rows(running, first, S.DELIVERED)[0]
+
+    response = admin_client.post(
+        _url("promote", running), {"template": better.pk, "reason": "read rate higher"}
+    )
+
+    assert response.status_code == 302
+    moved = OutboundMessage.objects.filter(pk__in=[r.pk for r in queued])
+    assert {r.template_id for r in moved} == {better.pk}
+    assert moved.get(pk=queued[0].pk).parameters == [
+        {"type": "body", "parameters": [{"type": "text", "text": "Ana0"}]}
+    ]
+    sent.refresh_from_db()
+    assert sent.template_id == first.pk
+    entry = LogEntry.objects.get(object_id=str(running.pk))
+    assert entry.user.username == "admin"
+    assert "Sent the rest with better:en_US (4 queued messages moved): read rate higher" in (
+        entry.get_change_message()
+    )
+
+
+def test_view_only_staff_see_no_actions_and_cannot_act(client, running, template):
+    user = User.objects.create_user("viewer", password="x", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_campaign"))
+    client.force_login(user)
+    page = client.get(_url("change", running)).content.decode()
+    assert reverse("admin:campaigns_campaign_transition", args=[running.pk, "pause"]) not in page
+    assert "Cancel…" not in page
+    assert client.get(_url("live", running)).status_code == 200
+    assert client.post(_url("promote", running), {"template": template.pk}).status_code == 403
+
+
+def test_chart_draws_each_series_per_minute(admin_client, running, template):
+    at = running.started_at + timezone.timedelta(seconds=70)
+    _rows(running, template, S.READ, 3, accepted_at=at, delivered_at=at, read_at=at)
+    _rows(running, template, S.FAILED, 2, failed_at=at)
+    response = admin_client.get(_url("chart", running))
+    assert response["Content-Type"] == "image/svg+xml"
+    svg = response.content.decode()
+    assert svg.count("<polyline") == 5
+    from campaigns.results import chart
+
+    data = chart.chart(running)
+    assert data.bucket_seconds == 60
+    assert chart.totals(data) == {
+        "accepted": 3,
+        "delivered": 3,
+        "read": 3,
+        "replies": 0,
+        "failures": 2,
+    }
+    assert data.series["accepted"][1] == 3
