@@ -123,9 +123,13 @@ class BrowserPage:
         return WebDriverWait(self.driver, WAIT_SECONDS, poll_frequency=0.1).until(check, message)
 
     def wait_for_text(self, css: str, text: str) -> None:
-        self.wait_until(
-            lambda: text in self.text(css), f"{text!r} never appeared in {css}: {self.text(css)!r}"
-        )
+        from selenium.common.exceptions import TimeoutException
+
+        try:
+            self.wait_until(lambda: text in self.text(css))
+        except TimeoutException:
+            shown = [element.text for element in self.find_all(css)]
+            raise AssertionError(f"{text!r} never appeared in {css}; it shows {shown!r}") from None
 
     def is_in_viewport(self, element: Any) -> bool:
         """Whether the element's box lies horizontally inside the visible viewport, unscrolled."""
