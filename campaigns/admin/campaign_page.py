@@ -60,9 +60,8 @@ def permitted_transitions(
     ]
 
 
-def results_page(
-    model_admin: admin.ModelAdmin[Campaign], request: HttpRequest, campaign: Campaign
-) -> TemplateResponse:
+def results_page(model_admin: Any, request: HttpRequest, campaign: Campaign) -> TemplateResponse:
+    """`model_admin` is the CampaignAdmin (with its audience views' context)."""
     snapshot = live.snapshot(campaign)
     display = snapshot["display"]
     opts = model_admin.model._meta
