@@ -18,7 +18,8 @@ from django.utils.functional import cached_property
 
 class CappedCountPaginator(Paginator):
     """Counts at most CAP rows (COUNT over a LIMITed subquery), so a changelist over millions
-    of queue rows never counts the whole table; past the cap, pages are still reachable."""
+    of queue rows never counts the whole table; past the cap, pages are still reachable and
+    the list says "more than CAP" (templates/admin/pagination.html reads `capped`)."""
 
     CAP = 10_000
 
@@ -26,8 +27,12 @@ class CappedCountPaginator(Paginator):
     def count(self) -> int:
         object_list = self.object_list
         if isinstance(object_list, QuerySet):
-            return object_list.values("pk")[: self.CAP].count()
+            return object_list.values("pk")[: self.CAP + 1].count()
         return len(object_list)
+
+    @property
+    def capped(self) -> bool:
+        return self.count > self.CAP
 
 
 def require_permission(

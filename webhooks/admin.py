@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from functools import cached_property
-
 from django.contrib import admin
 from django.core.paginator import Paginator
-from django.db.models import F, Func, QuerySet
+from django.db.models import F, Func, IntegerField, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -14,7 +12,7 @@ from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
-from campaigns.admin_helpers import require_permission
+from campaigns.admin_helpers import CappedCountPaginator, require_permission
 from campaigns.models import SenderNumber
 from webhooks.inbox import conversations, thread
 from webhooks.models import (
@@ -26,7 +24,6 @@ from webhooks.models import (
     StatusLog,
 )
 
-COUNT_CAP = 10_000
 UNKNOWN_USER = "(no user id)"
 
 
@@ -38,14 +35,6 @@ def thread_url(sender_id: int, user_phone: str) -> str:
     except NoReverseMatch:
         base = reverse("admin:webhooks_inbox_user", args=[sender_id])
         return f"{base}?{urlencode({'user': user_phone})}"
-
-
-class CappedCountPaginator(Paginator):
-    """Counts at most COUNT_CAP rows: event tables grow by millions, pages stay cheap."""
-
-    @cached_property
-    def count(self) -> int:
-        return self.object_list[: COUNT_CAP + 1].count()
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -76,7 +65,8 @@ class RawEventAdmin(ReadOnlyAdmin):
             super()
             .get_queryset(request)
             .defer("body")
-            .annotate(size=Func(F("body"), function="octet_length"))
+            # LENGTH of a bytea (PostgreSQL) or a BLOB (SQLite) is its size in bytes.
+            .annotate(size=Func(F("body"), function="LENGTH", output_field=IntegerField()))
         )
 
     @admin.display(description="bytes")
@@ -104,10 +94,18 @@ class RejectedWebhookItemAdmin(ReadOnlyAdmin):
 
 @admin.register(StatusLog)
 class StatusLogAdmin(ReadOnlyAdmin):
-    list_display = ("wamid", "status", "timestamp", "outbound", "error_code", "recipient_id")
+    list_display = ("wamid", "status", "timestamp", "outbound_link", "error_code", "recipient_id")
     list_filter = ("status",)
     search_fields = ("=wamid",)
     raw_id_fields = ("outbound",)
+
+    @admin.display(description="queue row", ordering="outbound_id")
+    def outbound_link(self, obj: StatusLog) -> str:
+        # From the id alone: showing the row itself cost one query per log line.
+        if obj.outbound_id is None:
+            return "–"
+        url = reverse("admin:messaging_outboundmessage_change", args=[obj.outbound_id])
+        return format_html('<a href="{}">#{}</a>', url, obj.outbound_id)
 
 
 @admin.register(InboundMessage)

@@ -132,11 +132,19 @@ class BrowserPage:
             raise AssertionError(f"{text!r} never appeared in {css}; it shows {shown!r}") from None
 
     def is_in_viewport(self, element: Any) -> bool:
-        """Whether the element's box lies horizontally inside the visible viewport, unscrolled."""
+        """Whether the element's box lies horizontally inside the visible viewport and inside
+        every scrolling ancestor's visible area (a table scrolled sideways hides columns)."""
         return bool(
             self.driver.execute_script(
-                "const r = arguments[0].getBoundingClientRect();"
-                "return r.width > 0 && r.left >= 0 && r.right <= window.innerWidth;",
+                "const el = arguments[0], r = el.getBoundingClientRect();"
+                "if (r.width <= 0 || r.left < 0 || r.right > window.innerWidth) return false;"
+                "for (let p = el.parentElement; p; p = p.parentElement) {"
+                "  const o = getComputedStyle(p).overflowX;"
+                "  if (o === 'visible') continue;"
+                "  const b = p.getBoundingClientRect();"
+                "  if (r.left < b.left - 1 || r.right > b.left + p.clientWidth + 1) return false;"
+                "}"
+                "return true;",
                 element,
             )
         )

@@ -57,3 +57,21 @@ def test_key_columns_are_on_screen(staff_browser, campaigns, width):
     for name, th in headers.items():
         if any(key in name for key in KEY_COLUMNS):
             assert page.is_in_viewport(th), f"column {name} is off-screen at {width} px"
+
+
+def test_queue_list_keeps_the_error_on_screen_at_1440(staff_browser, campaigns, template):
+    factories.OutboundMessageFactory(
+        campaign=campaigns[0],
+        template=template,
+        status=20,
+        error_code=131026,
+        error_category="recipient",
+        error_detail="Message undeliverable: the recipient is not a WhatsApp user " * 3,
+    )
+    page = staff_browser()
+    page.viewport(1440)
+    page.open("/admin/messaging/outboundmessage/")
+    page.wait_for_text("#result_list", "131026")
+    page.screenshot("queue-list-1440")
+    for css in ("th.column-error_column", "th.column-when_column", "td.field-error_column"):
+        assert page.is_in_viewport(page.find(css)), f"{css} is off-screen"
