@@ -191,6 +191,9 @@ OPT_OUT_KEYWORDS = env.list(
 REPLY_ATTRIBUTION_WINDOW_HOURS = env.int("REPLY_ATTRIBUTION_WINDOW_HOURS", default=72)
 # The view queues an apply task at most this often (stored events are never lost either way).
 WEBHOOK_KICK_SECONDS = env.float("WEBHOOK_KICK_SECONDS", default=2.0)
+# Run the portable SQL (what SQLite gets) on PostgreSQL too: for testing both paths only
+# (messaging/sql_paths.py).
+FORCE_PORTABLE_SQL = env.bool("FORCE_PORTABLE_SQL", default=False)
 # Serves /webhooks/_bare/ (answers 200, nothing else) for bench/webhooks.py only.
 WEBHOOK_BENCH_BARE_VIEW = env.bool("WEBHOOK_BENCH_BARE_VIEW", default=False)
 AUTO_REPLY_ENABLED = env.bool("AUTO_REPLY_ENABLED", default=False)

@@ -46,3 +46,10 @@ def sender(account):
 @pytest.fixture
 def template(account):
     return factories.TemplateFactory(account=account)
+
+
+@pytest.fixture(params=["postgres", "portable"])
+def sql_path(request, settings):
+    """Run a test on PostgreSQL's fast SQL and on the portable SQL SQLite gets (forced here)."""
+    settings.FORCE_PORTABLE_SQL = request.param == "portable"
+    return request.param

@@ -4,6 +4,9 @@ The view only stores (`store_raw_event`); everything else happens here, driven b
 `drain_webhooks` task (kicked after stores, plus an every-minute Schedule) or by
 `manage.py apply_webhooks`. A stored body stays pending until the transaction that applied it
 commits, so a crash anywhere loses nothing: the next drain picks it up again.
+
+PostgreSQL gets the fast SQL (SKIP LOCKED claims, unnest updates, an advisory lock); other
+databases (the SQLite demo) the ORM equivalents chosen by messaging/sql_paths.py.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import threading
 import time
 from datetime import timedelta
 
@@ -20,6 +24,7 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
+from messaging.sql_paths import postgres_fast_paths
 from messaging.transient import TRANSIENT_ERRORS, Backoff, GaveUp, retry_transient
 from webhooks.account_events import record_account_events
 from webhooks.inbound import record_inbound, record_preferences
@@ -48,6 +53,9 @@ def store_raw_event(body: bytes) -> None:
     per connection and the body travels as binary, which is most of the per-request database
     cost (Django's own cursors bind client-side and re-plan every time).
     """
+    if not postgres_fast_paths():
+        RawEvent.objects.create(body=body, error="")
+        return
     if connection.in_atomic_block:  # e.g. ATOMIC_REQUESTS or a test: stay in Django's transaction
         with connection.cursor() as cursor:
             cursor.execute(_STORE_SQL.replace("%b", "%s"), [body])
@@ -147,26 +155,46 @@ def _apply_claimed(claimed: list[tuple[int, bytes]]) -> tuple[dict[int, str], li
     return errors, answer
 
 
+def _claim(limit: int) -> list[tuple[int, bytes]]:
+    """The oldest pending bodies, locked for this transaction."""
+    if not postgres_fast_paths():
+        # SQLite takes the database's write lock at BEGIN (transaction_mode IMMEDIATE), so one
+        # drainer at a time holds what it read; elsewhere select_for_update locks the rows.
+        rows = RawEvent.objects.filter(applied_at__isnull=True).order_by("id")
+        return list(rows.select_for_update().values_list("id", "body")[:limit])
+    with connection.cursor() as cursor:
+        # Served by rawevent_pending; SKIP LOCKED lets concurrent drainers share the backlog.
+        cursor.execute(
+            f"SELECT id, body FROM {_RAW} WHERE applied_at IS NULL "  # noqa: S608
+            "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+            [limit],
+        )
+        return cursor.fetchall()
+
+
+def _mark_applied(ids: list[int], errors: dict[int, str]) -> None:
+    if not postgres_fast_paths():
+        now = timezone.now()
+        clean = [i for i in ids if i not in errors]
+        RawEvent.objects.filter(pk__in=clean).update(applied_at=now, error="")
+        for raw_id, error in errors.items():
+            RawEvent.objects.filter(pk=raw_id).update(applied_at=now, error=error)
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {_RAW} r SET applied_at = now(), error = v.error "  # noqa: S608
+            "FROM unnest(%s::bigint[], %s::text[]) AS v(id, error) WHERE r.id = v.id",
+            [ids, [errors.get(i, "") for i in ids]],
+        )
+
+
 def _apply_batch_once(limit: int) -> int:
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            # Served by rawevent_pending; SKIP LOCKED lets concurrent drainers share the backlog.
-            cursor.execute(
-                f"SELECT id, body FROM {_RAW} WHERE applied_at IS NULL "  # noqa: S608
-                "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
-                [limit],
-            )
-            claimed = cursor.fetchall()
+        claimed = _claim(limit)
         if not claimed:
             return 0
         errors, answer = _apply_claimed(claimed)
-        ids = [raw_id for raw_id, _ in claimed]
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {_RAW} r SET applied_at = now(), error = v.error "  # noqa: S608
-                "FROM unnest(%s::bigint[], %s::text[]) AS v(id, error) WHERE r.id = v.id",
-                [ids, [errors.get(i, "") for i in ids]],
-            )
+        _mark_applied([raw_id for raw_id, _ in claimed], errors)
         if answer and settings.AUTO_REPLY_ENABLED:
             transaction.on_commit(lambda: _enqueue_auto_replies(answer))
     for raw_id, error in errors.items():
@@ -252,13 +280,22 @@ def drain(
     return total
 
 
+# Without PostgreSQL's advisory locks (the SQLite demo, one process), a lock per process.
+_LOCAL_DRAIN_LOCK = threading.Lock()
+
+
 def _try_lock_drain() -> bool:
+    if not postgres_fast_paths():
+        return _LOCAL_DRAIN_LOCK.acquire(blocking=False)
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s)", [DRAIN_LOCK_KEY])
         return bool(cursor.fetchone()[0])
 
 
 def _unlock_drain() -> None:
+    if not postgres_fast_paths():
+        _LOCAL_DRAIN_LOCK.release()
+        return
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_unlock(%s)", [DRAIN_LOCK_KEY])

@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -14,6 +15,7 @@ from campaigns.models import Contact, SenderNumber, Suppression
 from campaigns.services import suppress_numbers, unsuppress_numbers
 from messaging.models import OutboundMessage, OutboundStatus
 from messaging.services import cancel_pending_to
+from messaging.sql_paths import postgres_fast_paths
 from webhooks.models import InboundMessage
 from webhooks.payload import InboundEvent, PreferenceEvent
 
@@ -80,6 +82,32 @@ def _attribute(
     )
 
 
+def _store(fields: dict[str, Any]) -> int | None:
+    """Insert one inbound message unless its wamid is stored already; its id, or None."""
+    if not postgres_fast_paths():
+        # The caller's transaction holds SQLite's write lock: nobody inserts in between.
+        if InboundMessage.objects.filter(wamid=fields["wamid"]).exists():
+            return None
+        return InboundMessage.objects.create(**fields).pk
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_TABLE} (sender_id, user_phone, user_name, wamid, type, text, "  # noqa: S608
+            "payload, context_wamid, campaign_id, timestamp, received_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, now()) "
+            "ON CONFLICT (wamid) DO NOTHING RETURNING id",
+            [
+                *(fields[k] for k in ("sender_id", "user_phone", "user_name", "wamid", "type")),
+                fields["text"],
+                json.dumps(fields["payload"]),
+                fields["context_wamid"],
+                fields["campaign_id"],
+                fields["timestamp"],
+            ],
+        )
+        row = cursor.fetchone()
+    return None if row is None else row[0]
+
+
 @transaction.atomic
 def record_inbound(*, events: Sequence[InboundEvent]) -> list[int]:
     """Store new inbound messages, act on opt-outs; returns ids of new messages to answer."""
@@ -108,32 +136,26 @@ def record_inbound(*, events: Sequence[InboundEvent]) -> list[int]:
             continue
         phones = known.get(event.wa_id, set())
         payload = {**event.raw, "user_id": event.user_id, "wa_id": event.wa_id}
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {_TABLE} (sender_id, user_phone, user_name, wamid, type, text, "  # noqa: S608
-                "payload, context_wamid, campaign_id, timestamp, received_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, now()) "
-                "ON CONFLICT (wamid) DO NOTHING RETURNING id",
-                [
-                    sender_id,
-                    _user_phone(event, known),
-                    event.user_name,
-                    event.wamid,
-                    event.type,
-                    event.text,
-                    json.dumps(payload),
-                    event.context_wamid,
-                    _attribute(event, sender_id, phones, by_context),
-                    event.timestamp,
-                ],
+        inbound_id = _store(
+            dict(
+                sender_id=sender_id,
+                user_phone=_user_phone(event, known),
+                user_name=event.user_name,
+                wamid=event.wamid,
+                type=event.type,
+                text=event.text,
+                payload=payload,
+                context_wamid=event.context_wamid,
+                campaign_id=_attribute(event, sender_id, phones, by_context),
+                timestamp=event.timestamp,
             )
-            row = cursor.fetchone()
-        if row is None:
+        )
+        if inbound_id is None:
             continue  # a redelivery: already stored and acted on
         if is_opt_out(event) and phones:
             opted_out |= phones
         else:
-            to_answer.append(row[0])
+            to_answer.append(inbound_id)
     if opted_out:
         opt_out(phones=opted_out, source=Suppression.Source.KEYWORD, reason="opt-out keyword")
     return to_answer

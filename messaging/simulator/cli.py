@@ -48,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--delivered-rate", type=float, default=d.delivered_rate)
     add("--read-rate", type=float, default=d.read_rate)
     add("--read-skips-delivered-rate", type=float, default=d.read_skips_delivered_rate)
+    add("--reply-rate", type=float, default=d.reply_rate, help="read messages answered by text")
+    add("--opt-out-rate", type=float, default=d.opt_out_rate, help="read messages answered STOP")
     add("--webhook-duplicate-rate", type=float, default=0.0)
     add("--webhook-shuffle", action="store_true", help="deliver statuses out of order")
     add("--webhook-batch-size", type=int, default=d.webhook_batch_size)
@@ -132,6 +134,8 @@ def build(options: dict[str, Any]) -> tuple[SimulatorApp, ServerOptions]:
         delivered_rate=options["delivered_rate"],
         read_rate=options["read_rate"],
         read_skips_delivered_rate=options["read_skips_delivered_rate"],
+        reply_rate=options["reply_rate"],
+        opt_out_rate=options["opt_out_rate"],
         webhook_duplicate_rate=options["webhook_duplicate_rate"],
         webhook_shuffle=options["webhook_shuffle"],
         webhook_batch_size=options["webhook_batch_size"],

@@ -33,6 +33,9 @@ class SimConfig:
     read_rate: float = 0.6
     # Share of read messages whose `delivered` status is skipped (read instantly).
     read_skips_delivered_rate: float = 0.1
+    # Share of read messages the user answers: with a text, or with an opt-out keyword (STOP).
+    reply_rate: float = 0.0
+    opt_out_rate: float = 0.0
     webhook_duplicate_rate: float = 0.0
     webhook_shuffle: bool = False
     webhook_batch_size: int = 50
@@ -91,6 +94,8 @@ class SimConfig:
             "delivered_rate",
             "read_rate",
             "read_skips_delivered_rate",
+            "reply_rate",
+            "opt_out_rate",
             "webhook_duplicate_rate",
         ):
             _check_fraction(name, getattr(self, name))

@@ -116,6 +116,7 @@ class WebhookDispatcher:
                 planned.append(("delivered", 2, {}))
             if read:
                 planned.append(("read", 3, {}))
+                self._plan_answer(cfg, phone_number_id, wamid, to, now + 4 * step)
         for status, steps, extra in planned:
             event_at = now + steps * step
             # Shuffled: arrival time no longer follows the event time, so order is lost.
@@ -124,6 +125,25 @@ class WebhookDispatcher:
             self._push(arrive_at, phone_number_id, item)
             if cfg.webhook_duplicate_rate and rng.random() < cfg.webhook_duplicate_rate:
                 self._push(arrive_at + rng.uniform(0, 2 * step), phone_number_id, item)
+
+    def _plan_answer(
+        self, cfg: SimConfig, phone_number_id: str, wamid: str, to: str, at: float
+    ) -> None:
+        """The user answers a read message now and then: a reply, or STOP (an opt-out)."""
+        draw = self._rng.random()
+        if draw >= cfg.reply_rate + cfg.opt_out_rate:
+            return
+        text = "STOP" if draw < cfg.opt_out_rate else self._rng.choice(_REPLIES)
+        wa_id = to.lstrip("+")
+        message = {
+            "from": wa_id,
+            "id": f"wamid.in.{wamid.removeprefix('wamid.')}",
+            "timestamp": str(int(at)),
+            "type": "text",
+            "text": {"body": text},
+            "context": {"from": cfg.display_phone_number, "id": wamid},
+        }
+        self._push(at, phone_number_id, {_INBOUND: True, "message": message, "wa_id": wa_id})
 
     def post_event(self, field: str, value: dict[str, Any]) -> None:
         """Queue one account-level webhook (template status or quality, number quality) now."""
@@ -223,6 +243,9 @@ class WebhookDispatcher:
         self._state.webhook_statuses_dropped += statuses
 
 
+_REPLIES = ("Thanks!", "Is this still valid?", "Great, see you there", "How do I use the code?")
+# Marks a queued item that is a user's message rather than a status (never sent as a field).
+_INBOUND = "_inbound"
 _PRICING = {"billable": True, "pricing_model": "PMP", "type": "regular", "category": "marketing"}
 
 
@@ -230,20 +253,25 @@ def _payload(cfg: SimConfig, batch: list[tuple[str, dict[str, Any]]]) -> dict[st
     by_number: dict[str, list[dict[str, Any]]] = {}
     for number, item in batch:
         by_number.setdefault(number, []).append(item)
-    changes = [
-        {
-            "field": "messages",
-            "value": {
-                "messaging_product": "whatsapp",
-                "metadata": {
-                    "display_phone_number": cfg.display_phone_number,
-                    "phone_number_id": number,
-                },
-                "statuses": statuses,
+    changes = []
+    for number, items in by_number.items():
+        value: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "metadata": {
+                "display_phone_number": cfg.display_phone_number,
+                "phone_number_id": number,
             },
         }
-        for number, statuses in by_number.items()
-    ]
+        statuses = [item for item in items if _INBOUND not in item]
+        inbound = [item for item in items if _INBOUND in item]
+        if statuses:
+            value["statuses"] = statuses
+        if inbound:
+            value["contacts"] = [
+                {"profile": {"name": "Simulated user"}, "wa_id": item["wa_id"]} for item in inbound
+            ]
+            value["messages"] = [item["message"] for item in inbound]
+        changes.append({"field": "messages", "value": value})
     return {
         "object": "whatsapp_business_account",
         "entry": [{"id": cfg.waba_id, "changes": changes}],

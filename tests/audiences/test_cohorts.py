@@ -18,12 +18,6 @@ from tests.audiences.conftest import NOW
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(params=["postgres", "portable"])
-def sql_path(request, settings):
-    settings.FORCE_PORTABLE_SQL = request.param == "portable"
-    return request.param
-
-
 def names(campaign: Campaign) -> list[str]:
     return list(
         OutboundMessage.objects.filter(campaign=campaign)

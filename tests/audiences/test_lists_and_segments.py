@@ -25,12 +25,6 @@ from tests.audiences.conftest import NOW
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(params=["postgres", "portable"])
-def sql_path(request, settings):
-    settings.FORCE_PORTABLE_SQL = request.param == "portable"
-    return request.param
-
-
 def test_api_rows_are_checked_like_a_csv_and_added_once():
     contact_list = ContactList.objects.create(name="VIP")
     result = add_rows_to_list(

@@ -10,7 +10,7 @@ from tests.webhooks.payloads import accepted_rows, counters, recount, status, st
 from webhooks.payload import parse
 from webhooks.statuses import record_statuses
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sql_path")]
 
 
 def _fail(row, code):

@@ -10,7 +10,7 @@ from tests.webhooks.payloads import messages_body, post, text_message
 from webhooks.drain import drain
 from webhooks.models import InboundMessage, RawEvent
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sql_path")]
 
 
 def _now_ts(delta=timedelta()):

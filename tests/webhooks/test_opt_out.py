@@ -14,7 +14,7 @@ from tests.factories import (
 from tests.webhooks.payloads import envelope, messages_body, post, text_message
 from webhooks.drain import drain
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sql_path")]
 
 
 def _deliver(client, body):

@@ -13,7 +13,7 @@ from tests.webhooks.payloads import accepted_rows, messages_body, post, status, 
 from webhooks.drain import drain
 from webhooks.models import InboundMessage, RawEvent, RejectedWebhookItem, StatusLog
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sql_path")]
 
 
 def _body(sender, rows):

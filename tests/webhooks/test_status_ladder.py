@@ -12,7 +12,7 @@ from webhooks.models import StatusLog
 from webhooks.payload import parse
 from webhooks.statuses import record_statuses
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sql_path")]
 
 RANK = {"sent": S.SENT, "delivered": S.DELIVERED, "read": S.READ}
 

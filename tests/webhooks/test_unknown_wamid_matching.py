@@ -9,7 +9,7 @@ from webhooks.models import RawEvent, StatusLog
 from webhooks.payload import parse
 from webhooks.statuses import match_pending_statuses, record_statuses
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sql_path")]
 
 
 def _apply(items):

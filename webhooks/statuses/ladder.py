@@ -17,7 +17,9 @@ from campaigns.services import suppress_numbers
 from messaging.errors import Action, classify
 from messaging.models import OutboundMessage, OutboundStatus
 from messaging.services import cancel_pending_to, pause_active_campaigns
+from messaging.sql_paths import postgres_fast_paths
 from webhooks.models import StatusLog
+from webhooks.statuses import portable
 
 S = OutboundStatus
 
@@ -187,6 +189,15 @@ def _fail(
 
 def _write(rows: dict[int, Row], links: list[tuple[int, int]], outcome: Outcome) -> None:
     changed = [r for r in rows.values() if r.changed]
+    if not postgres_fast_paths():
+        cols = ["id", *_WRITE_COLUMNS]
+        portable.write([{c: getattr(r, c) for c in cols} for r in changed], links, outcome.wa_ids)
+    else:
+        _write_postgres(changed, links, outcome)
+    _count_and_act(outcome)
+
+
+def _write_postgres(changed: list[Row], links: list[tuple[int, int]], outcome: Outcome) -> None:
     with connection.cursor() as cursor:
         if changed:
             # One UPDATE for the batch (engine-notes §2: bulk_update is ~16× slower).
@@ -204,12 +215,6 @@ def _write(rows: dict[int, Row], links: list[tuple[int, int]], outcome: Outcome)
                 "FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, oid) WHERE l.id = v.id",
                 [[a for a, _ in links], [b for _, b in links]],
             )
-    for campaign_id in sorted(outcome.counts):
-        delta = {k: v for k, v in outcome.counts[campaign_id].items() if v}
-        if delta:
-            Campaign.objects.filter(pk=campaign_id).update(
-                **{k: F(k) + v for k, v in delta.items()}
-            )
     if outcome.wa_ids:
         # Remember the WhatsApp id where it differs from the E.164 (Brazil, Mexico…).
         with connection.cursor() as cursor:
@@ -218,6 +223,16 @@ def _write(rows: dict[int, Row], links: list[tuple[int, int]], outcome: Outcome)
                 "FROM unnest(%s::bigint[], %s::text[]) AS v(id, wa_id) "
                 "WHERE c.id = v.id AND c.wa_id <> v.wa_id",
                 [list(outcome.wa_ids), list(outcome.wa_ids.values())],
+            )
+
+
+def _count_and_act(outcome: Outcome) -> None:
+    """Counters moved by exactly what moved, then the side effects (suppress, pause)."""
+    for campaign_id in sorted(outcome.counts):
+        delta = {k: v for k, v in outcome.counts[campaign_id].items() if v}
+        if delta:
+            Campaign.objects.filter(pk=campaign_id).update(
+                **{k: F(k) + v for k, v in delta.items()}
             )
     if outcome.suppress:
         phones = sorted(outcome.suppress)

@@ -10,7 +10,9 @@ from django.db import connection, transaction
 
 from campaigns.models import Campaign
 from messaging.models import OutboundStatus
+from messaging.sql_paths import postgres_fast_paths
 from webhooks.payload import StatusEvent
+from webhooks.statuses import portable
 from webhooks.statuses.ladder import (
     _LOG,
     _OUT,
@@ -65,33 +67,21 @@ def record_statuses(*, events: Sequence[StatusEvent]) -> Outcome:
     # same order, so concurrent appliers queue behind each other and never deadlock.
     rows = _lock_rows(candidates)
     matched = {(log.wamid, log.status): row.id for log, row in _match(candidates, rows)}
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {_LOG} (wamid, status, timestamp, callback_data, recipient_id, "  # noqa: S608
-            "error_code, error_title, outbound_id, received_at) "
-            "SELECT v.*, now() FROM json_to_recordset(%s::json) AS v(wamid text, status text, "
-            "timestamp timestamptz, callback_data text, recipient_id text, error_code integer, "
-            "error_title text, outbound_id bigint) "
-            "ON CONFLICT (wamid, status) DO NOTHING RETURNING id, wamid, status",
-            [
-                _json(
-                    [
-                        {
-                            "wamid": c.wamid,
-                            "status": c.status,
-                            "timestamp": c.timestamp,
-                            "callback_data": c.callback_data,
-                            "recipient_id": c.recipient_id,
-                            "error_code": c.error_code,
-                            "error_title": c.error_title,
-                            "outbound_id": matched.get((c.wamid, c.status)),
-                        }
-                        for c in candidates
-                    ]
-                )
-            ],
-        )
-        inserted = cursor.fetchall()
+    inserted = _insert_logs(
+        [
+            {
+                "wamid": c.wamid,
+                "status": c.status,
+                "timestamp": c.timestamp,
+                "callback_data": c.callback_data,
+                "recipient_id": c.recipient_id,
+                "error_code": c.error_code,
+                "error_title": c.error_title,
+                "outbound_id": matched.get((c.wamid, c.status)),
+            }
+            for c in candidates
+        ]
+    )
     by_key = {(c.wamid, c.status): c for c in candidates}
     logs = []
     for log_id, wamid, status in inserted:
@@ -101,6 +91,23 @@ def record_statuses(*, events: Sequence[StatusEvent]) -> Outcome:
     outcome = _apply(logs, rows, link=False)
     outcome.logged = len(logs)
     return outcome
+
+
+def _insert_logs(rows: list[dict[str, object]]) -> list[tuple[int, str, str]]:
+    """Log the pairs nobody logged before; (id, wamid, status) of those this call inserted."""
+    if not postgres_fast_paths():
+        return portable.insert_logs(rows)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_LOG} (wamid, status, timestamp, callback_data, recipient_id, "  # noqa: S608
+            "error_code, error_title, outbound_id, received_at) "
+            "SELECT v.*, now() FROM json_to_recordset(%s::json) AS v(wamid text, status text, "
+            "timestamp timestamptz, callback_data text, recipient_id text, error_code integer, "
+            "error_title text, outbound_id bigint) "
+            "ON CONFLICT (wamid, status) DO NOTHING RETURNING id, wamid, status",
+            [_json(rows)],
+        )
+        return cursor.fetchall()
 
 
 @transaction.atomic
@@ -113,13 +120,19 @@ def match_pending_statuses(*, wamids: Iterable[str]) -> int:
     wamids = sorted(set(wamids))
     if not wamids:
         return 0
-    logs = _lock_logs("l.wamid = ANY(%s)", [wamids])
+    if not postgres_fast_paths():
+        logs = [LogRow(*r) for r in portable.lock_logs(wamids=wamids, limit=10_000)]
+    else:
+        logs = _lock_logs("l.wamid = ANY(%s)", [wamids])
     return _settle(logs).matched
 
 
 @transaction.atomic
 def match_unmatched_statuses(*, since: datetime, limit: int = 500) -> int:
     """Unmatched log rows (since `since`) whose queue row is now known by wamid or callback."""
+    if not postgres_fast_paths():
+        logs = [LogRow(*r) for r in portable.lock_logs(since=since, limit=limit)]
+        return _settle(logs).matched
     logs = _lock_logs(
         "l.received_at >= %s AND (EXISTS (SELECT 1 FROM " + _OUT + " o WHERE o.wamid = l.wamid) "  # noqa: S608
         "OR EXISTS (SELECT 1 FROM " + _OUT + " o WHERE o.wamid IS NULL AND o.status IN (%s, %s) "
@@ -145,6 +158,8 @@ def _lock_logs(where: str, params: list[object], limit: int = 10_000) -> list[Lo
 def _lock_rows(logs: list[LogRow]) -> dict[int, Row]:
     wamids = sorted({log.wamid for log in logs})
     ids = sorted({i for log in logs if (i := callback_row_id(log.callback_data)) is not None})
+    if not postgres_fast_paths():
+        return {r[0]: Row(*r) for r in portable.lock_rows(_ROW_COLUMNS, wamids, ids)}
     with connection.cursor() as cursor:
         # Id order: concurrent appliers (and the sender) lock in the same order.
         cursor.execute(
