@@ -6,4 +6,13 @@ class MessagingConfig(AppConfig):
     verbose_name = "Messaging"
 
     def ready(self) -> None:
-        from messaging import checks  # noqa: F401  (registers the system checks)
+        from django_q.signals import post_spawn
+
+        from messaging import (
+            checks,  # noqa: F401  (registers the system checks)
+            keeper,
+        )
+        from messaging.tasks import keep_dispatcher
+
+        keeper.register(keep_dispatcher)
+        post_spawn.connect(keeper.start, dispatch_uid="wacampaigns-keeper")

@@ -29,6 +29,17 @@ logger = logging.getLogger(__name__)
 # The first half of every advisory key of these locks (the drain uses a one-part key).
 ADVISORY_NAMESPACE = 0x5741_434C
 _UNLOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
+# Ours: extend it. Gone (Redis restarted empty, or we were stalled past the TTL and nobody
+# took it): take it back. Someone else's: 0, the holder must stop.
+_EXTEND = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
 
 
 @dataclass
@@ -74,6 +85,20 @@ def release(lock: HeldLock) -> None:
         get_redis().eval(_UNLOCK, 1, lock.key, lock.token)
     except redis.RedisError:
         logger.warning("lock %s: Redis unreachable; it expires by itself", lock.key)
+
+
+def extend(lock: HeldLock, seconds: float) -> bool:
+    """Keep a held lock for `seconds` more; False once it is someone else's (or gone).
+
+    Locks are taken short and extended by a heartbeat, so a holder that dies frees its lock
+    within seconds; a holder that finds it lost must stop, so a task never runs twice.
+    """
+    if lock.session is not None or not lock.token:
+        return True  # an advisory lock lasts as long as its session
+    try:
+        return bool(get_redis().eval(_EXTEND, 1, lock.key, lock.token, math.ceil(seconds * 1000)))
+    except redis.RedisError:
+        return True  # nobody can take a Redis lock from us while Redis is away
 
 
 def is_held(key: str) -> bool:

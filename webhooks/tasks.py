@@ -6,12 +6,15 @@ import logging
 import time
 
 from django.conf import settings
+from django_q.conf import Conf
 from django_q.tasks import async_task
 
 logger = logging.getLogger(__name__)
 
 # Below Q_CLUSTER timeout (60 s): a longer backlog is handed to a chained successor task.
 DRAIN_TASK_SECONDS = 25.0
+# The keeper queues a drain at most this often while bodies wait.
+DRAIN_KICK_SECONDS = 3.0
 _last_kick = 0.0
 
 
@@ -35,6 +38,21 @@ def _pending_exists_patiently() -> bool:
         return retry_transient(pending_exists, backoff=Backoff("webhook drain"), deadline=deadline)
     except GaveUp:
         return False
+
+
+def keep_draining() -> None:
+    """Keeper check (messaging/keeper.py): bodies waiting and no drain queued lately → drain.
+
+    A drain already running holds its advisory lock, so the queued one returns at once; one
+    that died with its process is replaced within seconds instead of after Q_CLUSTER retry.
+    """
+    from messaging import keeper
+    from webhooks.drain import pending_exists
+
+    if Conf.SYNC:
+        return  # tests: a queued task would run inline, in the keeper's thread
+    if pending_exists() and keeper.kick_once("drain", DRAIN_KICK_SECONDS):
+        async_task("webhooks.tasks.drain_webhooks")
 
 
 def kick_drain() -> None:
