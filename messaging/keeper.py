@@ -63,8 +63,10 @@ def look_once() -> None:
 
 
 def _run(stop: threading.Event) -> None:
+    look_once()  # at once: a restarted cluster picks its chains up without waiting
     while not stop.wait(KEEPER_INTERVAL):
         look_once()
+    connection.close()
 
 
 def start(**_signal_kwargs: object) -> threading.Event | None:
@@ -72,10 +74,11 @@ def start(**_signal_kwargs: object) -> threading.Event | None:
 
     Returns the event that stops the thread (None if this process already has one).
     """
-    if _started.is_set():
-        return None
+    from django_q.conf import Conf
+
+    if Conf.SYNC or _started.is_set():
+        return None  # sync mode (tests) runs tasks inline and has no cluster to keep
     _started.set()
-    look_once()  # at once: a restarted cluster picks its chains up without waiting
     stop = threading.Event()
     thread = threading.Thread(target=_run, args=(stop,), name="wac-keeper", daemon=True)
     thread.start()

@@ -49,7 +49,7 @@ QUIET = 2.0
 STEP_INTERVAL = 1.0
 FAST_STEP = 0.1  # × target per step, up to the ceiling
 PROBE_STEP = 0.01  # × target, doubling with each clean step above the ceiling
-GUARD_WINDOW = 1.05
+GUARD_WINDOW = 1.1
 HEARTBEAT_TTL = 5.0
 
 

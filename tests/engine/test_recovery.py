@@ -107,7 +107,7 @@ def test_a_spawned_cluster_worker_starts_the_keeper_which_restarts_the_dispatche
     try:
         post_spawn.send(sender="django_q", proc_name="Process-1")
         # At once (no lock held: a cluster just restarted), and only one keeper per process.
-        assert _queued("messaging.tasks.dispatch") == 1
+        _wait_for(lambda: _queued("messaging.tasks.dispatch") == 1, "the keeper's dispatch")
         assert keeper.start() is None
     finally:
         keeper.stop_all()
