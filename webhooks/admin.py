@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import F, Func, IntegerField, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, URLPattern, path, reverse
@@ -13,16 +14,18 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 
 from campaigns.admin_helpers import CappedCountPaginator, require_permission
-from campaigns.models import SenderNumber
-from webhooks.inbox import conversations, thread
+from campaigns.models import MessageTemplate, SenderNumber
+from webhooks.inbox import conversations, person, thread
 from webhooks.models import (
     AutoReply,
     AutoReplyRule,
     InboundMessage,
     RawEvent,
     RejectedWebhookItem,
+    StaffReply,
     StatusLog,
 )
+from webhooks.staff_reply import ReplyRefused, reply_templates, send_staff_reply
 
 UNKNOWN_USER = "(no user id)"
 
@@ -159,22 +162,76 @@ class InboundMessageAdmin(ReadOnlyAdmin):
         }
         return TemplateResponse(request, "admin/webhooks/inbox.html", context)
 
+    def can_reply(self, request: HttpRequest) -> bool:
+        # The list itself is read-only; answering people is what the change permission means.
+        return request.user.has_perm("webhooks.change_inboundmessage")
+
     def thread_view(
         self, request: HttpRequest, sender_id: int, user_phone: str | None = None
     ) -> HttpResponse:
         require_permission(self, request, "view")
-        sender = get_object_or_404(SenderNumber, pk=sender_id)
+        sender = get_object_or_404(SenderNumber.objects.select_related("account"), pk=sender_id)
         if user_phone is None:  # the query form, for values a path cannot carry
             user_phone = request.GET.get("user", "")
+        if request.method == "POST":
+            return self._reply(request, sender, user_phone)
+        who = person(sender_id=sender.pk, user_phone=user_phone)
+        can_reply = self.can_reply(request) and user_phone.startswith("+")
         context = {
             **self.admin_site.each_context(request),
-            "title": f"Conversation with {user_phone or UNKNOWN_USER} on {sender.display_number}",
+            "title": f"Conversation with {who.name or user_phone or UNKNOWN_USER} "
+            f"on {sender.display_number}",
             "opts": self.model._meta,
             "sender": sender,
             "user_phone": user_phone,
+            "person": who,
+            "can_reply": can_reply,
+            "reply_templates": reply_templates(sender) if can_reply and not who.window_open else [],
             "items": thread(sender_id=sender.pk, user_phone=user_phone),
         }
         return TemplateResponse(request, "admin/webhooks/thread.html", context)
+
+    def _reply(self, request: HttpRequest, sender: SenderNumber, user_phone: str) -> HttpResponse:
+        if not self.can_reply(request):
+            raise PermissionDenied
+        template = None
+        if request.POST.get("template"):
+            template = MessageTemplate.objects.filter(
+                pk=request.POST["template"] if request.POST["template"].isdigit() else None
+            ).first()
+            if template is None:
+                messages.error(request, "Choose one of the listed templates.")
+                return HttpResponseRedirect(thread_url(sender.pk, user_phone))
+        try:
+            reply = send_staff_reply(
+                sender=sender,
+                user_phone=user_phone,
+                user=request.user,
+                text=request.POST.get("text", ""),
+                template=template,
+            )
+        except ReplyRefused as exc:
+            messages.error(request, f"Not sent: {exc}.")
+        else:
+            if reply.error:
+                messages.error(request, f"WhatsApp refused the reply: {reply.error}")
+            else:
+                messages.success(request, "Reply sent.")
+        return HttpResponseRedirect(thread_url(sender.pk, user_phone))
+
+
+@admin.register(StaffReply)
+class StaffReplyAdmin(ReadOnlyAdmin):
+    list_display = (
+        "created_at",
+        "sender",
+        "user_phone",
+        "template",
+        "created_by",
+        "wamid",
+        "error",
+    )
+    list_select_related = ("sender", "template", "created_by")
 
 
 @admin.register(AutoReply)

@@ -18,11 +18,11 @@ from django.utils import timezone
 
 from campaigns.models import SenderNumber
 from messaging.graph_api import OutcomeKind, send_once, text_payload
+from webhooks.inbox import window_is_open
 from webhooks.models import AutoReply, AutoReplyRule, InboundMessage
 
 logger = logging.getLogger(__name__)
 
-WINDOW = timedelta(hours=24)
 CONTEXT_MESSAGES = 10
 SYSTEM_PROMPT = (
     "You answer customers of a business on WhatsApp. Be brief and polite. "
@@ -126,13 +126,7 @@ def answer(*, inbound_id: int) -> str:
     inbound = InboundMessage.objects.select_related("sender__account").get(pk=inbound_id)
     if not inbound.user_phone.startswith("+"):
         return "no phone number"  # username-only user: the API needs a wa_id to answer
-    latest = (
-        InboundMessage.objects.filter(sender_id=inbound.sender_id, user_phone=inbound.user_phone)
-        .order_by("-timestamp")
-        .values_list("timestamp", flat=True)
-        .first()
-    )
-    if latest is None or latest < timezone.now() - WINDOW:
+    if not window_is_open(sender_id=inbound.sender_id, user_phone=inbound.user_phone):
         return "window closed"
     if AutoReply.objects.filter(inbound_id=inbound.pk).exists():
         return "already answered"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -132,4 +133,28 @@ class AutoReply(models.Model):
         indexes = [
             # The daily limit and the inbox thread: replies to one user, newest first.
             models.Index(fields=["sender", "user_phone", "-created_at"], name="autoreply_user"),
+        ]
+
+
+class StaffReply(models.Model):
+    """A message staff sent from the inbox: free text inside the 24 h window, else a template."""
+
+    sender = models.ForeignKey(SenderNumber, on_delete=models.PROTECT, related_name="+")
+    user_phone = models.CharField(max_length=32)
+    text = models.TextField(blank=True)  # what the person sees (a template rendered)
+    template = models.ForeignKey(
+        "campaigns.MessageTemplate", null=True, blank=True, on_delete=models.PROTECT
+    )
+    wamid = models.CharField(max_length=128, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "staff replies"
+        indexes = [
+            # The inbox thread: replies to one user on one number, newest first.
+            models.Index(fields=["sender", "user_phone", "-created_at"], name="staffreply_user"),
         ]

@@ -237,3 +237,50 @@ def required_columns(plans: Iterable[TemplatePlan]) -> dict[str, str]:
         for slot in plan.slots:
             needed.setdefault(slot.column, f"template {plan.label} {slot.label}")
     return needed
+
+
+def _parameter_text(parameter: dict[str, Any]) -> str:
+    kind = parameter.get("type", "text")
+    value = parameter.get(kind, "")
+    if isinstance(value, dict):
+        value = value.get("link") or value.get("id") or value.get("fallback_value") or ""
+    return str(value)
+
+
+def _fill(text: str, parameters: list[dict[str, Any]]) -> str:
+    named = {p["parameter_name"]: _parameter_text(p) for p in parameters if "parameter_name" in p}
+    positional = [_parameter_text(p) for p in parameters]
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in named:
+            return named[name]
+        if name.isdigit() and 0 < int(name) <= len(positional):
+            return positional[int(name) - 1]
+        return match.group(0)  # not filled: shown as the variable
+
+    return _VARIABLE.sub(value, text)
+
+
+def message_text(template: MessageTemplate, components: list[dict[str, Any]]) -> str:
+    """What the person sees: the template's header, body and footer with the rendered
+    parameters filled in, media as [image …], buttons as [label]. Staff read this in the
+    wizard's preview and in the inbox."""
+    given: dict[str, list[dict[str, Any]]] = {}
+    for component in components or []:
+        if str(component.get("type", "")).lower() in ("header", "body", "footer"):
+            given[str(component["type"]).lower()] = list(component.get("parameters", []))
+    lines: list[str] = []
+    for part in template.components or []:
+        kind = str(part.get("type", "")).upper()
+        parameters = given.get(kind.lower(), [])
+        if kind == "HEADER" and str(part.get("format", "TEXT")).upper() != "TEXT":
+            media = _parameter_text(parameters[0]) if parameters else ""
+            lines.append(f"[{str(part.get('format')).lower()} {media}]".replace(" ]", "]"))
+        elif kind in ("HEADER", "BODY", "FOOTER") and part.get("text"):
+            lines.append(_fill(str(part["text"]), parameters))
+        elif kind == "BUTTONS":
+            labels = [str(b.get("text", "")) for b in part.get("buttons", []) if b.get("text")]
+            if labels:
+                lines.append(" ".join(f"[{label}]" for label in labels))
+    return "\n".join(lines)
