@@ -24,6 +24,7 @@ from django.urls import reverse
 from campaigns.forms import CampaignConfirmForm, CampaignUploadForm, check_templates
 from campaigns.models import Campaign, MessageTemplate, SenderNumber
 from messaging.campaign_import import create_campaign_from_csv, preview_csv
+from messaging.test_send import staff_numbers
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +98,8 @@ def _summary(result: Any) -> dict[str, Any]:
                 "phone": p.phone,
                 "template": f"{p.template_name}:{p.template_language}",
                 "text": _describe_components(p.components),
+                # What a test send from this page sends (admin/test_send.py).
+                "components": p.components,
             }
             for p in result.preview
         ],
@@ -224,5 +227,7 @@ def confirm_step(
         summary=data["summary"],
         sender=sender,
         templates=templates,
+        token=token,
+        staff_numbers=staff_numbers(sender),
     )
     return TemplateResponse(request, "admin/campaigns/campaign/wizard_confirm.html", context)

@@ -58,6 +58,9 @@ class SenderNumber(models.Model):
     # The rate the engine learned after throttling (AIMD); survives restarts. Null = configured.
     learned_rate = models.FloatField(null=True, blank=True)
     learned_rate_at = models.DateTimeField(null=True, blank=True)
+    # Staff phones a campaign's first message may be test-sent to from the wizard (with the
+    # TEST_SEND_NUMBERS setting's): E.164, comma-separated.
+    test_numbers = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -191,6 +191,8 @@ OPT_OUT_KEYWORDS = env.list(
 REPLY_ATTRIBUTION_WINDOW_HOURS = env.int("REPLY_ATTRIBUTION_WINDOW_HOURS", default=72)
 # The view queues an apply task at most this often (stored events are never lost either way).
 WEBHOOK_KICK_SECONDS = env.float("WEBHOOK_KICK_SECONDS", default=2.0)
+# Staff phones (E.164) the wizard may test-send a campaign's message to; senders add their own.
+TEST_SEND_NUMBERS = env.list("TEST_SEND_NUMBERS", default=[])
 # Run the portable SQL (what SQLite gets) on PostgreSQL too: for testing both paths only
 # (messaging/sql_paths.py).
 FORCE_PORTABLE_SQL = env.bool("FORCE_PORTABLE_SQL", default=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -120,3 +121,26 @@ class OutboundMessage(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.phone} {self.get_status_display()}"
+
+
+class PreviewSend(models.Model):
+    """A message sent from the wizard's preview to a staff phone: outside every campaign's
+    queue and counters, its callback data marked "test:" so no status ever moves a queue row."""
+
+    sender = models.ForeignKey(SenderNumber, on_delete=models.CASCADE, related_name="+")
+    template = models.ForeignKey(MessageTemplate, on_delete=models.CASCADE, related_name="+")
+    to = models.CharField(max_length=20)
+    parameters = models.JSONField(default=list)
+    wamid = models.CharField(max_length=128, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"test {self.template} to {self.to}"

@@ -49,6 +49,7 @@ class SenderNumberAdmin(admin.ModelAdmin[SenderNumber]):
         "messaging_tier",
         "quality_rating",
         "status",
+        "test_numbers",
         "learned_rate",
         "learned_rate_at",
         "created_at",

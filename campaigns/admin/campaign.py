@@ -24,6 +24,7 @@ from django.utils.html import format_html
 from campaigns import admin_wizard, selectors
 from campaigns.admin import campaign_page
 from campaigns.admin.audiences import CampaignAudienceViews
+from campaigns.admin.test_send import test_send_view
 from campaigns.admin_helpers import (
     confirm_action,
     permitted_object_or_404,
@@ -306,6 +307,11 @@ class CampaignAdmin(CampaignAudienceViews, admin.ModelAdmin[Campaign]):
                 "add/confirm/<str:token>/",
                 view(self.wizard_confirm_view),
                 name="campaigns_campaign_add_confirm",
+            ),
+            path(
+                "add/confirm/<str:token>/test-send/",
+                view(lambda request, token: test_send_view(self, request, token)),
+                name="campaigns_campaign_add_test_send",
             ),
             path(
                 "<path:object_id>/rejections.csv",
