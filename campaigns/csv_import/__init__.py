@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from campaigns.csv_import.errors import CsvImportError, TemplateVariableError
 from campaigns.csv_import.interleave import interleave_pattern
-from campaigns.csv_import.phones import check_region, normalise_phone
+from campaigns.csv_import.phones import check_region, normalise_phone, recipient_phone
 from campaigns.csv_import.reader import (
     DELIMITERS,
     NAME_HEADER,
@@ -51,6 +51,7 @@ __all__ = [
     "is_link",
     "normalise_phone",
     "parse_rows",
+    "recipient_phone",
     "render_components",
     "render_plan",
     "required_columns",

@@ -6,7 +6,7 @@ import codecs
 import csv
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -89,11 +89,25 @@ class CsvFile:
             stream = source
             if getattr(stream, "seekable", lambda: False)():
                 stream.seek(0)
+        self._stream = stream
         try:
             self.layout = self._open(stream)
         except BaseException:
             self.close()
             raise
+
+    def check_whole_file(self) -> None:
+        """Read every record once (the C csv parser, no phone or database work) so a broken row
+        anywhere is found before the import spends time on the rows above it, then rewind.
+
+        A stream that cannot rewind is left as it is: its rows are checked as they stream.
+        """
+        if not getattr(self._stream, "seekable", lambda: False)():
+            return
+        for _ in self.records():
+            pass
+        self._stream.seek(0)
+        self.layout = self._open(self._stream)
 
     def close(self) -> None:
         if self._owned is not None:
@@ -136,8 +150,9 @@ class CsvFile:
                 if declared and self._row_number == 1:
                     header = None  # the sep= line
         except (csv.Error, _BadLine) as exc:
-            raise CsvImportError(f"row {self._row_number} (header): {exc}") from None
-        return _layout(header, delimiter)
+            # The row being read when it broke: the one after those read so far.
+            raise CsvImportError(f"row {self._row_number + 1} (header): {exc}") from None
+        return _layout(header, delimiter, self._row_number)
 
     def records(self) -> Iterator[tuple[int, list[str]]]:
         """(row number, fields) of each non-blank data row; a broken row raises CsvImportError."""
@@ -202,22 +217,33 @@ def _pick_delimiter(first: str) -> str:
     return max(DELIMITERS, key=first.count)
 
 
-def _layout(header: list[str], delimiter: str) -> CsvLayout:
+COLUMNS_NAMED = 10  # how many column names an error lists before "and N more"
+
+
+def describe_columns(columns: Sequence[str]) -> str:
+    """The first few column names for an error message, however wide the file is."""
+    named = [c for c in columns if c]
+    found = ", ".join(repr(c[:40]) for c in named[:COLUMNS_NAMED]) or "none"
+    if len(named) > COLUMNS_NAMED:
+        found += f" and {len(named) - COLUMNS_NAMED:,} more"
+    return found
+
+
+def _layout(header: list[str], delimiter: str, row_number: int = 1) -> CsvLayout:
     columns = tuple(_normalise_header(h) for h in header)
     seen: set[str] = set()
     for name in columns:
         if name and name in seen:
-            raise CsvImportError(f"row 1 (header): column {name!r} appears twice")
+            raise CsvImportError(f"row {row_number} (header): column {name[:80]!r} appears twice")
         seen.add(name)
     phone_index = next(
         (columns.index(h) for h in PHONE_HEADERS if h in columns),
         None,
     )
     if phone_index is None:
-        found = ", ".join(repr(c) for c in columns if c) or "none"
         raise CsvImportError(
-            "no phone column: name one column 'phone' (or phone_number, msisdn, mobile, wa_id); "
-            f"columns found: {found}"
+            f"row {row_number} (header): no phone column: name one column 'phone' (or "
+            f"phone_number, msisdn, mobile, wa_id); columns found: {describe_columns(columns)}"
         )
     name_index = columns.index(NAME_HEADER) if NAME_HEADER in columns else None
     return CsvLayout(delimiter, columns, phone_index, name_index)

@@ -13,6 +13,13 @@ from campaigns.models import MessageTemplate
 
 # Meta refuses template variables with line breaks, tabs or more than 4 spaces in a row (132018).
 _BAD_PARAM = re.compile(r"[\n\r\t]| {5}")
+# A template's body is at most 1,024 characters after substitution (docs/csv-import.md): a
+# longer value can never fit, and WhatsApp would refuse the send (132005).
+MAX_VARIABLE_CHARS = 1024
+# The columns that hold a media header: an http(s) link or the id of an uploaded media.
+MEDIA_COLUMNS = ("header_media", "header_image", "header_video", "header_document")
+_MEDIA_LINK = re.compile(r"^https?://[^\s/?#]+\S*$", re.IGNORECASE)
+_MEDIA_ID = re.compile(r"^[0-9]{1,32}$")
 _VARIABLE = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}")
 
 
@@ -124,7 +131,7 @@ def compile_template(template: MessageTemplate, columns: Sequence[str]) -> Templ
                     components.append(ComponentPlan("header", tuple(slots)))
             elif fmt in ("IMAGE", "VIDEO", "DOCUMENT"):
                 media = fmt.lower()
-                column = f"header_{media}" if f"header_{media}" in present else "header_media"
+                column = f"header_{media}" if f"header_{media}" in present else MEDIA_COLUMNS[0]
                 need(
                     column,
                     f"an {fmt} header",
@@ -170,7 +177,7 @@ def render_plan(plan: TemplatePlan, values: dict[str, str]) -> list[dict[str, An
 
 def _parameter(slot: Slot, value: str, plan: TemplatePlan) -> dict[str, Any]:
     value = (value or "").strip()
-    problem = value_problem(value)
+    problem = value_problem(value, slot.column)
     if problem:
         raise TemplateVariableError(
             f"column {slot.column!r} {problem} (template {plan.label} {slot.label})"
@@ -192,25 +199,44 @@ def is_link(value: str) -> bool:
 
 _EMPTY = "is empty"
 _BAD_WHITESPACE = "has a line break, tab or 5+ spaces in a row, which WhatsApp refuses"
+_TOO_LONG = f"is longer than {MAX_VARIABLE_CHARS} characters, which WhatsApp refuses"
+_NOT_MEDIA = "is neither an http(s) link nor an uploaded media id"
 
 
-def value_problem(value: str) -> str:
-    """Why WhatsApp would refuse `value` as a template variable, or "" if it would not."""
+def value_problem(value: str, column: str = "") -> str:
+    """Why WhatsApp would refuse `value` in `column` as a template variable, or "".
+
+    The one check of a variable's value for every import path (CSV rows, audiences; in SQL
+    through `value_problem_sql`): a media column takes only an http(s) link or a media id
+    (never `javascript:` or `file:`), any other a text of at most MAX_VARIABLE_CHARS.
+    """
     if not value:
         return _EMPTY
+    if column in MEDIA_COLUMNS:
+        return "" if _MEDIA_LINK.match(value) or _MEDIA_ID.match(value) else _NOT_MEDIA
     if _BAD_PARAM.search(value):
         return _BAD_WHITESPACE
+    if len(value) > MAX_VARIABLE_CHARS:
+        return _TOO_LONG
     return ""
 
 
-def value_problem_sql(expression: str, params: Sequence[Any] = ()) -> tuple[str, list[Any]]:
+def value_problem_sql(
+    expression: str, params: Sequence[Any] = (), column: str = ""
+) -> tuple[str, list[Any]]:
     """`value_problem` as a PostgreSQL expression over the text `expression` (with its
     `params`): NULL when the value is usable, else the same words. For imports that check rows
     where they are, in the database; kept next to `value_problem` and tested against it."""
+    empty = f"CASE WHEN coalesce({expression}, '') = '' THEN %s "
+    if column in MEDIA_COLUMNS:
+        return (
+            empty + f"WHEN NOT ({expression} ~* %s OR {expression} ~ %s) THEN %s END",
+            [*params, _EMPTY, *params, _MEDIA_LINK.pattern, *params, _MEDIA_ID.pattern, _NOT_MEDIA],
+        )
     return (
-        f"CASE WHEN coalesce({expression}, '') = '' THEN %s "
-        f"WHEN {expression} ~ '[\\n\\r\\t]| {{5}}' THEN %s END",
-        [*params, _EMPTY, *params, _BAD_WHITESPACE],
+        empty + f"WHEN {expression} ~ '[\\n\\r\\t]| {{5}}' THEN %s "
+        f"WHEN length({expression}) > {MAX_VARIABLE_CHARS} THEN %s END",
+        [*params, _EMPTY, *params, _BAD_WHITESPACE, *params, _TOO_LONG],
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from campaigns.csv_import.phones import normalise_phone
+from campaigns.csv_import.phones import recipient_phone
 from campaigns.csv_import.reader import NAME_HEADER, CsvFile
 from campaigns.csv_import.rendering import value_problem
 
@@ -59,10 +59,10 @@ def check_row(
     if normalised:
         phone, reason = raw, ""
     else:
-        phone, reason = normalise_phone(raw, region)
+        phone, reason = recipient_phone(raw, region)
     if phone is not None:
         for column, used_by in needed.items():
-            problem = value_problem(values.get(column, ""))
+            problem = value_problem(values.get(column, ""), column)
             if problem:
                 reason = f"column {column!r} {problem} (needed by {used_by})"
                 phone = None

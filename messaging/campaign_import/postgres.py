@@ -79,7 +79,7 @@ class _PostgresImport:
             return 0
         cases, params = [], []
         for column, used_by in needed.items():
-            problem, problem_params = value_problem_sql("(b.vals ->> %s)", [column])
+            problem, problem_params = value_problem_sql("(b.vals ->> %s)", [column], column)
             cases.append(f"WHEN ({problem}) IS NOT NULL THEN left(%s || ({problem}) || %s, 255)")
             params += [*problem_params, f"column {column!r} ", *problem_params]
             params.append(f" (needed by {used_by})")
