@@ -4,8 +4,9 @@ traceback, and nothing written."""
 import json
 
 import pytest
-from django.core.management import execute_from_command_line
+from django.core.management import execute_from_command_line, get_commands, load_command_class
 
+from campaigns.commands import SafeCommand
 from campaigns.models import Campaign, MessageTemplate, SenderNumber, WhatsAppAccount
 from tests.factories import SenderFactory, TemplateFactory
 
@@ -83,6 +84,13 @@ CASES = [
     ["simulate_whatsapp", "--mps", "-1"],
     ["simulate_whatsapp", "--log-level", "LOUD"],
     ["simulate_whatsapp", "--error-rate", "131000=x"],
+    ["demo", "--port", "0"],
+    ["demo", "--reply-rate", "2"],
+    ["forget_contact", "abc"],
+    ["forget_contact", "+14155550123", "--region", "ZZ"],
+    ["forget_contact"],
+    ["purge", "--batch-size", "0"],
+    ["purge", "--batch-size", "many"],
     ["apply_webhooks", "--batch-size", "0"],
     ["apply_webhooks", "--batch-size", str(10**12)],
     ["apply_webhooks", "--max-seconds", "-1"],
@@ -134,3 +142,15 @@ def test_bad_arguments_give_one_line_and_a_non_zero_exit(argv, files, capsys):
     assert len(lines) == 1, err
     assert len(lines[0]) < 400, lines[0]
     assert _counts() == before
+
+
+PROJECT_APPS = ("campaigns", "messaging", "webhooks")
+
+
+def test_every_project_command_is_a_safe_command_with_bad_cases_above():
+    """A new command joins the table: it gets one-line errors and at least one bad case."""
+    ours = {name: app for name, app in get_commands().items() if app in PROJECT_APPS}
+    assert ours, "no project commands found"
+    for name, app in ours.items():
+        assert isinstance(load_command_class(app, name), SafeCommand), name
+    assert set(ours) <= {argv[0] for argv in CASES}, set(ours) - {argv[0] for argv in CASES}

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from campaigns.commands import SafeCommand, number_option
+from campaigns.commands import SafeCommand, number_option, port_option
 from campaigns.models import Campaign
 from messaging.campaign_import import create_campaign_from_csv
 from messaging.demo.data import ensure_demo_sender, sync_demo_templates, write_demo_csv
@@ -72,8 +72,7 @@ class Command(SafeCommand):
             errors[code] = fraction
         for flag in ("reply_rate", "opt_out_rate"):
             number_option(f"--{flag.replace('_', '-')}", options[flag], hi=1.0)
-        if not 1 <= options["port"] <= 65535:
-            raise CommandError(f"--port {options['port']}: must be between 1 and 65535")
+        port_option("--port", options["port"])
         # State changes log at INFO; here they would tear through the progress bar.
         logging.getLogger("messaging").setLevel(logging.WARNING)
         logging.getLogger("webhooks").setLevel(logging.WARNING)
