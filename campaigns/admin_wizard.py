@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.files.uploadedfile import UploadedFile
-from django.http import HttpRequest, HttpResponseBase, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
@@ -106,7 +106,9 @@ def _summary(result: Any) -> dict[str, Any]:
     }
 
 
-def _context(model_admin: admin.ModelAdmin[Campaign], request: HttpRequest, **extra: Any):
+def _context(
+    model_admin: admin.ModelAdmin[Campaign], request: HttpRequest, **extra: Any
+) -> dict[str, Any]:
     opts = model_admin.model._meta
     return {
         **model_admin.admin_site.each_context(request),
@@ -117,7 +119,7 @@ def _context(model_admin: admin.ModelAdmin[Campaign], request: HttpRequest, **ex
     }
 
 
-def upload_step(model_admin: admin.ModelAdmin[Campaign], request: HttpRequest) -> HttpResponseBase:
+def upload_step(model_admin: admin.ModelAdmin[Campaign], request: HttpRequest) -> HttpResponse:
     form = CampaignUploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         _sweep_stale()
@@ -156,7 +158,7 @@ def upload_step(model_admin: admin.ModelAdmin[Campaign], request: HttpRequest) -
 
 def confirm_step(
     model_admin: admin.ModelAdmin[Campaign], request: HttpRequest, token: str
-) -> HttpResponseBase:
+) -> HttpResponse:
     add_url = reverse("admin:campaigns_campaign_add")
     data = request.session.get(SESSION_PREFIX + token) if _TOKEN.match(token) else None
     if data is None or not Path(data["path"]).exists():
@@ -198,7 +200,7 @@ def confirm_step(
                         if when == CampaignConfirmForm.SCHEDULE
                         else None,
                         start_now=when == CampaignConfirmForm.START_NOW,
-                        created_by=request.user,
+                        created_by=request.user if request.user.is_authenticated else None,
                         default_region=data["default_region"],
                         priority=data["priority"],
                     )
@@ -206,7 +208,7 @@ def confirm_step(
                 form.add_error(None, str(exc))
             else:
                 _discard(request, token)
-                campaign = result.campaign
+                campaign = result.created
                 logger.info("campaign %s created from admin upload", campaign.pk)
                 model_admin.message_user(
                     request,

@@ -132,7 +132,7 @@ class OutboundMessageAdmin(admin.ModelAdmin[OutboundMessage]):
     def has_requeue_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("messaging.change_outboundmessage")
 
-    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
         # The campaign page links here filtered by campaign.
         return lookup == "campaign__id__exact" or super().lookup_allowed(lookup, value, request)
 

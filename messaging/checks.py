@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import Error, register
 
 
 @register()
-def check_cluster_timing(app_configs, **kwargs) -> list[Error]:
+def check_cluster_timing(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[Error]:
     """django-q2 hands a task out again after `retry` seconds even if it still runs, so a
     sender slice must end (slice + one HTTP read timeout) within `timeout`, and `timeout` must
-    be below `retry` (engine-notes §1: the classic duplicate execution)."""
+    be below `retry` (docs/engine-notes.md §1: the classic duplicate execution)."""
     cluster = settings.Q_CLUSTER
     timeout, retry = cluster.get("timeout"), cluster.get("retry")
     errors = []

@@ -1,8 +1,8 @@
 """The Graph API client: the only module that talks HTTP to WhatsApp.
 
-The send path uses urllib3's connection pool directly (what `requests` is built on): on this
-machine it costs about half the CPU per request of a `requests.Session` (engine-notes §5), which
-is what lets one process pace 1,000 msg/s. Template sync, rarely called, uses `requests`.
+The send path uses urllib3's connection pool directly (what `requests` is built on): it costs
+about half the CPU per request of a `requests.Session` (docs/engine-notes.md §5), which is what
+lets one process pace 1,000 msg/s. Template sync, rarely called, uses `requests`.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def parse_send_response(http_status: int, body: bytes) -> SendOutcome:
             )
         # A 2xx without a wamid: the API may have taken it; treat like a lost answer.
         return SendOutcome(OutcomeKind.AMBIGUOUS, http_status=http_status, detail="2xx without id")
-    error = data.get("error") if isinstance(data.get("error"), dict) else {}
+    error: dict[str, Any] = data["error"] if isinstance(data.get("error"), dict) else {}
     code = error.get("code")
     code = code if isinstance(code, int) else None
     details = (
@@ -168,7 +168,7 @@ def fetch_templates(
 ) -> list[dict[str, Any]]:
     """All templates of a business account, following `paging.next` (management API)."""
     base = (base_url or settings.WHATSAPP_API_BASE_URL).rstrip("/")
-    url: str | None = f"{base}/{settings.WHATSAPP_API_VERSION}/{waba_id}/message_templates"
+    url = f"{base}/{settings.WHATSAPP_API_VERSION}/{waba_id}/message_templates"
     params: dict[str, Any] | None = {
         "fields": "id,name,language,status,category,parameter_format,components,quality_score",
         "limit": page_size,
@@ -182,8 +182,9 @@ def fetch_templates(
             response.raise_for_status()
             data = response.json()
             templates.extend(data.get("data", []))
-            url = data.get("paging", {}).get("next")
+            next_page = data.get("paging", {}).get("next")
             params = None
-            if not url:
+            if not next_page:
                 break
+            url = next_page
     return templates

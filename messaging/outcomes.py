@@ -120,7 +120,15 @@ def decide(
     raise AssertionError(f"unhandled action {rule.action}")
 
 
-def _retry_or_fail(message, attempts, code, category, detail, now, rule_cap=None) -> RowOutcome:
+def _retry_or_fail(
+    message: ClaimedMessage,
+    attempts: int,
+    code: int | None,
+    category: str,
+    detail: str,
+    now: datetime,
+    rule_cap: int | None = None,
+) -> RowOutcome:
     cap = min(settings.SENDER_MAX_ATTEMPTS, rule_cap or settings.SENDER_MAX_ATTEMPTS)
     if attempts >= cap:
         return RowOutcome(message.id, S.FAILED, attempts, None, None, code, category, detail)

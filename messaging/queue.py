@@ -1,7 +1,7 @@
 """The queue's SQL: claim due rows, write outcomes back, recover leases, reconcile unknowns.
 
-On PostgreSQL each step is one statement whatever the batch size (engine-notes §2: a
-MATERIALIZED CTE with FOR UPDATE SKIP LOCKED to claim; UPDATE … FROM unnest(arrays) to write,
+On PostgreSQL each step is one statement whatever the batch size (docs/engine-notes.md §2:
+a MATERIALIZED CTE with FOR UPDATE SKIP LOCKED to claim; UPDATE … FROM unnest(arrays) to write,
 with the campaign counters moved in the same statement). SQLite (single-process quickstart)
 gets plain ORM equivalents.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import F
@@ -93,7 +94,9 @@ def claim_due(
     return claimed
 
 
-def _claim_orm(campaign_id, status, now, want, worker) -> list[ClaimedMessage]:
+def _claim_orm(
+    campaign_id: int, status: int, now: datetime, want: int, worker: str
+) -> list[ClaimedMessage]:
     ids = list(
         OutboundMessage.objects.filter(
             campaign_id=campaign_id, status=status, next_attempt_at__lte=now
@@ -179,7 +182,7 @@ def record_outcomes(
     now = timezone.now()
     if not _is_postgres():
         return _record_orm(outcomes, from_statuses, now)
-    columns = [
+    columns: list[list[Any]] = [
         [o.id for o in outcomes],
         [o.status for o in outcomes],
         [o.attempts for o in outcomes],
@@ -194,11 +197,13 @@ def record_outcomes(
         return cursor.fetchall()
 
 
-def _record_orm(outcomes, from_statuses, now) -> list[tuple[int, int, int]]:
+def _record_orm(
+    outcomes: list[RowOutcome], from_statuses: tuple[int, ...], now: datetime
+) -> list[tuple[int, int, int]]:
     moved = []
     with transaction.atomic():
         for o in outcomes:
-            fields = {
+            fields: dict[str, Any] = {
                 "status": o.status,
                 "attempts": o.attempts,
                 "error_code": o.error_code,

@@ -87,7 +87,9 @@ def memory(request: HttpRequest) -> JsonResponse:
     )
 
 
-def _metric(lines: list[str], name: str, help_text: str, samples: dict[str, int], label: str):
+def _metric(
+    lines: list[str], name: str, help_text: str, samples: dict[str, int], label: str
+) -> None:
     lines.append(f"# HELP {name} {help_text}")
     lines.append(f"# TYPE {name} gauge")
     for key, value in samples.items():

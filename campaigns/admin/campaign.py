@@ -62,8 +62,8 @@ def _refusal(verb: str) -> Any:
 
 class CampaignTemplateInline(admin.TabularInline[CampaignTemplate, Campaign]):
     model = CampaignTemplate
-    fields = ["template_link", "weight", "position"]
-    readonly_fields = fields
+    readonly_fields = ("template_link", "weight", "position")
+    fields = readonly_fields
     extra = 0
     can_delete = False
     show_change_link = False
@@ -333,7 +333,7 @@ class CampaignAdmin(CampaignAudienceViews, admin.ModelAdmin[Campaign]):
 
     def add_view(
         self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
-    ) -> HttpResponseBase:
+    ) -> HttpResponse:
         require_permission(self, request, "add")
         return admin_wizard.upload_step(self, request)
 

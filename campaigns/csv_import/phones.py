@@ -134,7 +134,7 @@ def _parse_reason(exc: NumberParseException) -> str:
 
 
 def _invalid_reason(number: phonenumbers.PhoneNumber) -> str:
-    country = phonenumbers.region_code_for_country_code(number.country_code)
+    country = phonenumbers.region_code_for_country_code(number.country_code or 0)
     where = f"+{number.country_code}" if country in ("ZZ", "001") else country
     result = phonenumbers.is_possible_number_with_reason(number)
     if result == ValidationResult.INVALID_COUNTRY_CODE:

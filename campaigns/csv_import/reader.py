@@ -78,6 +78,7 @@ class CsvFile:
 
     def __init__(self, source: str | Path | IO[bytes]) -> None:
         self._owned: IO[bytes] | None = None
+        stream: IO[bytes]
         if isinstance(source, (str, Path)):
             path = Path(source)
             if not path.is_file():

@@ -21,6 +21,13 @@ class CsvRow:
     raw_phone: str
     reason: str = ""
 
+    @property
+    def e164(self) -> str:
+        """The number of a usable row (the importers only queue those)."""
+        if self.phone is None:
+            raise ValueError(f"row {self.row_number} has no usable phone: {self.reason}")
+        return self.phone
+
 
 def parse_rows(
     csv_file: CsvFile, *, region: str, needed: dict[str, str] | None = None

@@ -37,6 +37,13 @@ class ImportResult:
     rejections: list[RejectionRow] = field(default_factory=list)
     preview: list[PreviewMessage] = field(default_factory=list)
 
+    @property
+    def created(self) -> Campaign:
+        """The campaign an import created; a preview has none."""
+        if self.campaign is None:
+            raise ValueError("a preview creates no campaign")
+        return self.campaign
+
 
 @dataclass
 class _Job:

@@ -8,12 +8,13 @@ start values before the test.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from messaging.simulator.harness import SimulatorHandle, start_simulator
 
-SESSION_OPTIONS = {
+SESSION_OPTIONS: dict[str, Any] = {
     "seed": 20240601,
     "token": "test-token",
     "app_secret": "test-app-secret",

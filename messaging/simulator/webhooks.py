@@ -105,7 +105,9 @@ class WebhookDispatcher:
         if callback is not None:
             base["biz_opaque_callback_data"] = callback
         if fail_code is not None:
-            planned = [("failed", 1, {"errors": [webhook_error(fail_code)]})]
+            planned: list[tuple[str, int, dict[str, Any]]] = [
+                ("failed", 1, {"errors": [webhook_error(fail_code)]})
+            ]
         else:
             planned = [("sent", 1, {"pricing": _PRICING})]
             draw = rng.random()

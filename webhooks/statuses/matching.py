@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 from django.db import connection, transaction
 
@@ -143,7 +144,7 @@ def match_unmatched_statuses(*, since: datetime, limit: int = 500) -> int:
     return _settle(logs).matched
 
 
-def _lock_logs(where: str, params: list[object], limit: int = 10_000) -> list[LogRow]:
+def _lock_logs(where: str, params: list[Any], limit: int = 10_000) -> list[LogRow]:
     with connection.cursor() as cursor:
         # SKIP LOCKED: a log row another applier holds is being matched by it right now.
         cursor.execute(

@@ -51,4 +51,5 @@ def _read(path: Path) -> list[Any]:
         raise CommandError(f"{path}: not valid JSON (nested too deeply)") from None
     if not isinstance(document, dict) or not isinstance(document.get("data"), list):
         raise CommandError(f'{path}: expected an object with a "data" list of templates')
-    return document["data"]
+    templates: list[Any] = document["data"]
+    return templates
