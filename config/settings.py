@@ -206,7 +206,7 @@ AUTO_REPLY_MAX_PER_USER_PER_DAY = env.int("AUTO_REPLY_MAX_PER_USER_PER_DAY", def
 
 # --- django-q2 ----------------------------------------------------------------------------
 # django-q2 carries control tasks (sender slices, watchdog, webhook apply), never one task
-# per message. timeout < retry, or a slow task is handed out twice (engine-notes §1).
+# per message. timeout < retry, or a slow task is handed out twice (docs/engine-notes.md §1).
 Q_CLUSTER = {
     "name": "wacampaigns",
     "orm": "default",

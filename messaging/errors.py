@@ -1,7 +1,8 @@
 """The one table that maps WhatsApp error codes to a category and the engine's action.
 
 Used by the sender for send responses and by the webhooks for failed statuses, so both paths
-treat a code the same way (see ../shared/whatsapp-cloud-api.md §2.2). Staff see it in admin.
+treat a code the same way (docs/whatsapp-api.md says what each code means and why it is where
+it is). Staff see it in admin.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ lost database or Redis connection is waited out (messaging/transient.py), never 
   a broken dispatcher chain within seconds; the dispatcher restarts missing slices each second.
 - `watchdog` (a Schedule every minute) restarts the dispatcher chain if it broke: a backstop.
 Slices are short (SENDER_SLICE_SECONDS, 30 s) and Q_CLUSTER timeout (60 s) < retry (120 s), so
-django-q2 never re-delivers a slice that is still running (engine-notes §1).
+django-q2 never re-delivers a slice that is still running (docs/engine-notes.md §1).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ DISPATCH_LOCK = "wac:lock:dispatch"
 # A lock lives this long unless its holder extends it (every LOCK_HEARTBEAT seconds).
 LOCK_TTL = 5.0
 LOCK_HEARTBEAT = 1.0
-# What one sender process comfortably sustains (engine-notes §5: ~1,000/s is the edge).
+# What one sender process comfortably sustains (docs/engine-notes.md §5: ~1,000/s is the edge).
 RATE_PER_SLOT = 600
 
 

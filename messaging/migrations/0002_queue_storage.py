@@ -1,5 +1,5 @@
-"""PostgreSQL storage tuning for the send queue (engine-notes §2): room for HOT updates and
-an autovacuum that keeps up with the churn of a busy queue. A no-op on SQLite."""
+"""PostgreSQL storage tuning for the send queue (docs/engine-notes.md §2): room for HOT updates
+and an autovacuum that keeps up with the churn of a busy queue. A no-op on SQLite."""
 
 from django.db import migrations
 

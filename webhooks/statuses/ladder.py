@@ -200,7 +200,7 @@ def _write(rows: dict[int, Row], links: list[tuple[int, int]], outcome: Outcome)
 def _write_postgres(changed: list[Row], links: list[tuple[int, int]], outcome: Outcome) -> None:
     with connection.cursor() as cursor:
         if changed:
-            # One UPDATE for the batch (engine-notes §2: bulk_update is ~16× slower).
+            # One UPDATE for the batch (docs/engine-notes.md §2: bulk_update is ~16× slower).
             cols = ["id", *_WRITE_COLUMNS]
             types = ", ".join(f"{c} {_PG_TYPES.get(c, 'timestamptz')}" for c in cols)
             cursor.execute(
