@@ -144,8 +144,8 @@ class InboundMessageAdmin(ReadOnlyAdmin):
 
     def inbox_view(self, request: HttpRequest) -> HttpResponse:
         require_permission(self, request, "view")
-        sender_id = request.GET.get("sender")
-        rows = conversations(sender_id=int(sender_id) if (sender_id or "").isdigit() else None)
+        sender_id = request.GET.get("sender", "")
+        rows = conversations(sender_id=int(sender_id) if sender_id.isdigit() else None)
         page = Paginator(rows, 50).get_page(request.GET.get("page"))
         senders = {
             s.pk: s for s in SenderNumber.objects.filter(pk__in={r["sender_id"] for r in page})

@@ -189,4 +189,4 @@ def record_preferences(*, events: Sequence[PreferenceEvent]) -> None:
             lift = Suppression.objects.filter(
                 phone__in=phones, source=Suppression.Source.USER_PREFERENCES
             ).values_list("phone", flat=True)
-            unsuppress_numbers(phones=list(lift))
+            unsuppress_numbers(phones=[phone for phone in lift if phone is not None])

@@ -126,11 +126,17 @@ class ParsedBody:
             (
                 f"{label} {getattr(event, 'wamid', '') or getattr(event, 'field', '')}".strip(),
                 event,
-                ParsedBody(**{name: [event]}),
+                self._alone(name, event),
             )
             for label, events, name in kinds
             for event in events
         ]
+
+    @staticmethod
+    def _alone(name: str, event: object) -> ParsedBody:
+        body = ParsedBody()
+        getattr(body, name).append(event)
+        return body
 
 
 def unstorable(value: Any) -> str | None:

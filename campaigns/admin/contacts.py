@@ -113,8 +113,9 @@ class SuppressionAdmin(admin.ModelAdmin[Suppression]):
             super().save_model(request, obj, form, change)
             return
         # Through the service, so the contact is marked opted out too.
-        suppress_numbers(phones=[obj.phone], source=obj.source, reason=obj.reason)
-        obj.pk = Suppression.objects.get(phone_hash=phone_hash(obj.phone)).pk
+        phone: str = form.cleaned_data["phone"]  # required and E.164 on the add form
+        suppress_numbers(phones=[phone], source=obj.source, reason=obj.reason)
+        obj.pk = Suppression.objects.get(phone_hash=phone_hash(phone)).pk
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # An erased contact's entry (no number, only the hash) is what keeps them unmessaged.
@@ -123,7 +124,10 @@ class SuppressionAdmin(admin.ModelAdmin[Suppression]):
         return super().has_delete_permission(request, obj)
 
     def delete_model(self, request: HttpRequest, obj: Suppression) -> None:
-        unsuppress_numbers(phones=[obj.phone])
+        if obj.phone is not None:  # an erased entry has none and stays (has_delete_permission)
+            unsuppress_numbers(phones=[obj.phone])
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Suppression]) -> None:
-        unsuppress_numbers(phones=list(queryset.values_list("phone", flat=True)))
+        # Erased entries (no number) stay: they are what keeps those people unmessaged.
+        phones = queryset.values_list("phone", flat=True)
+        unsuppress_numbers(phones=[phone for phone in phones if phone is not None])

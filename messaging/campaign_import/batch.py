@@ -71,7 +71,7 @@ class _BatchImport:
         result: ImportResult,
         state: dict[str, int],
     ) -> None:
-        phones = [r.phone for r in batch]
+        phones = [r.e164 for r in batch]
         blocked = suppressed_phones(phones)
         blocked |= set(
             Contact.objects.filter(phone__in=phones, opted_out_at__isnull=False).values_list(

@@ -148,7 +148,7 @@ class SimulatorApp:
         if not template:
             return False
         known = self.by_key.get((template["name"], template["language"]["code"]))
-        return bool(known) and str(known.get("category", "")).upper() == "MARKETING"
+        return known is not None and str(known.get("category", "")).upper() == "MARKETING"
 
     def _over_limit(
         self, phone_number_id: str, message: dict[str, Any], now: float
@@ -175,7 +175,9 @@ class SimulatorApp:
                 return cfg.portfolio_limit_code, f"portfolio {portfolio} messaging limit reached"
         return None
 
-    def _count_toward_limits(self, phone_number_id: str, message: dict[str, Any], now: float):
+    def _count_toward_limits(
+        self, phone_number_id: str, message: dict[str, Any], now: float
+    ) -> None:
         cfg, state = self.config, self.state
         if not message.get("template"):
             return  # only template (business-initiated) messages count
