@@ -17,7 +17,7 @@ from campaigns.limits import (
     PRIORITY_MIN,
     start_time_problem,
 )
-from campaigns.models import MessageTemplate, SenderNumber, Suppression
+from campaigns.models import ContactList, MessageTemplate, SenderNumber, Suppression
 
 TEMPLATE_SLOTS = 4
 
@@ -199,15 +199,12 @@ class ListUploadForm(forms.Form):
 
 class AddToListForm(forms.Form):
     contact_list = forms.ModelChoiceField(
-        queryset=None, required=False, label="Existing list", empty_label="(a new list)"
+        queryset=ContactList.objects.order_by("name"),  # evaluated per form, when rendered
+        required=False,
+        label="Existing list",
+        empty_label="(a new list)",
     )
     new_list = forms.CharField(max_length=200, required=False, label="or a new list named")
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        from campaigns.models import ContactList
-
-        super().__init__(*args, **kwargs)
-        self.fields["contact_list"].queryset = ContactList.objects.order_by("name")
 
     def clean(self) -> dict[str, Any]:
         from campaigns.models import ContactList
@@ -221,10 +218,16 @@ class AddToListForm(forms.Form):
         return cleaned
 
 
+def _cohort_choices() -> list[tuple[str, str]]:
+    from messaging.cohorts import COHORTS  # messaging imports campaigns: look it up when used
+
+    return [(c.value, c.label) for c in COHORTS]
+
+
 class FollowUpForm(forms.Form):
     """The campaign page's follow-up: a cohort of this campaign becomes a draft."""
 
-    outcome = forms.ChoiceField(choices=[])
+    outcome = forms.ChoiceField(choices=_cohort_choices)
     hours = forms.FloatField(
         min_value=0,
         max_value=24 * 90,
@@ -233,12 +236,6 @@ class FollowUpForm(forms.Form):
         label="at least … hours ago",
         help_text="For “delivered, not read” and “read, not replied”: give people time.",
     )
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        from messaging.cohorts import COHORTS
-
-        super().__init__(*args, **kwargs)
-        self.fields["outcome"].choices = [(c.value, c.label) for c in COHORTS]
 
 
 class RescheduleForm(forms.Form):

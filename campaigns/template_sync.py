@@ -61,7 +61,8 @@ def template_fields(item: Any, *, where: str) -> dict[str, Any]:
             f"{where} ({item['name']}): 'components' must be a list of objects with a type"
         )
     for key in ("name", "language", "status", "category", "id"):
-        limit = MessageTemplate._meta.get_field("graph_id" if key == "id" else key).max_length
+        field = MessageTemplate._meta.get_field("graph_id" if key == "id" else key)
+        limit = getattr(field, "max_length", None)
         value = str(item.get(key) or "").strip()
         if limit is not None and len(value) > limit:
             raise TemplateDataError(f"{where}: {key!r} is {len(value)} characters; at most {limit}")

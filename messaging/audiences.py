@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import QuerySet
 
@@ -78,7 +78,7 @@ def draft_from_audience(
     name: str,
     sender_id: int,
     templates: Sequence[tuple[MessageTemplate, int]],
-    created_by: AbstractBaseUser | None = None,
+    created_by: User | None = None,
 ) -> ImportResult:
     """A draft campaign from any audience, through the import service (same checks, report and
     suppression as a CSV)."""
@@ -100,7 +100,7 @@ def follow_up_campaign(
     hours: float = 0,
     templates: Sequence[tuple[MessageTemplate, int]] | None = None,
     name: str = "",
-    created_by: AbstractBaseUser | None = None,
+    created_by: User | None = None,
 ) -> ImportResult:
     """A draft to the cohort `outcome` of `campaign`: same sender, and its templates and
     weights unless others are given."""

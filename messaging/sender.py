@@ -22,8 +22,11 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -90,7 +93,7 @@ class RunStats:
 class ActiveCampaign:
     id: int
     priority: int
-    valid_until: object
+    valid_until: datetime | None
 
 
 class NumberSender:
@@ -268,7 +271,7 @@ class NumberSender:
             self.active = {}
 
     # --- the feeder ------------------------------------------------------------------------
-    def _guard(self, target, *args) -> None:
+    def _guard(self, target: Callable[..., object], *args: Any) -> None:
         """Thread body wrapper: each thread has its own DB connection and closes it."""
         try:
             target(*args)
@@ -285,7 +288,8 @@ class NumberSender:
 
     def _feed(self, deadline: float, until_idle: bool) -> None:
         backoff = Backoff(f"sender {self.number.pk}: feeder")
-        self._next_refresh, self._seen_version = 0.0, None
+        self._next_refresh = 0.0
+        self._seen_version: int | None = None
         try:
             while not self.stop.is_set() and time.monotonic() < deadline:
                 step = lambda: self._feed_once(until_idle)  # noqa: E731
@@ -437,7 +441,7 @@ class NumberSender:
     def _flush(self) -> None:
         if self._effects_due is not None:  # recorded, but applying its effects failed
             self._apply(self._effects_due)
-        batch = []
+        batch: list[tuple[ClaimedMessage, SendOutcome]] = []
         while self.results and len(batch) < FLUSH_MAX_ROWS * 10:
             batch.append(self.results.popleft())
         if batch:

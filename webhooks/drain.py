@@ -12,10 +12,12 @@ databases (the SQLite demo) the ORM equivalents chosen by messaging/sql_paths.py
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import psycopg
@@ -237,7 +239,7 @@ def drain(
     max_seconds: float | None = None,
     batch_size: int = BATCH_SIZE,
     idle_sleep: float = 0.2,
-    stop: object = None,
+    stop: Callable[[], bool] | None = None,
 ) -> int:
     """Apply pending bodies batch after batch; returns how many bodies were applied.
 
@@ -261,7 +263,7 @@ def drain(
             since = timezone.now() - REMATCH_WINDOW
             try:
                 retry_transient(
-                    lambda since=since: match_unmatched_statuses(since=since),
+                    functools.partial(match_unmatched_statuses, since=since),
                     backoff=backoff,
                     stop=stop,
                     deadline=deadline,

@@ -45,7 +45,9 @@ def _report(result: ImportResult) -> str:
     )
 
 
-def _created(model_admin: admin.ModelAdmin[Any], request: HttpRequest, result: ImportResult):
+def _created(
+    model_admin: admin.ModelAdmin[Any], request: HttpRequest, result: ImportResult
+) -> HttpResponseRedirect:
     draft = result.campaign
     assert draft is not None
     model_admin.message_user(
@@ -243,7 +245,7 @@ class CampaignAudienceViews:
         form = FollowUpForm(request.POST)
         if not form.is_valid():
             for field, errors in form.errors.items():
-                self.message_user(request, f"{field}: {' '.join(errors)}", messages.ERROR)  # type: ignore[attr-defined]
+                self.message_user(request, f"{field}: {' '.join(map(str, errors))}", messages.ERROR)  # type: ignore[attr-defined]
             return back
         try:
             result = audiences.follow_up_campaign(
@@ -268,7 +270,8 @@ class ContactAudienceActions:
         form = AddToListForm(request.POST if "add_to_list" in request.POST else None)
         if form.is_valid():
             target = form.cleaned_data["contact_list"] or ContactList.objects.create(
-                name=form.cleaned_data["new_list"].strip(), created_by=request.user
+                name=form.cleaned_data["new_list"].strip(),
+                created_by=request.user if request.user.is_authenticated else None,
             )
             added = audiences.add_contacts_to_list(contact_list=target, contacts=queryset)
             self.message_user(request, f"Added {added} contact(s) to “{target}”.")  # type: ignore[attr-defined]
@@ -358,7 +361,7 @@ class ContactListAdmin(admin.ModelAdmin[ContactList]):
         form = ListUploadForm(request.POST or None, request.FILES or None)
         if request.method != "POST" or not form.is_valid():
             for field, errors in (form.errors if request.method == "POST" else {}).items():
-                self.message_user(request, f"{field}: {' '.join(errors)}", messages.ERROR)
+                self.message_user(request, f"{field}: {' '.join(map(str, errors))}", messages.ERROR)
             return back
         try:
             result = audiences.add_rows_to_list(

@@ -63,6 +63,7 @@ def check_row(
     """
     raw = raw_phone.strip()
     name = values.get(NAME_HEADER, "")[:200]
+    phone: str | None
     if normalised:
         phone, reason = raw, ""
     else:

@@ -88,17 +88,17 @@ class _BatchImport:
         if job.campaign is None:
             for row, template_id, components in planned:
                 if len(result.preview) < job.preview_limit:
-                    result.preview.append(_preview_message(job, row.phone, template_id, components))
+                    result.preview.append(_preview_message(job, row.e164, template_id, components))
             result.queued += len(planned)
             return
         contacts = upsert_contacts(keep)
         messages = OutboundMessage.objects.bulk_create(
             OutboundMessage(
                 campaign=job.campaign,
-                contact_id=contacts[row.phone],
+                contact_id=contacts[row.e164],
                 template_id=template_id,
                 sender=job.sender,
-                phone=row.phone,
+                phone=row.e164,
                 parameters=components,
                 priority=job.priority,
                 status=OutboundStatus.QUEUED,
@@ -120,9 +120,9 @@ def upsert_contacts(rows: list[CsvRow]) -> dict[str, int]:
     changed, new = [], []
     for row in rows:
         attributes = {k: v for k, v in row.values.items() if k != "name"}
-        contact = existing.get(row.phone)
+        contact = existing.get(row.e164)
         if contact is None:
-            new.append(Contact(phone=row.phone, name=row.name, attributes=attributes))
+            new.append(Contact(phone=row.e164, name=row.name, attributes=attributes))
             continue
         merged = {**contact.attributes, **attributes}
         name = row.name or contact.name

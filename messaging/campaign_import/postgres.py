@@ -143,8 +143,8 @@ class _PostgresImport:
             result.rejections.append(RejectionRow(*row))
         cursor.execute(f"TRUNCATE {batch}")
         with cursor.cursor.copy(f"COPY {batch} (row_number, phone, name, vals) FROM STDIN") as copy:
-            for row in chunk.kept:
-                copy.write_row(row)
+            for kept_row in chunk.kept:
+                copy.write_row(kept_row)
         seq = self._apply_loaded(cursor, job, batch, len(chunk.kept), seq, result)
         if job.campaign is not None and chunk.rejected:
             table = ImportRejection._meta.db_table

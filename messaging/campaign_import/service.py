@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -43,7 +43,7 @@ def create_campaign(
     templates: Sequence[tuple[MessageTemplate, int]],
     start_at: datetime | None = None,
     start_now: bool = False,
-    created_by: AbstractBaseUser | None = None,
+    created_by: User | None = None,
     default_region: str | None = None,
     priority: int = 0,
 ) -> ImportResult:
@@ -130,9 +130,10 @@ def preview_csv(*, csv_file: str | Path | IO[bytes], **options: Any) -> ImportRe
 def _run(job: _Job, audience: Audience, region: str) -> ImportResult:
     needed = required_columns(job.plans)
     backend = _backend()
-    select = audience.selected_sql() if isinstance(backend, _PostgresImport) else None
-    if select is not None:
-        return backend.run_selected(job, select, needed)
+    if isinstance(backend, _PostgresImport):
+        select = audience.selected_sql()
+        if select is not None:
+            return backend.run_selected(job, select, needed)
     return backend.run(job, audience.rows(region=region, needed=needed))
 
 

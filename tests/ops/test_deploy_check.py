@@ -25,7 +25,10 @@ def deploy_check(**env: str) -> subprocess.CompletedProcess:
 
 def test_production_settings_pass_the_deploy_check():
     result = deploy_check(
-        SECRET_KEY=secrets.token_urlsafe(50), DEBUG="false", ALLOWED_HOSTS="wa.example.com"
+        SECRET_KEY=secrets.token_urlsafe(50),
+        SUPPRESSION_HASH_PEPPER=secrets.token_urlsafe(32),
+        DEBUG="false",
+        ALLOWED_HOSTS="wa.example.com",
     )
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout

@@ -7,6 +7,9 @@ import signal
 import socket
 import threading
 import time
+from typing import Any
+
+from django.core.management.base import CommandParser
 
 from campaigns.commands import SafeCommand, number_option, text_option
 from messaging.maintenance import Supervisor
@@ -18,12 +21,14 @@ from messaging.transient import Backoff, GaveUp, retry_transient
 class Command(SafeCommand):
     help = "Send due messages of running campaigns at each number's rate (foreground engine)."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--until-idle", action="store_true", help="exit when nothing runs")
         parser.add_argument("--max-seconds", type=float, default=24 * 3600)
         parser.add_argument("--worker-id", default="", help="name in claimed_by (default host:pid)")
 
-    def handle(self, *args, until_idle: bool, max_seconds: float, worker_id: str, **options):
+    def handle(
+        self, *args: Any, until_idle: bool, max_seconds: float, worker_id: str, **options: Any
+    ) -> None:
         number_option("--max-seconds", max_seconds, open_lo=True)
         worker_id = text_option(
             "--worker-id", worker_id, model=OutboundMessage, field="claimed_by", required=False
