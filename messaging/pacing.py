@@ -35,7 +35,10 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from redis import Redis
 
 MIN_RATE = 0.5
 # Throttle response: a trim of THROTTLE_TRIM msg/s (÷ 1 + latency) per 130429 answer; from
@@ -174,7 +177,7 @@ class RedisBucket:
     """The shared bucket of one sender number; atomic because each step is one Lua script."""
 
     def __init__(
-        self, client, *, key: str, target: float, cap: float, initial: float | None = None
+        self, client: Redis, *, key: str, target: float, cap: float, initial: float | None = None
     ) -> None:
         self.key = key
         self.target = target
@@ -195,7 +198,7 @@ class RedisBucket:
 
     def admit(self, *, now: float | None = None) -> bool:
         member = f"{self._member_prefix}{next(self._members)}"
-        args = [_clock(now), self.cap, GUARD_WINDOW, member]
+        args: list[str | float] = [_clock(now), self.cap, GUARD_WINDOW, member]
         return bool(self._admit(keys=[self.key + ":guard"], args=args))
 
     def throttled(self, *, latency: float = 0.0, now: float | None = None) -> float:
@@ -208,7 +211,7 @@ class RedisBucket:
         return float(rate) if rate else None
 
     def serving(self, worker_id: str, *, now: float | None = None) -> int:
-        args = [_clock(now), worker_id, HEARTBEAT_TTL]
+        args: list[str | float] = [_clock(now), worker_id, HEARTBEAT_TTL]
         return int(self._serving(keys=[self.key + ":workers"], args=args))
 
 

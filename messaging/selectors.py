@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db.models import Count, Min, Sum
 from django.utils import timezone
@@ -83,12 +85,13 @@ def ops_metrics() -> OpsMetrics:
     campaigns = dict.fromkeys(Campaign.Status.values, 0)
     counters = dict.fromkeys(COUNTER_FIELDS, 0)
     # One query gives both the per-status count and the counter sums.
-    rows = (
+    # Mapping: the counter sums are annotated under names the type checker cannot see.
+    by_status: Iterable[Mapping[str, Any]] = (
         Campaign.objects.values("status")
         .annotate(n=Count("id"), **{f: Sum(f) for f in COUNTER_FIELDS})
         .order_by()
     )
-    for row in rows:
+    for row in by_status:
         campaigns[row["status"]] = row["n"]
         for field in COUNTER_FIELDS:
             counters[field] += row[field] or 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -12,6 +14,7 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
+from django_stubs_ext import WithAnnotations
 
 from campaigns.admin_helpers import CappedCountPaginator, require_permission
 from campaigns.models import MessageTemplate, SenderNumber
@@ -38,6 +41,10 @@ def thread_url(sender_id: int, user_phone: str) -> str:
     except NoReverseMatch:
         base = reverse("admin:webhooks_inbox_user", args=[sender_id])
         return f"{base}?{urlencode({'user': user_phone})}"
+
+
+class _Size(TypedDict):
+    size: int  # LENGTH(body), annotated by RawEventAdmin.get_queryset
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -73,7 +80,7 @@ class RawEventAdmin(ReadOnlyAdmin):
         )
 
     @admin.display(description="bytes")
-    def size(self, obj: RawEvent) -> int:
+    def size(self, obj: WithAnnotations[RawEvent, _Size]) -> int:
         return obj.size
 
     @admin.display(description="body")
