@@ -163,7 +163,8 @@ def _claim(limit: int) -> list[tuple[int, bytes]]:
         # SQLite takes the database's write lock at BEGIN (transaction_mode IMMEDIATE), so one
         # drainer at a time holds what it read; elsewhere select_for_update locks the rows.
         rows = RawEvent.objects.filter(applied_at__isnull=True).order_by("id")
-        return list(rows.select_for_update().values_list("id", "body")[:limit])
+        claimed = rows.select_for_update().values_list("id", "body")[:limit]
+        return [(pk, bytes(body)) for pk, body in claimed]  # a BinaryField may be a memoryview
     with connection.cursor() as cursor:
         # Served by rawevent_pending; SKIP LOCKED lets concurrent drainers share the backlog.
         cursor.execute(

@@ -99,10 +99,10 @@ def lock_logs(
     )
     lost = {i for c in candidates if not c[-1] and (i := callback_row_id(c[4])) is not None}
     waiting: set[int] = set()
-    for chunk in _chunks(sorted(lost)):
+    for id_chunk in _chunks(sorted(lost)):
         waiting.update(
             OutboundMessage.objects.filter(
-                pk__in=chunk, wamid__isnull=True, status__in=(S.SENDING, S.UNKNOWN)
+                pk__in=id_chunk, wamid__isnull=True, status__in=(S.SENDING, S.UNKNOWN)
             ).values_list("pk", flat=True)
         )
     chosen = [c[:-1] for c in candidates if c[-1] or callback_row_id(c[4]) in waiting]
@@ -115,8 +115,8 @@ def lock_rows(columns: Sequence[str], wamids: Sequence[str], ids: Sequence[int])
     queryset = OutboundMessage.objects.order_by("id").select_for_update()
     for chunk in _chunks(list(wamids)):
         rows.update((r[0], r) for r in queryset.filter(wamid__in=chunk).values_list(*columns))
-    for chunk in _chunks(list(ids)):
-        rows.update((r[0], r) for r in queryset.filter(pk__in=chunk).values_list(*columns))
+    for id_chunk in _chunks(list(ids)):
+        rows.update((r[0], r) for r in queryset.filter(pk__in=id_chunk).values_list(*columns))
     return [rows[k] for k in sorted(rows)]
 
 
