@@ -202,10 +202,11 @@ class InboundMessageAdmin(ReadOnlyAdmin):
         if not self.can_reply(request):
             raise PermissionDenied
         template = None
-        if request.POST.get("template"):
-            template = MessageTemplate.objects.filter(
-                pk=request.POST["template"] if request.POST["template"].isdigit() else None
-            ).first()
+        chosen = request.POST.get("template", "")
+        if chosen:
+            template = (
+                MessageTemplate.objects.filter(pk=int(chosen)).first() if chosen.isdigit() else None
+            )
             if template is None:
                 messages.error(request, "Choose one of the listed templates.")
                 return HttpResponseRedirect(thread_url(sender.pk, user_phone))
