@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from campaigns.csv_import import normalise_phone
 from campaigns.models import MessageTemplate, SenderNumber
@@ -47,7 +47,7 @@ def send_test(
     template: MessageTemplate,
     components: list[dict[str, Any]],
     to: Sequence[str],
-    requested_by: AbstractBaseUser | None = None,
+    requested_by: User | None = None,
 ) -> list[PreviewSend]:
     """Send the rendered template to each of `to` (staff numbers of this sender only)."""
     allowed = set(staff_numbers(sender))
