@@ -57,25 +57,27 @@ def recipient_phone(raw: str, region: str) -> tuple[str | None, str]:
     number, reason = _valid_number(raw, region)
     if number is None:
         return None, reason
-    kind = _NOT_RECIPIENTS.get(_premium_or_toll_free(number))
-    if kind is not None:
-        return None, kind
+    refused = _premium_or_toll_free(number)
+    if refused is not None:
+        return None, _NOT_RECIPIENTS[refused]
     return phonenumbers.format_number(number, PhoneNumberFormat.E164), ""
 
 
 _matches = getattr(phonenumberutil, "_is_number_matching_desc", None)
 
 
-def _premium_or_toll_free(number: phonenumbers.PhoneNumber) -> object:
+def _premium_or_toll_free(number: phonenumbers.PhoneNumber) -> int | None:
     """PREMIUM_RATE, TOLL_FREE or None. Only those two patterns of the country's main region
     are matched (shared across regions of one calling code, e.g. NANPA's 8xx and 900): a
     third of `number_type`'s cost, which tries every type; it runs for every imported row."""
     if _matches is None:  # phonenumbers changed its internals: the slower public call
-        return phonenumbers.number_type(number)
-    region = phonenumbers.region_code_for_country_code(number.country_code)
-    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(
-        number.country_code, region
-    )
+        kind = phonenumbers.number_type(number)
+        return kind if kind in _NOT_RECIPIENTS else None
+    country_code = number.country_code
+    if country_code is None:  # never for a parsed number; the type allows it
+        return None
+    region = phonenumbers.region_code_for_country_code(country_code)
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
     if metadata is None:
         return None
     national = phonenumbers.national_significant_number(number)
