@@ -114,7 +114,8 @@ def parse_send_response(http_status: int, body: bytes) -> SendOutcome:
         return SendOutcome(OutcomeKind.AMBIGUOUS, http_status=http_status, detail="2xx without id")
     error: dict[str, Any] = data["error"] if isinstance(data.get("error"), dict) else {}
     code = error.get("code")
-    code = code if isinstance(code, int) else None
+    # The queue row's error_code is a 32-bit column: a code beyond it is no code we know.
+    code = code if isinstance(code, int) and -(2**31) <= code < 2**31 else None
     details = (
         error.get("error_data", {}).get("details")
         if isinstance(error.get("error_data"), dict)

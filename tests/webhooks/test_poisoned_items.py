@@ -114,3 +114,13 @@ def test_staff_see_rejected_items_in_admin(admin_client, client):
     response = admin_client.get("/admin/webhooks/rejectedwebhookitem/")
     assert response.status_code == 200
     assert "contains a NUL character" in response.content.decode()
+
+
+def test_a_send_answer_with_an_error_code_beyond_32_bits_has_no_code():
+    """The same limit on the send path: the queue row's error_code column could not hold it."""
+    from messaging.graph_api import parse_send_response
+
+    body = json.dumps({"error": {"code": 2**40, "message": "odd"}}).encode()
+    assert parse_send_response(400, body).error_code is None
+    body = json.dumps({"error": {"code": 131026, "message": "undeliverable"}}).encode()
+    assert parse_send_response(400, body).error_code == 131026
