@@ -23,9 +23,10 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from campaigns.admin_helpers import permitted_object_or_404
+from campaigns.admin_helpers import permitted_object_or_404, require_permission
 from campaigns.models import Campaign
 from campaigns.results import chart, figures, insight, live
+from campaigns.results import dashboard as dashboard_selectors
 from messaging import services
 from messaging.services import TransitionError
 
@@ -171,9 +172,29 @@ def promote(
     return redirect("admin:campaigns_campaign_change", campaign.pk)
 
 
+def dashboard(model_admin: Any, request: HttpRequest) -> TemplateResponse:
+    require_permission(model_admin, request, "view")
+    opts = model_admin.model._meta
+    rows = []
+    for campaign in dashboard_selectors.active_campaigns():
+        f = figures.figures(campaign)
+        rows.append({"campaign": campaign, "figures": f})
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": "Operations dashboard",
+        "opts": opts,
+        "app_label": opts.app_label,
+        "campaign_rows": rows,
+        "senders": dashboard_selectors.senders_today(),
+    }
+    request.current_app = model_admin.admin_site.name
+    return TemplateResponse(request, "admin/campaigns/dashboard.html", context)
+
+
 def view_urls(model_admin: Any) -> list[tuple[str, Any, str]]:
     """(route, view, name) of this page's URLs, wrapped by the admin site."""
     return [
+        ("dashboard/", dashboard, "campaigns_dashboard"),
         ("<path:object_id>/live.json", live_json, "campaigns_campaign_live"),
         ("<path:object_id>/chart.svg", chart_svg, "campaigns_campaign_chart"),
         ("<path:object_id>/details/", details, "campaigns_campaign_details"),
