@@ -21,6 +21,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from campaigns.csv_import.rendering import message_text
 from campaigns.forms import CampaignConfirmForm, CampaignUploadForm, check_templates
 from campaigns.models import Campaign, MessageTemplate, SenderNumber
 from messaging.campaign_import import create_campaign_from_csv, preview_csv
@@ -67,26 +68,10 @@ def _discard(request: HttpRequest, token: str) -> None:
         Path(data["path"]).unlink(missing_ok=True)
 
 
-def _describe_components(components: list[dict[str, Any]]) -> str:
-    """'BODY: Alice, 1234 | BUTTON: …' — what staff need to see that the variables fit."""
-    parts = []
-    for component in components:
-        values = []
-        for parameter in component.get("parameters", []):
-            kind = parameter.get("type", "")
-            value = parameter.get(kind)
-            if isinstance(value, dict):
-                value = value.get("link") or value.get("fallback_value") or value
-            values.append(str(value))
-        label = component.get("type", "").upper()
-        if component.get("sub_type"):
-            label += f" {component['sub_type']}"
-        parts.append(f"{label}: {', '.join(values)}" if values else label)
-    return " | ".join(parts)
-
-
-def _summary(result: Any) -> dict[str, Any]:
-    """The preview as JSON for the session (what step 2 shows)."""
+def _summary(result: Any, templates: list[tuple[MessageTemplate, int]]) -> dict[str, Any]:
+    """The preview as JSON for the session (what step 2 shows): each message as the person
+    will read it (message_text), not its raw parameters."""
+    by_key = {(t.name, t.language): t for t, _ in templates}
     return {
         "queued": result.queued,
         "rejected": result.rejected,
@@ -97,7 +82,9 @@ def _summary(result: Any) -> dict[str, Any]:
             {
                 "phone": p.phone,
                 "template": f"{p.template_name}:{p.template_language}",
-                "text": _describe_components(p.components),
+                "text": message_text(by_key[(p.template_name, p.template_language)], p.components)
+                if (p.template_name, p.template_language) in by_key
+                else "",
                 # What a test send from this page sends (admin/test_send.py).
                 "components": p.components,
             }
@@ -119,15 +106,50 @@ def _context(
     }
 
 
+PENDING_KEY = "campaign_upload_pending"
+
+
+def _pending_upload(request: HttpRequest) -> dict[str, str] | None:
+    """The file uploaded with a form that then had errors, if it is still on disk."""
+    pending = request.session.get(PENDING_KEY)
+    if pending and Path(pending["path"]).exists():
+        return pending
+    return None
+
+
+def _keep_upload(request: HttpRequest, uploaded: UploadedFile | None) -> dict[str, str] | None:
+    """A newly uploaded file replaces the kept one; otherwise the kept one stays."""
+    if uploaded is None:
+        return _pending_upload(request)
+    previous = request.session.pop(PENDING_KEY, None)
+    if previous:
+        Path(previous["path"]).unlink(missing_ok=True)
+    _sweep_stale()
+    token, path = _store(uploaded)
+    pending = {"token": token, "path": str(path), "file_name": uploaded.name or "upload.csv"}
+    request.session[PENDING_KEY] = pending
+    return pending
+
+
 def upload_step(model_admin: admin.ModelAdmin[Campaign], request: HttpRequest) -> HttpResponse:
     form = CampaignUploadForm(request.POST or None, request.FILES or None)
-    if request.method == "POST" and form.is_valid():
-        _sweep_stale()
-        token, path = _store(form.cleaned_data["csv_file"])
+    # Kept before validation, so an error anywhere never makes staff choose the file again.
+    if request.method == "POST":
+        pending = _keep_upload(request, request.FILES.get("csv_file"))
+    else:
+        pending = _pending_upload(request)
+    if pending is not None:  # before validation: bound fields copy the help text once
+        kept = pending["file_name"]
+        help_text = f"Kept from your last try: {kept}. Choose a file only to replace it."
+        form.fields["csv_file"].help_text = help_text
+    valid = request.method == "POST" and form.is_valid()
+    if request.method == "POST" and pending is None:
+        form.add_error("csv_file", "Choose the CSV file to send to.")
+    if valid and pending is not None:
         templates = form.templates_with_weights()
         region = form.cleaned_data["default_region"] or None
         try:
-            with path.open("rb") as csv_file:
+            with Path(pending["path"]).open("rb") as csv_file:
                 result = preview_csv(
                     csv_file=csv_file,
                     sender=form.cleaned_data["sender"],
@@ -136,22 +158,27 @@ def upload_step(model_admin: admin.ModelAdmin[Campaign], request: HttpRequest) -
                     limit=PREVIEW_ROWS,
                 )
         except ValueError as exc:  # CsvImportError, or templates the sender cannot use
-            path.unlink(missing_ok=True)
             form.add_error("csv_file", str(exc))
         else:
+            request.session.pop(PENDING_KEY, None)
+            token = pending["token"]
             request.session[SESSION_PREFIX + token] = {
-                "path": str(path),
-                "file_name": form.cleaned_data["csv_file"].name,
+                "path": pending["path"],
+                "file_name": pending["file_name"],
                 "name": form.cleaned_data["name"],
                 "sender_id": form.cleaned_data["sender"].pk,
                 "templates": [[t.pk, weight] for t, weight in templates],
                 "default_region": region,
                 "priority": form.cleaned_data["priority"],
-                "summary": _summary(result),
+                "summary": _summary(result, templates),
             }
             return HttpResponseRedirect(
                 reverse("admin:campaigns_campaign_add_confirm", args=[token])
             )
+    if pending is not None:
+        kept = pending["file_name"]
+        help_text = f"Kept from your last try: {kept}. Choose a file only to replace it."
+        form.fields["csv_file"].help_text = help_text
     context = _context(model_admin, request, title="Add campaign: upload", form=form)
     return TemplateResponse(request, "admin/campaigns/campaign/wizard_upload.html", context)
 

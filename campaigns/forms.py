@@ -45,8 +45,11 @@ class CampaignUploadForm(forms.Form):
     """Step 1: the CSV and what to send it with."""
 
     name = forms.CharField(max_length=NAME_MAX)
+    # Not required by the form: after an error the wizard keeps the file already uploaded
+    # (admin_wizard.upload_step), so staff fix the other fields without choosing it again.
     csv_file = forms.FileField(
         label="CSV file",
+        required=False,
         help_text="A header row with a phone column; other columns fill template variables.",
     )
     sender = forms.ModelChoiceField(
@@ -62,7 +65,12 @@ class CampaignUploadForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["default_region"].initial = settings.WHATSAPP_DEFAULT_REGION
-        templates = MessageTemplate.objects.select_related("account").order_by("name", "language")
+        # Only templates that can be sent: a paused or rejected one would only fail later.
+        templates = (
+            MessageTemplate.objects.filter(status=MessageTemplate.SENDABLE_STATUS)
+            .select_related("account")
+            .order_by("name", "language")
+        )
         for slot in range(1, TEMPLATE_SLOTS + 1):
             self.fields[f"template_{slot}"] = forms.ModelChoiceField(
                 queryset=templates,

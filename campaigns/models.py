@@ -97,9 +97,12 @@ class MessageTemplate(models.Model):
     def __str__(self) -> str:
         return f"{self.name}:{self.language}"
 
+    # The one status a template can be sent in (forms list only these).
+    SENDABLE_STATUS = "APPROVED"
+
     @property
     def is_sendable(self) -> bool:
-        return self.status == "APPROVED"
+        return self.status == self.SENDABLE_STATUS
 
 
 # An erased contact's phone (and its queue rows' and messages'): "erased:<contact id>".

@@ -25,13 +25,11 @@ class ReplyRefused(Exception):
 
 def reply_templates(sender: SenderNumber) -> list[MessageTemplate]:
     """What staff may pick outside the window: the account's approved templates."""
-    return [
-        t
-        for t in MessageTemplate.objects.filter(account_id=sender.account_id).order_by(
-            "name", "language"
-        )
-        if t.is_sendable
-    ]
+    return list(
+        MessageTemplate.objects.filter(
+            account_id=sender.account_id, status=MessageTemplate.SENDABLE_STATUS
+        ).order_by("name", "language")
+    )
 
 
 def send_staff_reply(

@@ -62,8 +62,9 @@ def test_upload_preview_confirm_creates_a_running_campaign_with_its_queue(
     preview = admin_client.get(confirm_url)
     page = preview.content.decode()
     assert preview.status_code == 200
-    assert "+14152000001" in page and "BODY: Alice, A1" in page
-    assert "+14152000002" in page and "BODY: Bob, B2" in page
+    # The message as the person reads it, not its raw parameters.
+    assert "+14152000001" in page and "Hi Alice, your code is A1" in page
+    assert "+14152000002" in page and "Hi Bob, your code is B2" in page
     assert '<td id="count-queued">2</td>' in page
     assert '<td id="count-rejected">1</td>' in page
     assert '<td id="count-duplicates">1</td>' in page
@@ -123,7 +124,41 @@ def test_csv_without_a_phone_column_is_an_error_on_the_form(admin_client, sender
     assert "no phone column" in response.content.decode()
     assert Campaign.objects.count() == 0
     assert OutboundMessage.objects.count() == 0
-    assert _uploads() == []
+    assert len(_uploads()) == 1  # kept, so fixing another field needs no new upload
+    assert "Kept from your last try: contacts.csv" in response.content.decode()
+
+
+def test_after_an_error_the_uploaded_file_is_kept(admin_client, sender, template, account):
+    other = factories.TemplateFactory(name="foreign_promo")
+    first = _upload(admin_client, sender, other)
+    assert "belongs to account" in first.content.decode()
+    data = {
+        "name": "Spring sale",
+        "sender": sender.pk,
+        "template_1": template.pk,
+        "weight_1": 1,
+        "default_region": "US",
+        "priority": 0,
+    }
+    second = admin_client.post(ADD_URL, data)  # no file chosen this time
+    assert second.status_code == 302
+    assert "Hi Alice, your code is A1" in admin_client.get(second["Location"]).content.decode()
+    assert len(_uploads()) == 1
+
+
+def test_a_new_file_replaces_the_kept_one(admin_client, sender, template):
+    _upload(admin_client, sender, template, content=b"name,code\nAlice,A1\n")
+    response = _upload(admin_client, sender, template)
+    assert response.status_code == 302
+    assert len(_uploads()) == 1
+
+
+def test_without_any_file_the_form_asks_for_one(admin_client, sender, template):
+    response = admin_client.post(
+        ADD_URL, {"name": "x", "sender": sender.pk, "template_1": template.pk, "priority": 0}
+    )
+    assert response.status_code == 200
+    assert "Choose the CSV file to send to." in response.content.decode()
 
 
 def test_template_of_another_account_is_refused(admin_client, sender):
@@ -132,14 +167,15 @@ def test_template_of_another_account_is_refused(admin_client, sender):
     assert response.status_code == 200
     assert "belongs to account" in response.content.decode()
     assert "foreign_promo" in response.content.decode()
-    assert Campaign.objects.count() == 0 and _uploads() == []
+    assert Campaign.objects.count() == 0
 
 
 def test_unapproved_template_is_refused(admin_client, sender, account):
     pending = factories.TemplateFactory(account=account, name="new_promo", status="PENDING")
+    assert "new_promo" not in admin_client.get(ADD_URL).content.decode()  # not offered
     response = _upload(admin_client, sender, pending)
     assert response.status_code == 200
-    assert "is PENDING, not APPROVED" in response.content.decode()
+    assert "Select a valid choice" in response.content.decode()
     assert Campaign.objects.count() == 0
 
 
