@@ -98,7 +98,14 @@ def whatsapp_webhook(request: HttpRequest) -> HttpResponse:
         return _handshake(request)
     if request.method != "POST":
         return HttpResponseNotAllowed(["GET", "POST"])
-    body = read_body(request)
+    try:
+        body = read_body(request)
+    except RequestDataTooBig:
+        return refusals.refuse(
+            HttpResponse("body too large", status=413),
+            "webhook refused: body over DATA_UPLOAD_MAX_MEMORY_SIZE (%s bytes)",
+            settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
+        )
     # Before parsing anything: an unsigned body is never parsed nor stored.
     if not signature_ok(body, request.headers.get("X-Hub-Signature-256")):
         return refusals.refuse(

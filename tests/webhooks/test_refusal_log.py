@@ -37,3 +37,11 @@ def test_a_flood_is_one_line_per_window_that_counts_the_rest(client, caplog, fre
     lines = [r.getMessage() for r in _warnings(caplog)]
     assert len(lines) == 2
     assert "(and 5 more refused in the last 10 s)" in lines[1]
+
+
+def test_an_oversized_body_is_a_413_with_one_line(client, caplog, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    with caplog.at_level(logging.INFO):
+        assert post(client, b"x" * 200).status_code == 413
+    lines = [r.getMessage() for r in _warnings(caplog)]
+    assert len(lines) == 1 and "DATA_UPLOAD_MAX_MEMORY_SIZE" in lines[0], lines
