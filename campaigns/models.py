@@ -204,6 +204,9 @@ class Campaign(models.Model):
     rejected_count = models.PositiveIntegerField(default=0)
     duplicate_count = models.PositiveIntegerField(default=0)
     suppressed_count = models.PositiveIntegerField(default=0)
+    # The audience's columns in order (a CSV's header): positional template variables follow
+    # it, so a follow-up to this campaign's recipients fills {{1}}, {{2}}… from the same ones.
+    audience_columns = models.JSONField(default=list, blank=True)
 
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL

@@ -51,7 +51,10 @@ def cohort_audience(
     rows = recipients(campaign_id=campaign.pk, outcome=outcome, hours=hours, now=now)
     label = Outcome(outcome).label
     return ContactsAudience(
-        rows, prefix="contact__", description=f"the cohort “{label}” of “{campaign.name}”"
+        rows,
+        prefix="contact__",
+        description=f"the cohort “{label}” of “{campaign.name}”",
+        columns=campaign.audience_columns,
     )
 
 

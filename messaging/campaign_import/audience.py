@@ -125,8 +125,9 @@ class ContactsAudience(Audience):
 
     `queryset` is over Contact (`prefix` "") or a model with a contact foreign key (`prefix`
     "contact__", e.g. a cohort's queue rows); `order_by` is the field that orders it. Phones
-    are stored in E.164 already; template variables are read from the name and attributes, and
-    positional variables take the name, then the attributes in alphabetical order.
+    are stored in E.164 already; template variables are read from the name and attributes.
+    Positional variables follow `columns` (e.g. the earlier campaign's CSV header) where given,
+    else the name, then the attributes in alphabetical order.
     """
 
     def __init__(
@@ -136,8 +137,10 @@ class ContactsAudience(Audience):
         prefix: str = "",
         order_by: str = "id",
         description: str = "the selection",
+        columns: Sequence[str] | None = None,
     ) -> None:
         self._queryset = queryset.order_by(order_by)
+        self._columns = tuple(columns or ())
         self._prefix = prefix
         self._order_by = order_by
         self.empty_message = f"{description} has no contacts"
@@ -149,7 +152,14 @@ class ContactsAudience(Audience):
     def __enter__(self) -> ContactsAudience:
         if not self._queryset.exists():
             raise CsvImportError(self.empty_message)
-        self.columns = ("phone", NAME_HEADER, *sorted(self._attribute_keys() - {NAME_HEADER}))
+        keys = self._attribute_keys() | {NAME_HEADER}
+        # Known columns first, in their order (a follow-up keeps its campaign's variables);
+        # any other attribute after them, alphabetically.
+        known = [c for c in self._columns if c in keys or c in PHONE_HEADERS]
+        rest = sorted(keys - set(known) - {NAME_HEADER})
+        lead = [] if NAME_HEADER in known else [NAME_HEADER]
+        phone = [] if any(c in PHONE_HEADERS for c in known) else ["phone"]
+        self.columns = (*phone, *lead, *known, *rest)
         return self
 
     def _attribute_keys(self) -> set[str]:

@@ -81,6 +81,7 @@ def create_campaign(
             rejected_count=result.rejected,
             duplicate_count=result.duplicates,
             suppressed_count=result.suppressed,
+            audience_columns=list(audience.columns),
         )
         if start_now or start_at is not None:
             start_campaign(campaign_id=campaign.pk, at=None if start_now else start_at)

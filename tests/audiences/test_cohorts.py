@@ -118,3 +118,29 @@ def test_hours_count_from_now(finished):
     with rows:
         phones = [r.phone for r in rows.rows(region="US", needed={})]
     assert phones == [finished.rows["delivered_old"].phone]
+
+
+def test_a_follow_up_fills_positional_variables_from_the_campaigns_own_columns(
+    sender, template, tmp_path, sql_path
+):
+    from messaging.campaign_import import create_campaign_from_csv
+
+    path = tmp_path / "c.csv"
+    # Not alphabetical: {{1}} is the code, {{2}} the name.
+    path.write_text("phone,code,name\n4155552671,A1,Ann\n4155552672,B2,Bob\n")
+    original = create_campaign_from_csv(
+        name="Coded", csv_file=path, sender=sender, templates=[(template, 1)]
+    ).campaign
+    assert original.audience_columns == ["phone", "code", "name"]
+    OutboundMessage.objects.filter(campaign=original).update(
+        status=OutboundStatus.SENT, accepted_at=NOW
+    )
+    draft = follow_up_campaign(campaign=original, outcome=Outcome.NOT_DELIVERED).campaign
+    sent = list(
+        OutboundMessage.objects.filter(campaign=original).order_by("id").values_list("parameters")
+    )
+    again = list(
+        OutboundMessage.objects.filter(campaign=draft).order_by("id").values_list("parameters")
+    )
+    assert again == sent
+    assert sent[0][0][0]["parameters"][0]["text"] == "A1"
