@@ -17,7 +17,7 @@ from typing import Any
 
 from django.http import StreamingHttpResponse
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_START = frozenset("=+-@\t\r")
 _PLAIN_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
 # Rows per chunk handed to the server: one write per row would cost more than the row.
 _ROWS_PER_CHUNK = 1000
@@ -26,14 +26,14 @@ _ROWS_PER_CHUNK = 1000
 def neutralise_cell(value: Any) -> Any:
     """The cell as a spreadsheet will not evaluate it (the one rule for every download)."""
     if type(value) is str:
-        if value.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(value):
+        if value[:1] in _FORMULA_START and not _PLAIN_NUMBER.fullmatch(value):
             return "'" + value
         return value
     if value is None:
         return ""
     if isinstance(value, datetime):
         return value.isoformat()
-    return neutralise_cell(str(value)) if not isinstance(value, int | float) else value
+    return value if isinstance(value, int | float) else neutralise_cell(str(value))
 
 
 def csv_lines(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator[str]:
@@ -41,9 +41,14 @@ def csv_lines(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator[
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow([neutralise_cell(h) for h in header])
+    starts = _FORMULA_START
     n = 0
     for row in rows:
-        writer.writerow([neutralise_cell(cell) for cell in row])
+        # Inlined for the common cell (text that cannot be a formula): a million-row export
+        # makes ten million of these checks.
+        writer.writerow(
+            [c if type(c) is str and c[:1] not in starts else neutralise_cell(c) for c in row]
+        )
         n += 1
         if n == _ROWS_PER_CHUNK:
             yield buffer.getvalue()

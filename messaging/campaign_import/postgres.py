@@ -65,7 +65,8 @@ class _PostgresImport:
             )
             loaded = cursor.rowcount
             loaded -= self._reject_selected(cursor, job, batch, needed, result)
-            seq = self._apply_loaded(cursor, job, batch, loaded, 0, result)
+            # The contacts are the selection itself: no upsert to do.
+            seq = self._apply_loaded(cursor, job, batch, loaded, 0, result, contacts_exist=True)
             self._finish(cursor, job, batch, seq, result)
         return result
 
@@ -156,7 +157,15 @@ class _PostgresImport:
         return seq
 
     def _apply_loaded(
-        self, cursor: Any, job: _Job, batch: str, loaded: int, seq: int, result: ImportResult
+        self,
+        cursor: Any,
+        job: _Job,
+        batch: str,
+        loaded: int,
+        seq: int,
+        result: ImportResult,
+        *,
+        contacts_exist: bool = False,
     ) -> int:
         """The rows now in the batch table, whatever loaded them: suppressed numbers dropped,
         then previewed or written. Returns the queue position after them."""
@@ -176,25 +185,28 @@ class _PostgresImport:
         if job.campaign is None:
             self._preview_batch(cursor, job, batch, seq, result)
             return seq + kept
-        self._write(cursor, job, batch, seq)
+        self._write(cursor, job, batch, seq, upsert_contacts=not contacts_exist)
         return seq + kept
 
     @staticmethod
-    def _write(cursor: Any, job: _Job, batch: str, seq: int) -> None:
+    def _write(
+        cursor: Any, job: _Job, batch: str, seq: int, *, upsert_contacts: bool = True
+    ) -> None:
         contact = Contact._meta.db_table
         campaign = job.campaign
         assert campaign is not None
-        # Sorted by phone, so two imports sharing numbers lock them in the same order.
-        cursor.execute(
-            f"INSERT INTO {contact} AS c (phone, name, attributes, wa_id, created_at) "  # noqa: S608
-            f"SELECT phone, coalesce(name, ''), vals - 'name', '', %s FROM {batch} "
-            "ORDER BY phone ON CONFLICT (phone) DO UPDATE SET "
-            "name = CASE WHEN EXCLUDED.name <> '' THEN EXCLUDED.name ELSE c.name END, "
-            "attributes = c.attributes || EXCLUDED.attributes "
-            "WHERE (EXCLUDED.name <> '' AND EXCLUDED.name <> c.name) "
-            "OR NOT c.attributes @> EXCLUDED.attributes",
-            [job.now],
-        )
+        if upsert_contacts:
+            # Sorted by phone, so two imports sharing numbers lock them in the same order.
+            cursor.execute(
+                f"INSERT INTO {contact} AS c (phone, name, attributes, wa_id, created_at) "  # noqa: S608
+                f"SELECT phone, coalesce(name, ''), vals - 'name', '', %s FROM {batch} "
+                "ORDER BY phone ON CONFLICT (phone) DO UPDATE SET "
+                "name = CASE WHEN EXCLUDED.name <> '' THEN EXCLUDED.name ELSE c.name END, "
+                "attributes = c.attributes || EXCLUDED.attributes "
+                "WHERE (EXCLUDED.name <> '' AND EXCLUDED.name <> c.name) "
+                "OR NOT c.attributes @> EXCLUDED.attributes",
+                [job.now],
+            )
         render_sql, render_params = _render_case(job.plans)
         period = len(job.pattern)
         cursor.execute(
