@@ -144,3 +144,13 @@ def test_purge_refuses_a_bad_batch_size():
 
     with pytest.raises(CommandError, match="--batch-size 0: must be between 1 and 100000"):
         call_command("purge", "--batch-size", "0")
+
+
+def test_a_purged_body_takes_its_rejected_items_along():
+    from webhooks.models import RejectedWebhookItem
+
+    body = _body(received_days_ago=30, applied_days_ago=30)
+    RejectedWebhookItem.objects.create(raw_event=body, where="entry[0]", reason="x", item="{}")
+    purge()
+    assert not RawEvent.objects.filter(pk=body.pk).exists()
+    assert not RejectedWebhookItem.objects.exists()
