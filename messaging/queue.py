@@ -116,6 +116,22 @@ def _claim_orm(
     ]
 
 
+def bring_forward_retries(*, campaign_id: int) -> int:
+    """Make a campaign's waiting transient-error retries due now; returns how many.
+
+    For the tail of a campaign: once nothing else is due and the API answers normally, its
+    last rows should not sit out backoffs while the number has capacity to spare. The attempt
+    cap still holds (each retry is an attempt).
+    """
+    now = timezone.now()
+    return OutboundMessage.objects.filter(
+        campaign_id=campaign_id,
+        status=S.RETRY,
+        error_category="transient",
+        next_attempt_at__gt=now,
+    ).update(next_attempt_at=now)
+
+
 def release(messages: list[ClaimedMessage]) -> int:
     """Give claimed-but-unsent rows back (pause, cancel, shutdown); the attempt never happened."""
     if not messages:

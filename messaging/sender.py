@@ -35,7 +35,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, MessageTemplate, SenderNumber
 from messaging import queue, state_version
-from messaging.errors import Action, ErrorRule
+from messaging.errors import Action, Category, ErrorRule
 from messaging.graph_api import (
     GraphApiClient,
     OutcomeKind,
@@ -64,6 +64,12 @@ REFRESH_INTERVAL = 0.8
 REFRESH_BACKSTOP = 10.0
 RETRY_CLAIM_INTERVAL = 1.0  # the first retry of a transient error is due after ~1 s
 FLUSH_INTERVAL = 1.0
+FLUSH_INTERVAL_IDLE = 0.25  # nothing left to send: outcomes (and so retries) go back sooner
+TAIL_CLAIM_INTERVAL = 0.25
+# A campaign with nothing due brings its transient retries forward while the API is healthy:
+# fewer than this share of this worker's recent answers were transient errors.
+HEALTHY_TRANSIENT_SHARE = 0.1
+HEALTH_SAMPLES = 200
 FLUSH_MAX_ROWS = 1000
 CHUNK_SECONDS = 0.05  # slots reserved per bucket call
 # A slot missed by more than this is skipped, never bunched into a burst: checked by the
@@ -121,6 +127,7 @@ class NumberSender:
         self.pool_size = max(IN_FLIGHT_SPARE, settings.SENDER_MAX_IN_FLIGHT)
         self.latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self.latency_p95 = ASSUMED_LATENCY
+        self.recent_transient: deque[bool] = deque(maxlen=HEALTH_SAMPLES)
         self.client = client or GraphApiClient(max_connections=self.pool_size)
         self.token = access_token(self.number.account.waba_id)
         self.pending: deque[ClaimedMessage] = deque()
@@ -134,6 +141,8 @@ class NumberSender:
         self.in_flight_lock = threading.Lock()
         self.next_claim = 0.0
         self.next_retry_claim = 0.0
+        self.claim_again = False
+        self.at_tail = False  # the last claim found less due than it could send
         # Sends/s this worker achieves, smoothed; starts at its expected share of the rate.
         self.workers_serving = max(1, self.bucket.serving(self.worker_id))
         self.own_rate = self.rate / self.workers_serving
@@ -239,6 +248,10 @@ class NumberSender:
             outcome = SendOutcome(OutcomeKind.AMBIGUOUS, detail=f"crash: {exc}"[:500])
         if outcome.rule is not None:
             self._react(message, outcome.rule)
+        self.recent_transient.append(
+            outcome.kind == OutcomeKind.NOT_SENT
+            or (outcome.rule is not None and outcome.rule.category == Category.TRANSIENT)
+        )
         self.results.append((message, outcome))
         with self.in_flight_lock:
             self.in_flight -= 1
@@ -311,12 +324,18 @@ class NumberSender:
         self._release_unsendable()
         self._measure_own_rate(now)
         low = len(self.pending) < self.own_rate * CLAIM_HORIZON / 2
-        if low and now >= self.next_claim and not self._claim():
-            self.next_claim = now + 1.0  # nothing due: don't poll the table hot
+        if low and now >= self.next_claim and not self._claim() and not self.claim_again:
+            # Nothing due: don't poll the table hot, unless answers still to come may bring
+            # retries (the campaign's tail).
+            self.next_claim = now + (TAIL_CLAIM_INTERVAL if self._answers_due() else 1.0)
+        self.claim_again = False
         self.claiming.set()
         if until_idle and not self.active and not self.pending and self._idle():
             return True
         return not self.active and not until_idle and not self.pending
+
+    def _answers_due(self) -> bool:
+        return self.in_flight > 0 or bool(self.results)
 
     def _idle(self) -> bool:
         return self.in_flight == 0 and not self.results
@@ -370,7 +389,9 @@ class NumberSender:
         claimed_any = False
         retries = time.monotonic() >= self.next_retry_claim
         if retries:
-            self.next_retry_claim = time.monotonic() + RETRY_CLAIM_INTERVAL
+            interval = TAIL_CLAIM_INTERVAL if self.at_tail else RETRY_CLAIM_INTERVAL
+            self.next_retry_claim = time.monotonic() + interval
+            self.at_tail = False
         # Highest priority first; campaigns of equal priority share the budget equally and
         # their rows are interleaved, so two campaigns on one number progress side by side.
         by_priority: dict[int, list[int]] = {}
@@ -387,6 +408,12 @@ class NumberSender:
                 if not batch and retries:
                     # Rows in hand are still "sending", so this cannot complete too early.
                     complete_if_finished(campaign_id=c)
+                if retries and len(batch) < share and self._api_healthy():
+                    # Less is due than we could send: the campaign's tail. Its transient
+                    # retries need not sit out their backoffs; claim them now.
+                    self.at_tail = True
+                    if queue.bring_forward_retries(campaign_id=c):
+                        self.next_retry_claim, self.claim_again = 0.0, True
             claimed = [m for group in _interleave(batches) for m in group]
             self.pending.extend(claimed)
             claimed_any = claimed_any or bool(claimed)
@@ -394,6 +421,11 @@ class NumberSender:
             if budget <= 0:
                 break
         return claimed_any
+
+    def _api_healthy(self) -> bool:
+        """Most recent answers were not transient errors (no outage to wait out)."""
+        answers = list(self.recent_transient)
+        return bool(answers) and sum(answers) < HEALTHY_TRANSIENT_SHARE * len(answers)
 
     def _release_unsendable(self) -> None:
         if not self.active and self.pending:
@@ -436,7 +468,7 @@ class NumberSender:
                 if finished:
                     raise  # outcomes not written: the rows are left to their lease
                 continue  # told to finish while the database was away: the last flush retries
-            self.done.wait(FLUSH_INTERVAL)
+            self.done.wait(FLUSH_INTERVAL if self.pending else FLUSH_INTERVAL_IDLE)
 
     def _flush(self) -> None:
         if self._effects_due is not None:  # recorded, but applying its effects failed
