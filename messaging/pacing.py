@@ -5,13 +5,13 @@ Three pieces, each one Lua script (atomic, timed by the Redis server's clock):
 - **Slots** (GCRA, "virtual scheduling"): the bucket keeps the theoretical arrival time (TAT)
   of the next free slot; a worker reserves `n` slots at once and sends them 1/rate apart. No
   burst after idle.
-- **The guard**: a sliding window of the send starts of every worker over the last
-  GUARD_WINDOW seconds. An HTTP thread asks it just before writing its request and gives the
-  slot up when the window already holds the number's cap. Slots that start late or bunch after
-  a scheduling stall can therefore never put more than the cap into a second. The window is
-  a little longer than one second so that sends which reach the API a few ms after they
-  started (a starved client) still fit into the API's own one-second window (docs/benchmarks.md
-  "Sending engine": the guard).
+- **The guard**, in the same script: every slot handed out, by any worker, is kept in a sliding
+  window, and a slot is only handed out while the GUARD_WINDOW before it holds fewer than the
+  number's cap (otherwise it moves to when the window has room). A send starts at its slot or
+  gives the slot up (the sender's LATE_START), so whatever the configured rate, a throttle
+  pause or a scheduling stall, our starts never put more than the cap into a second. The window
+  is longer than one second by a margin for that lateness and for requests that reach the API
+  later than others (a starved client, the network).
 - **The rate** follows the evidence. Each 130429 means about one send over the real cap in
   that second, so it trims the rate by about one message/s (divided by 1 + the latency, since
   throttles keep arriving for a latency after the fix): an isolated throttle costs a fraction of
@@ -29,8 +29,6 @@ method takes an optional `now` (seconds) for tests; without it the server's cloc
 
 from __future__ import annotations
 
-import itertools
-import os
 import threading
 import time
 from collections import deque
@@ -58,13 +56,16 @@ HEARTBEAT_TTL = 5.0
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    delay: float  # seconds from now until the first reserved slot
-    rate: float  # the rate the slots are spaced at
+    offsets: list[float]  # seconds from now of each reserved slot (ascending)
+    rate: float  # the number's current rate
+
+    @property
+    def delay(self) -> float:
+        return self.offsets[0] if self.offsets else 0.0
 
 
 class Bucket(Protocol):
     def reserve(self, n: int, *, now: float | None = None) -> Reservation: ...
-    def admit(self, *, now: float | None = None) -> bool: ...
     def throttled(self, *, latency: float = 0.0, now: float | None = None) -> float: ...
     def recover(self, *, now: float | None = None) -> float | None: ...
     def serving(self, worker_id: str, *, now: float | None = None) -> int: ...
@@ -79,32 +80,35 @@ if now < 0 then
 end
 """
 
-# KEYS[1] = bucket hash. ARGV = now, target rate, initial rate (learned or target), n.
+# KEYS = bucket hash, guard sorted set. ARGV = now, target rate, initial rate (learned or
+# target), n, cap, guard window. Returns the rate and the offsets from now of the n slots.
 _RESERVE = (
     _NOW
     + """
 local target = tonumber(ARGV[2])
+local n, cap, window = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local rate = tonumber(redis.call('HGET', KEYS[1], 'rate') or ARGV[3])
 if rate > target then rate = target end
 local tat = tonumber(redis.call('HGET', KEYS[1], 'tat') or '0')
 if tat < now then tat = now end
-local start = tat
-tat = tat + tonumber(ARGV[4]) / rate
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
+local result = {tostring(rate)}
+for i = 1, n do
+  -- Slots only ever move forward, so the window before `tat` is everything after tat - window.
+  local since = '(' .. string.format('%.17g', tat - window)
+  while redis.call('ZCOUNT', KEYS[2], since, '+inf') >= cap do
+    local oldest = redis.call('ZRANGEBYSCORE', KEYS[2], since, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    tat = tonumber(oldest[2]) + window + 0.000001
+    since = '(' .. string.format('%.17g', tat - window)
+  end
+  redis.call('ZADD', KEYS[2], tat, string.format('%.17g', tat))
+  result[i + 1] = tostring(tat - now)
+  tat = tat + 1 / rate
+end
 redis.call('HSET', KEYS[1], 'tat', tostring(tat), 'rate', tostring(rate))
 redis.call('EXPIRE', KEYS[1], 604800)
-return {tostring(start - now), tostring(rate)}
-"""
-)
-
-# KEYS[1] = guard sorted set. ARGV = now, cap, window, unique member. Returns 1 = go.
-_ADMIT = (
-    _NOW
-    + """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[1], now, ARGV[4])
-redis.call('PEXPIRE', KEYS[1], 10000)
-return 1
+redis.call('PEXPIRE', KEYS[2], math.ceil(window * 1000) + 60000)
+return result
 """
 )
 
@@ -184,22 +188,14 @@ class RedisBucket:
         self.cap = cap
         self.initial = min(initial or target, target)
         self._reserve = client.register_script(_RESERVE)
-        self._admit = client.register_script(_ADMIT)
         self._throttled = client.register_script(_THROTTLED)
         self._recover = client.register_script(_RECOVER)
         self._serving = client.register_script(_SERVING)
-        self._members = itertools.count()
-        self._member_prefix = f"{os.getpid()}:{id(self)}:"
 
     def reserve(self, n: int, *, now: float | None = None) -> Reservation:
-        args = [_clock(now), self.target, self.initial, n]
-        delay, rate = self._reserve(keys=[self.key], args=args)
-        return Reservation(float(delay), float(rate))
-
-    def admit(self, *, now: float | None = None) -> bool:
-        member = f"{self._member_prefix}{next(self._members)}"
-        args: list[str | float] = [_clock(now), self.cap, GUARD_WINDOW, member]
-        return bool(self._admit(keys=[self.key + ":guard"], args=args))
+        args = [_clock(now), self.target, self.initial, n, self.cap, GUARD_WINDOW]
+        rate, *offsets = self._reserve(keys=[self.key, self.key + ":guard"], args=args)
+        return Reservation([float(o) for o in offsets], float(rate))
 
     def throttled(self, *, latency: float = 0.0, now: float | None = None) -> float:
         args = [_clock(now), self.target, self.initial, _trim(latency), SUSTAINED, EPISODE_GAP]
@@ -228,25 +224,25 @@ class LocalBucket:
         self.changed = float("-inf")
         self.episode = 0
         self.streak = 0
-        self.starts: deque[float] = deque()
+        self.slots: deque[float] = deque()  # the guard: slots handed out lately
         self._lock = threading.Lock()
 
     def reserve(self, n: int, *, now: float | None = None) -> Reservation:
         with self._lock:
             now = time.monotonic() if now is None else now
-            start = max(self.tat, now)
-            self.tat = start + n / self.rate
-            return Reservation(start - now, self.rate)
-
-    def admit(self, *, now: float | None = None) -> bool:
-        with self._lock:
-            now = time.monotonic() if now is None else now
-            while self.starts and self.starts[0] <= now - GUARD_WINDOW:
-                self.starts.popleft()
-            if len(self.starts) >= self.cap:
-                return False
-            self.starts.append(now)
-            return True
+            tat = max(self.tat, now)
+            slots = self.slots
+            while slots and slots[0] <= now - GUARD_WINDOW:
+                slots.popleft()
+            offsets = []
+            for _ in range(n):
+                while len(slots) >= self.cap and slots[-int(self.cap)] > tat - GUARD_WINDOW:
+                    tat = slots[-int(self.cap)] + GUARD_WINDOW + 1e-6
+                slots.append(tat)
+                offsets.append(tat - now)
+                tat += 1 / self.rate
+            self.tat = tat
+            return Reservation(offsets, self.rate)
 
     def throttled(self, *, latency: float = 0.0, now: float | None = None) -> float:
         with self._lock:

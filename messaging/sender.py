@@ -2,8 +2,9 @@
 
 Three threads share the work so that database round trips never delay a send slot:
 - the pacer (the caller's thread) reserves slots from the number's bucket and hands each
-  claimed row to an HTTP thread at its slot time; the HTTP thread asks the bucket's guard
-  right before it sends, so no second ever carries more than the number's cap;
+  claimed row to an HTTP thread at its slot time; the bucket's guard never hands out
+  more slots than the number's cap in a second, and a send that cannot start on time gives its
+  slot up;
 - the feeder keeps a few seconds of claimed rows ready, refreshes which campaigns are running
   (a pause or cancel is seen within a second) and gives back rows it must not send;
 - the flusher writes outcomes back once a second (one statement per batch) and applies the
@@ -191,9 +192,9 @@ class NumberSender:
         wanted = min(len(self.pending), max(1, round(self.rate * CHUNK_SECONDS)))
         reservation = self.bucket.reserve(wanted)
         self.rate = reservation.rate
-        start = time.monotonic() + reservation.delay
-        for i in range(wanted):
-            slot = start + i / reservation.rate
+        now = time.monotonic()
+        for offset in reservation.offsets:
+            slot = now + offset
             wait = slot - time.monotonic()
             if wait > 0:
                 if self.draining.wait(wait):
@@ -233,9 +234,9 @@ class NumberSender:
                 components=message.parameters,
                 callback_data=f"out:{message.id}",
             )
-            # Its slot has passed, or the last second already holds the cap: the row waits
-            # for another slot (never a burst, never over the cap).
-            if time.monotonic() - slot > LATE_START or not self._admitted():
+            # Its slot has passed: the row waits for another (never a burst, and the guard's
+            # window allows for this much lateness only).
+            if time.monotonic() - slot > LATE_START:
                 self._give_slot_back(message)
                 return
             started = time.monotonic()
@@ -255,12 +256,6 @@ class NumberSender:
         self.results.append((message, outcome))
         with self.in_flight_lock:
             self.in_flight -= 1
-
-    def _admitted(self) -> bool:
-        try:
-            return self.bucket.admit()
-        except redis.RedisError:
-            return False  # nothing was sent; the pacer's next reservation waits Redis out
 
     def _give_slot_back(self, message: ClaimedMessage) -> None:
         self.pending.appendleft(message)

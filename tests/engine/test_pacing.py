@@ -14,7 +14,7 @@ from django.db import connection
 
 from campaigns.models import Campaign
 from messaging.outcomes import backoff_seconds
-from messaging.pacing import QUIET, STEP_INTERVAL, RedisBucket
+from messaging.pacing import GUARD_WINDOW, QUIET, STEP_INTERVAL, LocalBucket, RedisBucket
 from messaging.redis_client import get_redis
 from messaging.sender import NumberSender, run_number
 from tests.engine.conftest import make_campaign
@@ -77,12 +77,20 @@ def test_three_starved_workers_never_put_more_than_the_cap_into_a_second(
     assert (campaign.status, campaign.sent) == (Campaign.Status.COMPLETED, 300)
 
 
-def test_the_guard_admits_the_cap_per_window_across_buckets(redis_client):
-    first, second = _bucket(cap=5), _bucket(cap=5)  # two workers of one number
-    admitted = [b.admit(now=100.0 + i * 0.01) for i, b in enumerate([first, second] * 4)]
-    assert admitted == [True] * 5 + [False] * 3
-    # The window slides: once the first starts are older than the window, room again.
-    assert first.admit(now=101.2)
+@pytest.mark.parametrize("shared", [True, False], ids=["redis", "local"])
+def test_the_guard_never_hands_out_more_than_the_cap_per_window(redis_client, shared):
+    # Slots twice as fast as the cap allows (a wrong rate, or a pause that ended): the guard
+    # moves the sixth slot to when the first has left the window.
+    if shared:
+        first, second = _bucket(target=10, cap=5), _bucket(target=10, cap=5)  # two workers
+    else:
+        first = second = LocalBucket(target=10, cap=5)
+    offsets = first.reserve(3, now=100.0).offsets + second.reserve(5, now=100.0).offsets
+    assert offsets[:5] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+    assert offsets[5] == pytest.approx(GUARD_WINDOW)
+    starts = sorted(offsets)
+    for i, start in enumerate(starts):
+        assert sum(1 for other in starts[i:] if other < start + GUARD_WINDOW) <= 5
 
 
 def test_an_isolated_throttle_trims_the_rate_slightly_and_briefly(redis_client):
