@@ -44,6 +44,7 @@ from messaging.graph_api import (
     access_token,
     template_payload,
 )
+from messaging.models import OutboundStatus
 from messaging.outcomes import SideEffects, apply_side_effects, decide
 from messaging.pacing import Bucket, bucket_for
 from messaging.queue import ClaimedMessage
@@ -249,13 +250,39 @@ class NumberSender:
             outcome = SendOutcome(OutcomeKind.AMBIGUOUS, detail=f"crash: {exc}"[:500])
         if outcome.rule is not None:
             self._react(message, outcome.rule)
-        self.recent_transient.append(
-            outcome.kind == OutcomeKind.NOT_SENT
-            or (outcome.rule is not None and outcome.rule.category == Category.TRANSIENT)
+        transient = outcome.kind == OutcomeKind.NOT_SENT or (
+            outcome.rule is not None and outcome.rule.category == Category.TRANSIENT
         )
-        self.results.append((message, outcome))
+        self.recent_transient.append(transient)
+        if not (transient and self._retried_in_hand(message, outcome)):
+            self.results.append((message, outcome))
         with self.in_flight_lock:
             self.in_flight -= 1
+
+    def _retried_in_hand(self, message: ClaimedMessage, outcome: SendOutcome) -> bool:
+        """At a campaign's tail, send a transient failure again at the next slot, from memory.
+
+        The table round trip (flush, due time, claim) would make the last rows wait while the
+        number has capacity to spare. The policy still decides: only a row `decide` would
+        retry goes again, and the new try counts as an attempt, as a claim would count it.
+        """
+        if not self.at_tail or not self._api_healthy():
+            return False
+        campaign = self.active.get(message.campaign_id)
+        if campaign is None:
+            return False
+        row = decide(
+            message,
+            outcome,
+            account_id=self.number.account_id,
+            valid_until=campaign.valid_until,
+            effects=SideEffects(),
+        )
+        if row.status != OutboundStatus.RETRY:
+            return False
+        message.attempts = row.attempts + 1
+        self.pending.append(message)
+        return True
 
     def _give_slot_back(self, message: ClaimedMessage) -> None:
         self.pending.appendleft(message)
