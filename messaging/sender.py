@@ -213,6 +213,9 @@ class NumberSender:
             if full:
                 self.pending.appendleft(message)  # no connection free: this slot is lost
                 self.stats.skipped_slots += 1
+                # The latency is longer than measured (or not measured yet): grow now,
+                # Little's law sizes it again once answers come back.
+                self.max_in_flight = min(self.pool_size, math.ceil(self.max_in_flight * 1.25))
                 continue
             self.stats.sent += 1
             executor.submit(self._send_one, message, slot)
@@ -395,8 +398,9 @@ class NumberSender:
     def _size_in_flight(self) -> None:
         """Little's law on the latencies measured since the last look."""
         samples = sorted(self.latencies)
-        if len(samples) >= 20:
-            self.latency_p95 = samples[int(len(samples) * 0.95) - 1]
+        if len(samples) < 20:
+            return  # too few answers yet: keep the assumed (or grown) size
+        self.latency_p95 = samples[int(len(samples) * 0.95) - 1]
         self.max_in_flight = self._in_flight_for(self.own_rate)
 
     def _in_flight_for(self, rate: float) -> int:
