@@ -185,6 +185,8 @@ class CampaignAudienceViews:
             "export_outcomes": Outcome.choices,
             "follow_up_form": FollowUpForm(),
             "can_reschedule": campaign.status in (Campaign.Status.DRAFT, Campaign.Status.SCHEDULED),
+            # A cohort is made of outcomes: only once something was sent.
+            "can_follow_up": campaign.sent + campaign.failed > 0,
         }
 
     def reschedule_view(self, request: HttpRequest, object_id: str) -> HttpResponseBase:

@@ -18,7 +18,9 @@ HOURS_AGO = NOW - timedelta(hours=30)
 @pytest.fixture
 def finished(sender, template):
     """Recipient i (phone e164(100 + i)) ended as the label says; `city` and `code` set."""
-    campaign = factories.CampaignFactory(sender=sender, name="Spring", status="completed")
+    campaign = factories.CampaignFactory(
+        sender=sender, name="Spring", status="completed", total=7, sent=7, failed=2
+    )
     factories.CampaignTemplateFactory(campaign=campaign, template=template, weight=1)
     plan = [
         ("delivered_old", S.DELIVERED, dict(delivered_at=HOURS_AGO)),
