@@ -34,6 +34,15 @@ class ContactAdmin(ContactAudienceActions, admin.ModelAdmin[Contact]):
     paginator = CappedCountPaginator
     actions = ["opt_out", "opt_in", "forget", "add_to_list", "draft_from_selection"]
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Queue rows point at contacts without a database FK (import speed): a contact is
+        # erased in place ("Forget" below), never deleted.
+        return False
+
+    def has_forget_permission(self, request: HttpRequest) -> bool:
+        # Erasure is what deleting would be: it needs the delete permission on contacts.
+        return super().has_delete_permission(request)
+
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Contact], search_term: str
     ) -> tuple[QuerySet[Contact], bool]:
@@ -58,7 +67,7 @@ class ContactAdmin(ContactAudienceActions, admin.ModelAdmin[Contact]):
 
     @admin.action(
         description="Forget (erase) selected contacts, keeping them suppressed",
-        permissions=["delete"],
+        permissions=["forget"],
     )
     def forget(self, request: HttpRequest, queryset: QuerySet[Contact]) -> Any:
         # The contacts app must not import the queue's: erasure spans messaging and webhooks.
