@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('campaigns', '0005_campaign_parameters_purged_at'),
-        ('messaging', '0005_purge_schedule'),
+        ('messaging', '0006_preview_send'),
     ]
 
     operations = [
