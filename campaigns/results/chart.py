@@ -3,8 +3,8 @@ minute, or wider for long campaigns so a chart never has more than MAX_BUCKETS p
 as a server-side SVG. No chart library: five polylines and two axes are a few lines of
 markup, and nothing has to be vendored, loaded or kept current in the browser.
 
-On PostgreSQL one grouped query reads the campaign's rows once through the (campaign, status)
-index, unnesting the four timestamps of each row (docs/results.md has the measurements);
+On PostgreSQL one grouped query reads the campaign's rows once, grouping by the four bucket
+numbers of each row together (docs/results.md has the measurements);
 elsewhere (the SQLite demo) the same buckets are counted in Python.
 """
 
@@ -54,18 +54,30 @@ def _bucket_seconds(span: float) -> int:
 
 
 def _pg_counts(campaign_id: int, start: datetime, size: int) -> list[tuple[int, int, int]]:
+    """One scan: each row's four bucket numbers grouped together (a few thousand distinct
+    tuples, since a row's statuses come minutes apart), folded per kind here. About twice as
+    fast as unnesting the four timestamps into four rows each (docs/results.md)."""
     table = OutboundMessage._meta.db_table
-    # The table name is ours; every value is a parameter.
+    bucket = "floor(extract(epoch FROM {} - %s) / %s)::int"
+    columns = ("accepted_at", "delivered_at", "read_at", "failed_at")
+    # The table and column names are ours; every value is a parameter.
     sql = (
-        "SELECT kind, floor(extract(epoch FROM ts - %s) / %s)::int AS bucket, count(*) "  # noqa: S608
-        f"FROM {table} o CROSS JOIN LATERAL unnest("
-        "ARRAY[o.accepted_at, o.delivered_at, o.read_at, o.failed_at]) "
-        "WITH ORDINALITY AS t(ts, kind) "
-        "WHERE o.campaign_id = %s AND o.status >= %s AND t.ts IS NOT NULL GROUP BY 1, 2"
+        "SELECT "  # noqa: S608
+        + ", ".join(bucket.format(c) for c in columns)
+        + f", count(*) FROM {table} WHERE campaign_id = %s AND status >= %s GROUP BY 1, 2, 3, 4"
     )
+    params: list[object] = []
+    for _ in columns:
+        params += [start, size]
+    params += [campaign_id, int(OutboundStatus.ACCEPTED)]
+    counts: dict[tuple[int, int], int] = {}
     with connection.cursor() as cursor:
-        cursor.execute(sql, [start, size, campaign_id, int(OutboundStatus.ACCEPTED)])
-        return [(kind - 1, bucket, n) for kind, bucket, n in cursor.fetchall()]
+        cursor.execute(sql, params)
+        for *buckets, n in cursor.fetchall():
+            for kind, value in enumerate(buckets):
+                if value is not None:
+                    counts[(kind, value)] = counts.get((kind, value), 0) + n
+    return [(kind, value, n) for (kind, value), n in counts.items()]
 
 
 def _portable_counts(campaign_id: int, start: datetime, size: int) -> list[tuple[int, int, int]]:

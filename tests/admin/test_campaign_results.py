@@ -187,3 +187,17 @@ def test_chart_draws_each_series_per_minute(admin_client, running, template):
     }
     minute = int((at - running.started_at.replace(second=0, microsecond=0)).total_seconds() // 60)
     assert data.series["accepted"][minute] == 3
+
+
+def test_retry_codes_come_from_the_soonest_rows_and_the_rest_is_one_line(
+    running, template, monkeypatch
+):
+    from messaging import selectors
+
+    monkeypatch.setattr(selectors, "RETRY_CODE_SAMPLE", 2)
+    soon = timezone.now() + timezone.timedelta(minutes=1)
+    _rows(running, template, S.RETRY, 2, error_code=131026, next_attempt_at=soon)
+    later = timezone.now() + timezone.timedelta(hours=24)
+    _rows(running, template, S.RETRY, 3, error_code=131049, next_attempt_at=later)
+    reasons = selectors.waiting_reasons(running)
+    assert [(r.key, r.count) for r in reasons] == [("retry:131026", 2), ("retry:later", 3)]
