@@ -66,7 +66,7 @@ def _pg_counts(campaign_id: int, start: datetime, size: int) -> list[tuple[int, 
         + ", ".join(bucket.format(c) for c in columns)
         + f", count(*) FROM {table} WHERE campaign_id = %s AND status >= %s GROUP BY 1, 2, 3, 4"
     )
-    params: list[object] = []
+    params: list[datetime | int] = []
     for _ in columns:
         params += [start, size]
     params += [campaign_id, int(OutboundStatus.ACCEPTED)]
