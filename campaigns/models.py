@@ -12,11 +12,31 @@ from django.db.models import Q
 from campaigns.suppression import phone_hash
 
 
+class Portfolio(models.Model):
+    """A business portfolio (Meta Business Manager). Since October 2025 the messaging limit
+    (unique users reached by templates outside a customer-service window, per moving 24 h)
+    is the portfolio's, shared by every number of every account in it."""
+
+    business_id = models.CharField("business id", max_length=64, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    # TIER_250, TIER_2K, TIER_10K, TIER_100K, TIER_UNLIMITED; from the Graph API
+    # (sync_numbers, the business_capability_update webhook) or set by staff.
+    messaging_tier = models.CharField(max_length=32, default="TIER_250")
+    tier_updated_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.name or self.business_id
+
+
 class WhatsAppAccount(models.Model):
     """A WhatsApp Business Account (WABA). Its token lives in the environment, never here."""
 
     waba_id = models.CharField("WABA id", max_length=64, unique=True)
     name = models.CharField(max_length=200, blank=True)
+    # Without one, the account is its own portfolio, with its numbers' tier.
+    portfolio = models.ForeignKey(
+        Portfolio, null=True, blank=True, on_delete=models.SET_NULL, related_name="accounts"
+    )
     # Set when the API answered 0/190 (auth): every campaign of the account is paused until
     # staff replace the token and clear this.
     auth_failed_at = models.DateTimeField(null=True, blank=True)
@@ -50,7 +70,9 @@ class SenderNumber(models.Model):
         default=80,
         validators=[MinValueValidator(1), MaxValueValidator(1000)],
     )
-    messaging_tier = models.CharField(max_length=32, blank=True, default="TIER_250")
+    # The messaging limit Meta reports for the number (sync_numbers); "" = never synced, not
+    # enforced. A portfolio's tier, when the account has one, is the one that counts.
+    messaging_tier = models.CharField(max_length=32, blank=True, default="")
     quality_rating = models.CharField(
         max_length=16, choices=Quality.choices, default=Quality.UNKNOWN
     )
@@ -118,6 +140,13 @@ class Contact(models.Model):
     # The WhatsApp id last seen for this number, which can differ from the E.164 (Brazil, Mexico).
     wa_id = models.CharField(max_length=32, blank=True)
     opted_out_at = models.DateTimeField(null=True, blank=True)
+    # "Not on WhatsApp" (131026): not an opt-out; keeps the number out of new campaigns for
+    # POLICY_UNDELIVERABLE_DAYS, after which it is tried again.
+    undeliverable_at = models.DateTimeField(null=True, blank=True)
+    undeliverable_code = models.IntegerField(null=True, blank=True)
+    # Their last message to us: within 24 h the customer-service window is open (free-form
+    # replies allowed; templates then cost no messaging-limit budget).
+    last_inbound_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -158,7 +187,7 @@ class Suppression(models.Model):
         return self.phone or f"erased ({self.phone_hash[:12]}…)"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        # bulk_create skips this: campaigns.services.suppress_numbers sets the hash itself.
+        # bulk_create skips this: messaging.policy.optout.opt_out sets the hash itself.
         if self.phone and not self.phone_hash:
             self.phone_hash = phone_hash(self.phone)
         super().save(*args, **kwargs)
@@ -190,9 +219,30 @@ class Campaign(models.Model):
     # Higher goes first on a shared number: transactional traffic before marketing.
     priority = models.SmallIntegerField(default=0)
     start_at = models.DateTimeField(null=True, blank=True)
-    # 131049 (per-user marketing cap) retries no sooner than 24 h, and never after this.
+    # Nothing is sent after this: unsent rows end `expired` and the campaign completes.
     valid_until = models.DateTimeField(null=True, blank=True)
     pause_reason = models.CharField(max_length=255, blank=True)
+
+    # Send policy (messaging/policy). Sending window in each recipient's local time: empty =
+    # the default (POLICY_MARKETING_WINDOW, for marketing campaigns); 00:00-00:00 = all day.
+    window_start = models.TimeField(null=True, blank=True)
+    window_end = models.TimeField(null=True, blank=True)
+    # Allowed weekdays, e.g. "mon-fri" or "mon,wed,sat"; empty = every day.
+    window_days = models.CharField(max_length=40, blank=True)
+    # Marketing messages per contact across campaigns, e.g. "2/7d"; empty = the default
+    # (POLICY_MARKETING_CAP), "off" = no cap.
+    frequency_cap = models.CharField(max_length=16, blank=True)
+    # Canary: this share of the rows first, at most `canary_rate` msg/s, then a verdict.
+    canary_percent = models.FloatField(
+        default=0, validators=[MinValueValidator(0), MaxValueValidator(100)]
+    )
+    canary_rate = models.FloatField(null=True, blank=True)
+    canary_state = models.CharField(max_length=16, blank=True)  # "", running, passed
+    canary_size = models.PositiveIntegerField(default=0)
+    canary_done_at = models.DateTimeField(null=True, blank=True)
+    # Thresholds (share 0–1) overriding POLICY_* settings for the canary and circuit breaker.
+    max_failure_rate = models.FloatField(null=True, blank=True)
+    max_opt_out_rate = models.FloatField(null=True, blank=True)
 
     # Counters kept exact by F() updates in the transaction that records the event, so lists
     # never count the queue. Cumulative: a read message also counts as delivered and sent.
@@ -201,6 +251,8 @@ class Campaign(models.Model):
     delivered = models.PositiveIntegerField(default=0)
     read = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
+    # Rows that could not go before valid_until (final, never sent).
+    expired = models.PositiveIntegerField(default=0)
     # Import report.
     rejected_count = models.PositiveIntegerField(default=0)
     duplicate_count = models.PositiveIntegerField(default=0)
@@ -208,6 +260,8 @@ class Campaign(models.Model):
     # The audience's columns in order (a CSV's header): positional template variables follow
     # it, so a follow-up to this campaign's recipients fills {{1}}, {{2}}… from the same ones.
     audience_columns = models.JSONField(default=list, blank=True)
+    # Left out at import: marked "not on WhatsApp" by a recent 131026.
+    undeliverable_count = models.PositiveIntegerField(default=0)
 
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL

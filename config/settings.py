@@ -179,6 +179,32 @@ SENDER_SLICE_SECONDS = env.float("SENDER_SLICE_SECONDS", default=30.0)
 # what it uses is rate × p95 latency × 1.25: 200/s at 3 s of latency needs about 750.
 SENDER_MAX_IN_FLIGHT = env.int("SENDER_MAX_IN_FLIGHT", default=768)
 
+# --- Send policy (messaging/policy; docs/policy.md) -------------------------------------------
+# Default sending window for marketing campaigns in each recipient's local time, e.g.
+# "09:00-20:00" (empty = off), and its weekdays ("mon-fri"; empty = every day).
+POLICY_MARKETING_WINDOW = env("POLICY_MARKETING_WINDOW", default="")
+POLICY_MARKETING_DAYS = env("POLICY_MARKETING_DAYS", default="")
+# At most N marketing messages per contact per D days across all campaigns ("" = no cap).
+POLICY_MARKETING_CAP = env("POLICY_MARKETING_CAP", default="2/7d")
+# Template categories the cap does not count or hold back.
+POLICY_CAP_EXEMPT_CATEGORIES = env.list(
+    "POLICY_CAP_EXEMPT_CATEGORIES", default=["UTILITY", "AUTHENTICATION"]
+)
+# Meta does not deliver marketing templates to US (+1) numbers: refuse them at import.
+POLICY_BLOCK_US_MARKETING = env.bool("POLICY_BLOCK_US_MARKETING", default=True)
+# A 131026 ("not on WhatsApp") keeps the number out of new campaigns this many days.
+POLICY_UNDELIVERABLE_DAYS = env.int("POLICY_UNDELIVERABLE_DAYS", default=30)
+# The portfolio messaging limit's moving window (Meta: 24 h).
+POLICY_BUDGET_WINDOW_SECONDS = env.float("POLICY_BUDGET_WINDOW_SECONDS", default=86400.0)
+# Canary: how long to wait for its statuses, and the share of webhooks that ends the wait.
+POLICY_CANARY_WAIT_SECONDS = env.float("POLICY_CANARY_WAIT_SECONDS", default=900.0)
+POLICY_CANARY_STATUS_SHARE = env.float("POLICY_CANARY_STATUS_SHARE", default=0.9)
+# Canary verdict and circuit breaker thresholds (shares; per-campaign overrides in admin).
+POLICY_MAX_FAILURE_RATE = env.float("POLICY_MAX_FAILURE_RATE", default=0.2)
+POLICY_MAX_OPT_OUT_RATE = env.float("POLICY_MAX_OPT_OUT_RATE", default=0.02)
+POLICY_BREAKER_WINDOW = env.int("POLICY_BREAKER_WINDOW", default=500)
+POLICY_BREAKER_MIN_SAMPLE = env.int("POLICY_BREAKER_MIN_SAMPLE", default=100)
+
 # --- Webhooks -----------------------------------------------------------------------------
 OPT_OUT_KEYWORDS = env.list(
     "OPT_OUT_KEYWORDS",

@@ -22,6 +22,7 @@ from messaging.errors import (
     Category,
 )
 from messaging.models import OutboundMessage, OutboundStatus
+from messaging.policy.optout import suppressed_numbers
 from messaging.services import TransitionError, requeue_failed
 
 
@@ -149,7 +150,8 @@ class OutboundMessageAdmin(admin.ModelAdmin[OutboundMessage]):
                 action="requeue_selected",
                 title="Re-queue messages?",
                 question="Put the failed and held messages among these back in the queue? "
-                "They will be sent again while their campaign runs; others are left as they are.",
+                "They will be sent again while their campaign runs; others are left as they are."
+                + _suppressed_warning(eligible),
             )
         by_campaign: dict[int, list[int]] = defaultdict(list)
         for campaign_id, pk in eligible.values_list("campaign_id", "pk").order_by():
@@ -204,3 +206,14 @@ class OutboundMessageAdmin(admin.ModelAdmin[OutboundMessage]):
             "app_label": opts.app_label,
         }
         return TemplateResponse(request, "admin/messaging/error_table.html", context)
+
+
+def _suppressed_warning(eligible: QuerySet[OutboundMessage]) -> str:
+    """The confirmation says how many of the rows go to numbers that opted out since."""
+    count = eligible.filter(phone__in=suppressed_numbers()).count()
+    if not count:
+        return ""
+    return (
+        f" {count} of them are to numbers that have opted out: those stay as they are and "
+        "will not be sent."
+    )

@@ -52,10 +52,13 @@ class ErrorRule:
     description: str
     # Transient rules with a cap tighter than SENDER_MAX_ATTEMPTS (e.g. 131000: 2–3 tries).
     max_attempts: int | None = None
-    # Suppress the number in future campaigns too (not only mark this message).
+    # Opt the number out: suppressed for every campaign, its queued messages cancelled.
     suppress: bool = False
     # What it means and what to do, in a sentence for staff (campaign page, error table).
     staff_hint: str = ""
+    # Mark the contact "not on WhatsApp": later imports report it instead of queueing it
+    # (for POLICY_UNDELIVERABLE_DAYS: the code does not prove the number will never work).
+    undeliverable: bool = False
 
 
 def _rules(codes: tuple[int, ...], rule: ErrorRule) -> dict[int, ErrorRule]:
@@ -108,7 +111,8 @@ ERROR_TABLE: dict[int, ErrorRule] = {
         Action.FAIL_MARK_CONTACT,
         "Message undeliverable",
         staff_hint="Not a WhatsApp user, or cannot receive this message (old app, terms not "
-        "accepted); not retried.",
+        "accepted); not retried, and left out of new campaigns for a while.",
+        undeliverable=True,
     ),
     131050: ErrorRule(
         Category.RECIPIENT,

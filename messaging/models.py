@@ -27,6 +27,8 @@ class OutboundStatus(models.IntegerChoices):
     READ = 13, "read"
     FAILED = 20, "failed"
     CANCELLED = 21, "cancelled"
+    # Could not go before the campaign's valid_until; never sent.
+    EXPIRED = 22, "expired"
 
 
 PENDING_STATUSES = (OutboundStatus.QUEUED, OutboundStatus.RETRY)
@@ -38,6 +40,7 @@ FINAL_STATUSES = (
     OutboundStatus.READ,
     OutboundStatus.FAILED,
     OutboundStatus.CANCELLED,
+    OutboundStatus.EXPIRED,
 )
 
 

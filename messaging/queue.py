@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from campaigns.models import Campaign
+from campaigns.models import Campaign, Contact
 from messaging.models import OutboundMessage, OutboundStatus
 
 TABLE = OutboundMessage._meta.db_table
@@ -33,6 +33,8 @@ class ClaimedMessage:
     parameters: list
     attempts: int
     previous_status: int
+    # The contact's `timezone` attribute, read only for campaigns with a sending window.
+    timezone: str | None = None
 
 
 @dataclass(slots=True)
@@ -64,17 +66,37 @@ SET status = {S.SENDING}, claimed_at = %s, claimed_by = %s, attempts = m.attempt
 FROM due WHERE m.id = due.id
 RETURNING m.id, m.campaign_id, m.template_id, m.phone, m.parameters, m.attempts, %s
 """  # noqa: S608
+# The same, with the contact's time zone attribute (one primary-key probe per row).
+_CONTACTS = Contact._meta.db_table
+_TZ_COLUMN = f", (SELECT c.attributes->>'timezone' FROM {_CONTACTS} c WHERE c.id = m.contact_id)"  # noqa: S608
+_CLAIM_TZ_SQL = _CLAIM_SQL.rstrip() + _TZ_COLUMN + "\n"
+
+
+class Screen(Protocol):
+    """The send policy's check of a claimed batch (messaging.policy.gate.screen)."""
+
+    def __call__(
+        self, rows: list[ClaimedMessage]
+    ) -> tuple[list[ClaimedMessage], list[RowOutcome]]: ...
 
 
 def claim_due(
-    *, campaign_id: int, limit: int, worker: str, retries: bool = True
+    *,
+    campaign_id: int,
+    limit: int,
+    worker: str,
+    retries: bool = True,
+    now: datetime | None = None,
+    screen: Screen | None = None,
+    with_timezone: bool = False,
 ) -> list[ClaimedMessage]:
     """Claim up to `limit` due rows of a campaign: retries that are due first, then queued.
 
     One statement per status: a single ORDER BY over both would sort every due row instead of
-    reading the partial index in order.
+    reading the partial index in order. `screen` (the send policy) sees the claimed rows in the
+    same transaction; the rows it holds back are written back before anyone sees them.
     """
-    now = timezone.now()
+    now = now or timezone.now()
     claimed: list[ClaimedMessage] = []
     with transaction.atomic():
         for status in (S.RETRY, S.QUEUED) if retries else (S.QUEUED,):
@@ -82,15 +104,17 @@ def claim_due(
             if want <= 0:
                 break
             if _is_postgres():
+                sql = _CLAIM_TZ_SQL if with_timezone else _CLAIM_SQL
                 with connection.cursor() as cursor:
-                    cursor.execute(
-                        _CLAIM_SQL, [campaign_id, status, now, want, now, worker, int(status)]
-                    )
+                    cursor.execute(sql, [campaign_id, status, now, want, now, worker, int(status)])
                     rows = cursor.fetchall()
                 claimed.extend(ClaimedMessage(*row) for row in rows)
             else:
                 claimed.extend(_claim_orm(campaign_id, status, now, want, worker))
-    claimed.sort(key=lambda m: m.id)
+        claimed.sort(key=lambda m: m.id)
+        if screen is not None and claimed:
+            claimed, held = screen(claimed)
+            record_outcomes(held, from_statuses=(S.SENDING,), now=now)
     return claimed
 
 
@@ -107,10 +131,19 @@ def _claim_orm(
     OutboundMessage.objects.filter(id__in=ids, status=status).update(
         status=S.SENDING, claimed_at=now, claimed_by=worker, attempts=F("attempts") + 1
     )
-    rows = OutboundMessage.objects.filter(id__in=ids, claimed_by=worker, status=S.SENDING)
+    rows = OutboundMessage.objects.filter(
+        id__in=ids, claimed_by=worker, status=S.SENDING
+    ).select_related("contact")
     return [
         ClaimedMessage(
-            r.id, r.campaign_id, r.template_id, r.phone, r.parameters, r.attempts, int(status)
+            r.id,
+            r.campaign_id,
+            r.template_id,
+            r.phone,
+            r.parameters,
+            r.attempts,
+            int(status),
+            r.contact.attributes.get("timezone") if r.contact.attributes else None,
         )
         for r in rows
     ]
@@ -151,6 +184,14 @@ def release(messages: list[ClaimedMessage]) -> int:
     return moved
 
 
+def cancel_claimed(messages: list[ClaimedMessage], *, detail: str) -> int:
+    """Claimed rows that must never be sent (an opt-out landed after the claim)."""
+    outcomes = [
+        RowOutcome(m.id, S.CANCELLED, max(0, m.attempts - 1), error_detail=detail) for m in messages
+    ]
+    return len(record_outcomes(outcomes, from_statuses=(S.SENDING,)))
+
+
 _RECORD_SQL = f"""
 WITH v AS (
     SELECT * FROM unnest(
@@ -175,18 +216,24 @@ WITH v AS (
 ), counts AS (
     SELECT campaign_id,
            count(*) FILTER (WHERE status = {S.ACCEPTED}) AS sent,
-           count(*) FILTER (WHERE status = {S.FAILED}) AS failed
+           count(*) FILTER (WHERE status = {S.FAILED}) AS failed,
+           count(*) FILTER (WHERE status = {S.EXPIRED}) AS expired
     FROM moved GROUP BY campaign_id
 ), bump AS (
-    UPDATE {CAMPAIGNS} AS c SET sent = c.sent + counts.sent, failed = c.failed + counts.failed
-    FROM counts WHERE c.id = counts.campaign_id AND (counts.sent > 0 OR counts.failed > 0)
+    UPDATE {CAMPAIGNS} AS c SET sent = c.sent + counts.sent, failed = c.failed + counts.failed,
+        expired = c.expired + counts.expired
+    FROM counts WHERE c.id = counts.campaign_id
+        AND (counts.sent > 0 OR counts.failed > 0 OR counts.expired > 0)
 )
 SELECT id, campaign_id, status FROM moved
 """  # noqa: S608
 
 
 def record_outcomes(
-    outcomes: list[RowOutcome], *, from_statuses: tuple[int, ...] = (S.SENDING, S.UNKNOWN)
+    outcomes: list[RowOutcome],
+    *,
+    from_statuses: tuple[int, ...] = (S.SENDING, S.UNKNOWN),
+    now: datetime | None = None,
 ) -> list[tuple[int, int, int]]:
     """Write outcomes of rows still in `from_statuses`, moving the campaign counters with them.
 
@@ -195,7 +242,7 @@ def record_outcomes(
     """
     if not outcomes:
         return []
-    now = timezone.now()
+    now = now or timezone.now()
     if not _is_postgres():
         return _record_orm(outcomes, from_statuses, now)
     columns: list[list[Any]] = [
@@ -211,6 +258,9 @@ def record_outcomes(
     with connection.cursor() as cursor:
         cursor.execute(_RECORD_SQL, [*columns, now, now, now, list(from_statuses)])
         return cursor.fetchall()
+
+
+_COUNTERS = {S.ACCEPTED: "sent", S.FAILED: "failed", S.EXPIRED: "expired"}
 
 
 def _record_orm(
@@ -241,8 +291,8 @@ def _record_orm(
             if campaign_id is None or not row.update(**fields):
                 continue
             moved.append((o.id, campaign_id, o.status))
-            if o.status in (S.ACCEPTED, S.FAILED):
-                counter = "sent" if o.status == S.ACCEPTED else "failed"
+            counter = _COUNTERS.get(o.status)
+            if counter:
                 Campaign.objects.filter(pk=campaign_id).update(**{counter: F(counter) + 1})
     return moved
 

@@ -34,7 +34,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from campaigns.models import Campaign, MessageTemplate, SenderNumber
+from campaigns.models import Campaign, CampaignTemplate, SenderNumber
 from messaging import queue, state_version
 from messaging.errors import Action, Category, ErrorRule
 from messaging.graph_api import (
@@ -45,8 +45,13 @@ from messaging.graph_api import (
     template_payload,
 )
 from messaging.models import OutboundStatus
-from messaging.outcomes import SideEffects, apply_side_effects, decide
+from messaging.outcomes import decide, record_answers
 from messaging.pacing import Bucket, bucket_for
+from messaging.policy import gate
+from messaging.policy.actions import Effects, apply_effects
+from messaging.policy.budget import ledger_for
+from messaging.policy.gate import CampaignRules
+from messaging.policy.optout import SUPPRESSED_DETAIL, suppressed_among
 from messaging.queue import ClaimedMessage
 from messaging.services import complete_if_finished
 from messaging.transient import Backoff, GaveUp, retry_transient
@@ -102,6 +107,7 @@ class ActiveCampaign:
     id: int
     priority: int
     valid_until: datetime | None
+    rules: CampaignRules
 
 
 class NumberSender:
@@ -114,9 +120,12 @@ class NumberSender:
         worker_id: str,
         stop: threading.Event | None = None,
         client: GraphApiClient | None = None,
+        clock: Callable[[], datetime] = timezone.now,
     ) -> None:
         self.number = SenderNumber.objects.select_related("account").get(pk=sender_id)
         self.worker_id = worker_id
+        # Wall-clock time for the send policy (windows, caps, budget, validity); injectable.
+        self.clock = clock
         self.stop = stop or threading.Event()
         self.target = self.number.rate_mps * settings.SENDER_RATE_HEADROOM
         self.bucket: Bucket = bucket_for(
@@ -139,6 +148,9 @@ class NumberSender:
         # Campaigns stopped by an error answer, until the flusher has paused them in the DB.
         self.halted: set[int] = set()
         self.templates: dict[int, tuple[str, str]] = {}
+        # Claimed rows the policy withdrew after the claim (an opt-out landed): never sent.
+        self.withdrawn: set[int] = set()
+        self.to_cancel: deque[ClaimedMessage] = deque()
         self.in_flight = 0
         self.in_flight_lock = threading.Lock()
         self.next_claim = 0.0
@@ -155,7 +167,7 @@ class NumberSender:
         self.draining = threading.Event()  # no more claims: finish what is in hand
         self.done = threading.Event()  # everything sent: the flusher does its last flush
         self.stats = RunStats()
-        self._effects_due: SideEffects | None = None
+        self._effects_due: Effects | None = None
 
     # --- the pacer -------------------------------------------------------------------------
     def run(self, *, max_seconds: float, until_idle: bool = True) -> RunStats:
@@ -223,12 +235,21 @@ class NumberSender:
     def _next_sendable(self) -> ClaimedMessage | None:
         while self.pending:
             message = self.pending.popleft()
-            if message.campaign_id in self.active:
+            if message.id in self.withdrawn:
+                self.to_cancel.append(message)
+            elif message.campaign_id in self.active:
                 return message
-            self.to_release.append(message)  # paused or cancelled since it was claimed
+            else:
+                self.to_release.append(message)  # paused or cancelled since it was claimed
         return None
 
     def _send_one(self, message: ClaimedMessage, slot: float) -> None:
+        if message.id in self.withdrawn:  # the last look before the request
+            self.to_cancel.append(message)
+            self.stats.sent -= 1
+            with self.in_flight_lock:
+                self.in_flight -= 1
+            return
         try:
             name, language = self.templates[message.template_id]
             payload = template_payload(
@@ -277,9 +298,9 @@ class NumberSender:
         row = decide(
             message,
             outcome,
-            account_id=self.number.account_id,
+            sender_id=self.number.pk,
             valid_until=campaign.valid_until,
-            effects=SideEffects(),
+            effects=Effects(),
         )
         if row.status != OutboundStatus.RETRY:
             return False
@@ -328,6 +349,7 @@ class NumberSender:
         backoff = Backoff(f"sender {self.number.pk}: feeder")
         self._next_refresh = 0.0
         self._seen_version: int | None = None
+        self._seen_opt_outs: int | None = None
         try:
             while not self.stop.is_set() and time.monotonic() < deadline:
                 step = lambda: self._feed_once(until_idle)  # noqa: E731
@@ -341,11 +363,16 @@ class NumberSender:
     def _feed_once(self, until_idle: bool) -> bool:
         """One feeder tick; returns whether there is nothing left to do."""
         now = time.monotonic()
-        version = state_version.current()
+        version, opt_outs = state_version.both()
         if now >= self._next_refresh or version != self._seen_version:
             self._refresh_active()
             self._seen_version = version
             self._next_refresh = now + (REFRESH_INTERVAL if version is None else REFRESH_BACKSTOP)
+            if version is None:
+                self._seen_opt_outs = -1  # no Redis: re-check on the refresh timer
+        if opt_outs != self._seen_opt_outs:
+            self._withdraw_suppressed()
+            self._seen_opt_outs = opt_outs
         self._release_unsendable()
         self._measure_own_rate(now)
         low = len(self.pending) < self.own_rate * CLAIM_HORIZON / 2
@@ -366,14 +393,36 @@ class NumberSender:
         return self.in_flight == 0 and not self.results
 
     def _refresh_active(self) -> None:
-        rows = Campaign.objects.filter(
-            sender_id=self.number.pk, status=Campaign.Status.RUNNING
-        ).values_list("id", "priority", "valid_until")
-        active = {row[0]: ActiveCampaign(*row) for row in rows if row[0] not in self.halted}
-        if set(active) - set(self.active):
-            for t in MessageTemplate.objects.filter(campaigntemplate__campaign__in=list(active)):
-                self.templates[t.pk] = (t.name, t.language)
-        self.active = active
+        campaigns = [
+            c
+            for c in Campaign.objects.filter(
+                sender_id=self.number.pk, status=Campaign.Status.RUNNING
+            )
+            if c.pk not in self.halted
+        ]
+        categories: dict[int, dict[int, str]] = {c.pk: {} for c in campaigns}
+        links = CampaignTemplate.objects.filter(campaign__in=campaigns).select_related("template")
+        for link in links:
+            template = link.template
+            self.templates[template.pk] = (template.name, template.language)
+            categories[link.campaign_id][template.pk] = template.category
+        ledger = ledger_for(self.number.pk) if campaigns else None
+        self.active = {
+            c.pk: ActiveCampaign(
+                c.pk,
+                c.priority,
+                c.valid_until,
+                gate.rules_for(c, categories=categories[c.pk], ledger=ledger),
+            )
+            for c in campaigns
+        }
+
+    def _withdraw_suppressed(self) -> None:
+        """An opt-out landed: rows in hand to those numbers are never sent (cancelled)."""
+        held = list(self.pending)
+        suppressed = suppressed_among(m.phone for m in held)
+        if suppressed:
+            self.withdrawn.update(m.id for m in held if m.phone in suppressed)
 
     def _measure_own_rate(self, now: float) -> None:
         if now >= self._next_heartbeat:
@@ -423,13 +472,17 @@ class NumberSender:
         by_priority: dict[int, list[int]] = {}
         for campaign in self.active.values():
             by_priority.setdefault(campaign.priority, []).append(campaign.id)
+        now = self.clock()
+        for campaign in list(self.active.values()):
+            if campaign.rules.expired(now):
+                gate.expire_campaign(campaign.id, now=now)
+                self.active.pop(campaign.id, None)
         for priority in sorted(by_priority, reverse=True):
-            ids = by_priority[priority]
+            ids = [c for c in by_priority[priority] if c in self.active]
+            if not ids:
+                continue
             share = math.ceil(budget / len(ids))
-            batches = [
-                queue.claim_due(campaign_id=c, limit=share, worker=self.worker_id, retries=retries)
-                for c in ids
-            ]
+            batches = [self._claim_campaign(self.active[c], share, retries, now) for c in ids]
             for c, batch in zip(ids, batches, strict=True):
                 if not batch and retries:
                     # Rows in hand are still "sending", so this cannot complete too early.
@@ -453,6 +506,20 @@ class NumberSender:
         answers = list(self.recent_transient)
         return bool(answers) and sum(answers) < HEALTHY_TRANSIENT_SHARE * len(answers)
 
+    def _claim_campaign(
+        self, campaign: ActiveCampaign, limit: int, retries: bool, now: datetime
+    ) -> list[ClaimedMessage]:
+        rules = campaign.rules
+        return queue.claim_due(
+            campaign_id=campaign.id,
+            limit=limit,
+            worker=self.worker_id,
+            retries=retries,
+            now=now,
+            screen=lambda rows: gate.screen(rows, rules, now=now),
+            with_timezone=rules.needs_timezone,
+        )
+
     def _release_unsendable(self) -> None:
         if not self.active and self.pending:
             while self.pending:
@@ -465,6 +532,15 @@ class NumberSender:
                 self.stats.released += queue.release(batch)
             except BaseException:
                 self.to_release.extendleft(reversed(batch))  # one transaction: nothing moved
+                raise
+        cancelled = []
+        while self.to_cancel:
+            cancelled.append(self.to_cancel.popleft())
+        if cancelled:
+            try:
+                queue.cancel_claimed(cancelled, detail=SUPPRESSED_DETAIL)
+            except BaseException:
+                self.to_cancel.extendleft(reversed(cancelled))
                 raise
 
     def _release_pending(self) -> None:
@@ -515,29 +591,16 @@ class NumberSender:
         if new_rate is not None:
             self._store_rate(new_rate)
 
-    def _record(self, batch: list[tuple[ClaimedMessage, SendOutcome]]) -> SideEffects:
-        effects = SideEffects()
-        outcomes = []
-        for message, outcome in batch:
-            campaign = self.active.get(message.campaign_id)
-            outcomes.append(
-                decide(
-                    message,
-                    outcome,
-                    account_id=self.number.account_id,
-                    valid_until=campaign.valid_until if campaign else None,
-                    effects=effects,
-                )
-            )
-        moved = queue.record_outcomes(outcomes)
+    def _record(self, batch: list[tuple[ClaimedMessage, SendOutcome]]) -> Effects:
+        valid_until = {c.id: c.valid_until for c in self.active.values()}
+        moved, effects = record_answers(batch, sender_id=self.number.pk, valid_until=valid_until)
         self.stats.accepted += sum(1 for _id, _c, status in moved if status == 10)
         self._effects_due = effects
         return effects
 
-    def _apply(self, effects: SideEffects) -> None:
-        if effects.throttled:
-            self._store_rate(self.rate, throttled=True)
-        apply_side_effects(effects)
+    def _apply(self, effects: Effects) -> None:
+        # The live bucket was slowed as the answer came in (_react): record the rate.
+        apply_effects(effects, throttle=lambda _id: self._store_rate(self.rate, throttled=True))
         if effects.pause_campaigns or effects.pause_accounts:
             self.halted.clear()  # the database says paused now; a resume is staff's
             self._refresh_active()

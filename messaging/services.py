@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from campaigns.models import ERASED_PHONE_PREFIX, Campaign, CampaignTemplate
 from messaging.models import PENDING_STATUSES, OutboundMessage, OutboundStatus
+from messaging.policy.optout import suppressed_numbers, suppressed_sql
 from messaging.state_version import bump_on_commit
 
 logger = logging.getLogger(__name__)
@@ -129,13 +130,6 @@ def cancel_campaign(*, campaign_id: int) -> Campaign:
     return campaign
 
 
-def cancel_pending_to(*, phones: list[str]) -> int:
-    """Cancel the not-yet-sent messages to these numbers (opt-out), in every campaign."""
-    return OutboundMessage.objects.filter(
-        phone__in=phones, status__in=(*PENDING_STATUSES, OutboundStatus.HELD)
-    ).update(status=OutboundStatus.CANCELLED)
-
-
 def pause_campaigns(*, campaigns: list[int], reason: str) -> int:
     """Pause every running or scheduled campaign in `campaigns`; returns how many paused."""
     paused = 0
@@ -207,6 +201,8 @@ def requeue_failed(*, campaign_id: int, message_ids: list[int] | None = None) ->
     ).exclude(phone__startswith=ERASED_PHONE_PREFIX)
     if message_ids is not None:
         rows = rows.filter(pk__in=message_ids)
+    # Never to a number that opted out since (131050 suppresses it): those stay failed.
+    rows = rows.exclude(phone__in=suppressed_numbers())
     failed = rows.filter(status=OutboundStatus.FAILED).count()
     # A row the API accepted and a webhook later failed is in `sent` too; its resend will be
     # counted again, so it leaves `sent` now, with its old wamid.
@@ -235,7 +231,8 @@ def requeue_failed(*, campaign_id: int, message_ids: list[int] | None = None) ->
 
 @transaction.atomic
 def duplicate_campaign(*, campaign_id: int, created_by_id: int | None = None) -> Campaign:
-    """A new draft with the same sender, templates and contacts, queued afresh."""
+    """A new draft with the same sender, templates and contacts, queued afresh; numbers that
+    opted out since are left out (and counted as suppressed)."""
     source = Campaign.objects.get(pk=campaign_id)
     copy = Campaign.objects.create(
         name=f"{source.name} (copy)"[:200],
@@ -251,6 +248,7 @@ def duplicate_campaign(*, campaign_id: int, created_by_id: int | None = None) ->
         for t in source.template_links.all()
     )
     table = OutboundMessage._meta.db_table
+    suppressed, suppressed_params = suppressed_sql("m.phone")
     with connection.cursor() as cursor:
         # One statement, whatever the size: id order (the interleave) is preserved.
         cursor.execute(
@@ -258,11 +256,18 @@ def duplicate_campaign(*, campaign_id: int, created_by_id: int | None = None) ->
             "parameters, priority, status, attempts, next_attempt_at, claimed_by, "
             "error_category, error_detail) "
             "SELECT %s, contact_id, template_id, sender_id, phone, parameters, priority, %s, 0, "
-            "%s, '', '', '' FROM " + table + " WHERE campaign_id = %s ORDER BY id",
-            [copy.pk, OutboundStatus.QUEUED, timezone.now(), campaign_id],
+            "%s, '', '', '' FROM "
+            + table
+            + " m WHERE campaign_id = %s AND NOT "
+            + suppressed
+            + " ORDER BY id",
+            [copy.pk, OutboundStatus.QUEUED, timezone.now(), campaign_id, *suppressed_params],
         )
         copy.total = cursor.rowcount
-    copy.save(update_fields=["total"])
+    copy.suppressed_count = OutboundMessage.objects.filter(campaign_id=campaign_id).count() - (
+        copy.total
+    )
+    copy.save(update_fields=["total", "suppressed_count"])
     return copy
 
 

@@ -12,9 +12,8 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from campaigns.models import Contact, SenderNumber, Suppression
-from campaigns.services import suppress_numbers, unsuppress_numbers
 from messaging.models import OutboundMessage, OutboundStatus
-from messaging.services import cancel_pending_to
+from messaging.policy.optout import opt_in, opt_out
 from messaging.sql_paths import postgres_fast_paths
 from webhooks.models import InboundMessage
 from webhooks.payload import InboundEvent, PreferenceEvent
@@ -125,6 +124,7 @@ def record_inbound(*, events: Sequence[InboundEvent]) -> list[int]:
         ).values_list("wamid", "campaign_id")
     )
     to_answer, opted_out = [], set()
+    last_inbound: dict[str, object] = {}
     for event in events:
         sender_id = senders.get(event.phone_number_id)
         if sender_id is None:
@@ -152,27 +152,20 @@ def record_inbound(*, events: Sequence[InboundEvent]) -> list[int]:
         )
         if inbound_id is None:
             continue  # a redelivery: already stored and acted on
+        for phone in phones:
+            last_inbound[phone] = max(event.timestamp, last_inbound.get(phone, event.timestamp))
         if is_opt_out(event) and phones:
             opted_out |= phones
         else:
             to_answer.append(inbound_id)
+    for phone, at in last_inbound.items():
+        # Opens (or extends) the person's customer-service window (messaging.policy.budget).
+        Contact.objects.filter(phone=phone).exclude(last_inbound_at__gte=at).update(
+            last_inbound_at=at
+        )
     if opted_out:
         opt_out(phones=opted_out, source=Suppression.Source.KEYWORD, reason="opt-out keyword")
     return to_answer
-
-
-def opt_out(*, phones: Iterable[str], source: str, reason: str) -> int:
-    """Suppress the numbers and cancel their not-yet-sent messages in every campaign."""
-    phones = sorted(set(phones))
-    suppress_numbers(phones=phones, source=source, reason=reason)
-    cancelled = cancel_pending_to(phones=phones)
-    logger.info(
-        "opt-out of %d number(s) (%s), %d queued message(s) cancelled",
-        len(phones),
-        source,
-        cancelled,
-    )
-    return cancelled
 
 
 @transaction.atomic
@@ -186,7 +179,4 @@ def record_preferences(*, events: Sequence[PreferenceEvent]) -> None:
             opt_out(phones=phones, source=Suppression.Source.USER_PREFERENCES, reason="stop")
         elif event.value == "resume":
             # Only lift what this channel set: a keyword or staff suppression stays.
-            lift = Suppression.objects.filter(
-                phone__in=phones, source=Suppression.Source.USER_PREFERENCES
-            ).values_list("phone", flat=True)
-            unsuppress_numbers(phones=[phone for phone in lift if phone is not None])
+            opt_in(phones=phones, source=Suppression.Source.USER_PREFERENCES)

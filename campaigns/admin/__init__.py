@@ -1,7 +1,7 @@
 """Admin for campaigns, templates, numbers, accounts, contacts and the suppression list.
 
 Staff's main tool. Classes stay declarative: state changes go through messaging.services and
-campaigns.services, reads through the selectors.
+messaging.policy (opt-outs), reads through the selectors.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ from campaigns.admin.audiences import ContactAudienceActions
 from campaigns.admin_helpers import CappedCountPaginator, confirm_action
 from campaigns.forms import SuppressionForm
 from campaigns.models import ERASED_PHONE_PREFIX, Contact, Suppression
-from campaigns.services import suppress_numbers, unsuppress_numbers
 from campaigns.suppression import phone_hash
+from messaging.policy.optout import opt_in, opt_out
 
 
 def _normalise_phone_search(term: str) -> str:
@@ -54,15 +54,19 @@ class ContactAdmin(ContactAudienceActions, admin.ModelAdmin[Contact]):
     @admin.action(description="Opt out (suppress) selected contacts", permissions=["change"])
     def opt_out(self, request: HttpRequest, queryset: QuerySet[Contact]) -> None:
         phones = list(queryset.values_list("phone", flat=True))
-        count = suppress_numbers(
+        result = opt_out(
             phones=phones, source=Suppression.Source.STAFF, reason=f"Opted out by {request.user}"
         )
-        self.message_user(request, f"Opted out {count} contact(s); they will not be messaged.")
+        self.message_user(
+            request,
+            f"Opted out {result.numbers} contact(s); they will not be messaged "
+            f"({result.cancelled} queued message(s) cancelled).",
+        )
 
     @admin.action(description="Opt back in (unsuppress) selected contacts", permissions=["change"])
     def opt_in(self, request: HttpRequest, queryset: QuerySet[Contact]) -> None:
         phones = list(queryset.values_list("phone", flat=True))
-        unsuppress_numbers(phones=phones)
+        opt_in(phones=phones)
         self.message_user(request, f"Opted {len(phones)} contact(s) back in.")
 
     @admin.action(
@@ -123,7 +127,7 @@ class SuppressionAdmin(admin.ModelAdmin[Suppression]):
             return
         # Through the service, so the contact is marked opted out too.
         phone: str = form.cleaned_data["phone"]  # required and E.164 on the add form
-        suppress_numbers(phones=[phone], source=obj.source, reason=obj.reason)
+        opt_out(phones=[phone], source=obj.source, reason=obj.reason)
         obj.pk = Suppression.objects.get(phone_hash=phone_hash(phone)).pk
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -134,9 +138,9 @@ class SuppressionAdmin(admin.ModelAdmin[Suppression]):
 
     def delete_model(self, request: HttpRequest, obj: Suppression) -> None:
         if obj.phone is not None:  # an erased entry has none and stays (has_delete_permission)
-            unsuppress_numbers(phones=[obj.phone])
+            opt_in(phones=[obj.phone])
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Suppression]) -> None:
         # Erased entries (no number) stay: they are what keeps those people unmessaged.
         phones = queryset.values_list("phone", flat=True)
-        unsuppress_numbers(phones=[phone for phone in phones if phone is not None])
+        opt_in(phones=[phone for phone in phones if phone is not None])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from campaigns.csv_import.phones import recipient_phone
@@ -30,9 +30,14 @@ class CsvRow:
 
 
 def parse_rows(
-    csv_file: CsvFile, *, region: str, needed: dict[str, str] | None = None
+    csv_file: CsvFile,
+    *,
+    region: str,
+    needed: dict[str, str] | None = None,
+    phone_rule: Callable[[str], str] | None = None,
 ) -> Iterator[CsvRow]:
-    """Every data row of `csv_file`, normalised and checked, streaming."""
+    """Every data row of `csv_file`, normalised and checked, streaming. `phone_rule` (the
+    send policy's, e.g. no marketing to US numbers) gives a reason to refuse a valid number."""
     layout = csv_file.layout
     phone_index = layout.phone_index
     value_columns = layout.value_columns
@@ -43,7 +48,14 @@ def parse_rows(
             value = fields[index].strip()
             if value:
                 values[column] = value
-        yield check_row(row_number, fields[phone_index], values, region=region, needed=needed)
+        yield check_row(
+            row_number,
+            fields[phone_index],
+            values,
+            region=region,
+            needed=needed,
+            phone_rule=phone_rule,
+        )
 
 
 def check_row(
@@ -54,9 +66,11 @@ def check_row(
     region: str,
     needed: dict[str, str],
     normalised: bool = False,
+    phone_rule: Callable[[str], str] | None = None,
 ) -> CsvRow:
     """One audience row checked as a CSV row is: the number normalised to E.164 (unless it
-    already is, `normalised`) and every column a template needs filled with a usable value.
+    already is, `normalised`), refused by the send policy's `phone_rule` if it says so (e.g.
+    no marketing to US numbers), and every column a template needs filled with a usable value.
 
     Every audience (a CSV, API rows, contacts chosen in admin) goes through here, so a row is
     accepted or rejected for the same reasons whatever it came from.
@@ -68,6 +82,10 @@ def check_row(
         phone, reason = raw, ""
     else:
         phone, reason = recipient_phone(raw, region)
+    if phone is not None and phone_rule is not None:
+        reason = phone_rule(phone)
+        if reason:
+            phone = None
     if phone is not None:
         for column, used_by in needed.items():
             problem = value_problem(values.get(column, ""), column)

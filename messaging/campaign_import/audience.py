@@ -9,7 +9,7 @@ database (see `_PostgresImport.run_selected`); nothing is written to disk either
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any
 
 from django.db import connection
@@ -26,6 +26,9 @@ from campaigns.csv_import import (
 )
 from campaigns.csv_import.reader import _normalise_header, describe_columns
 
+# The send policy's refusal of a valid number (messaging.policy.imports.phone_rule).
+PhoneRule = Callable[[str], str] | None
+
 
 class Audience:
     """The rows of a campaign to be; `columns` is known once the audience is entered."""
@@ -39,7 +42,9 @@ class Audience:
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def rows(self, *, region: str, needed: dict[str, str]) -> Iterator[CsvRow]:
+    def rows(
+        self, *, region: str, needed: dict[str, str], phone_rule: PhoneRule = None
+    ) -> Iterator[CsvRow]:
         raise NotImplementedError
 
     def selected_sql(self) -> tuple[str, list[Any]] | None:
@@ -72,9 +77,11 @@ class CsvAudience(Audience):
         if self._file is not None:
             self._file.close()
 
-    def rows(self, *, region: str, needed: dict[str, str]) -> Iterator[CsvRow]:
+    def rows(
+        self, *, region: str, needed: dict[str, str], phone_rule: PhoneRule = None
+    ) -> Iterator[CsvRow]:
         assert self._file is not None, "enter the audience first"
-        return parse_rows(self._file, region=region, needed=needed)
+        return parse_rows(self._file, region=region, needed=needed, phone_rule=phone_rule)
 
 
 class RowsAudience(Audience):
@@ -104,7 +111,9 @@ class RowsAudience(Audience):
             )
         return self
 
-    def rows(self, *, region: str, needed: dict[str, str]) -> Iterator[CsvRow]:
+    def rows(
+        self, *, region: str, needed: dict[str, str], phone_rule: PhoneRule = None
+    ) -> Iterator[CsvRow]:
         for row_number, row in enumerate(self._rows, start=1):
             if not isinstance(row, Mapping):
                 raise CsvImportError(f"row {row_number}: expected a mapping of column to value")
@@ -117,7 +126,9 @@ class RowsAudience(Audience):
                     raw_phone = text
                 elif text and column:
                     values[column] = text
-            yield check_row(row_number, raw_phone, values, region=region, needed=needed)
+            yield check_row(
+                row_number, raw_phone, values, region=region, needed=needed, phone_rule=phone_rule
+            )
 
 
 class ContactsAudience(Audience):
@@ -179,7 +190,9 @@ class ContactsAudience(Audience):
             keys.update(attributes or {})
         return keys
 
-    def rows(self, *, region: str, needed: dict[str, str]) -> Iterator[CsvRow]:
+    def rows(
+        self, *, region: str, needed: dict[str, str], phone_rule: PhoneRule = None
+    ) -> Iterator[CsvRow]:
         contacts = self._values().iterator(chunk_size=2000)
         for row_number, (phone, name, attributes) in enumerate(contacts, start=1):
             values = {NAME_HEADER: name} if name else {}
@@ -188,7 +201,13 @@ class ContactsAudience(Audience):
                 if text and key != NAME_HEADER:
                     values[key] = text
             yield check_row(
-                row_number, phone, values, region=region, needed=needed, normalised=True
+                row_number,
+                phone,
+                values,
+                region=region,
+                needed=needed,
+                normalised=True,
+                phone_rule=phone_rule,
             )
 
     def selected_sql(self) -> tuple[str, list[Any]]:

@@ -6,7 +6,6 @@ from typing import Any
 
 from campaigns.csv_import import CsvRow, TemplatePlan, render_plan
 from campaigns.models import Contact, ImportRejection
-from campaigns.suppression import suppressed_phones
 from messaging.campaign_import.job import (
     REJECTIONS_SHOWN,
     ImportResult,
@@ -15,6 +14,8 @@ from messaging.campaign_import.job import (
     _preview_message,
 )
 from messaging.models import OutboundMessage, OutboundStatus
+from messaging.policy.imports import undeliverable_among
+from messaging.policy.optout import suppressed_among
 
 _BATCH = 2000
 
@@ -72,14 +73,16 @@ class _BatchImport:
         state: dict[str, int],
     ) -> None:
         phones = [r.e164 for r in batch]
-        blocked = suppressed_phones(phones)
+        blocked = suppressed_among(phones)
         blocked |= set(
             Contact.objects.filter(phone__in=phones, opted_out_at__isnull=False).values_list(
                 "phone", flat=True
             )
         )
-        keep = [r for r in batch if r.phone not in blocked]
-        result.suppressed += len(batch) - len(keep)
+        unreachable = undeliverable_among(phones) - blocked
+        keep = [r for r in batch if r.e164 not in blocked and r.e164 not in unreachable]
+        result.suppressed += len(blocked & set(phones))
+        result.undeliverable += len(unreachable)
         planned = []
         for row in keep:
             template_id = job.pattern[state["seq"] % len(job.pattern)]

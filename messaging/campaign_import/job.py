@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -34,6 +35,7 @@ class ImportResult:
     rejected: int = 0
     duplicates: int = 0
     suppressed: int = 0
+    undeliverable: int = 0  # marked "not on WhatsApp" by a recent 131026
     rejections: list[RejectionRow] = field(default_factory=list)
     preview: list[PreviewMessage] = field(default_factory=list)
 
@@ -57,6 +59,8 @@ class _Job:
     priority: int
     now: datetime
     preview_limit: int
+    # The send policy's refusal of a valid number (messaging.policy.imports), if any.
+    phone_rule: Callable[[str], str] | None = None
 
 
 def _preview_message(job: _Job, phone: str, template_id: int, components: list) -> PreviewMessage:

@@ -10,8 +10,7 @@ from typing import Any
 from django.db import connection
 
 from campaigns.csv_import import CsvRow, render_plan, value_problem_sql
-from campaigns.models import Contact, ImportRejection, Suppression
-from campaigns.suppression import phone_hash_sql
+from campaigns.models import Contact, ImportRejection
 from messaging.campaign_import.job import (
     REJECTIONS_SHOWN,
     ImportResult,
@@ -22,6 +21,8 @@ from messaging.campaign_import.job import (
 from messaging.campaign_import.producer import _Chunk, _Producer
 from messaging.campaign_import.rendering_sql import _render_case
 from messaging.models import OutboundMessage, OutboundStatus
+from messaging.policy.imports import undeliverable_sql
+from messaging.policy.optout import suppressed_sql
 
 
 class _PostgresImport:
@@ -65,6 +66,7 @@ class _PostgresImport:
             )
             loaded = cursor.rowcount
             loaded -= self._reject_selected(cursor, job, batch, needed, result)
+            loaded -= self._reject_by_rule(cursor, job, batch, result)
             # The contacts are the selection itself: no upsert to do.
             seq = self._apply_loaded(cursor, job, batch, loaded, 0, result, contacts_exist=True)
             self._finish(cursor, job, batch, seq, result)
@@ -105,6 +107,30 @@ class _PostgresImport:
         cursor.execute(f"DELETE FROM {batch} b WHERE ({reason}) IS NOT NULL", params)  # noqa: S608
         result.rejected += cursor.rowcount
         return cursor.rowcount
+
+    @staticmethod
+    def _reject_by_rule(cursor: Any, job: _Job, batch: str, result: ImportResult) -> int:
+        """The send policy's refusals (job.phone_rule, e.g. marketing to US numbers) of rows
+        selected in SQL: only +1 numbers can be refused, so only those are read."""
+        if job.phone_rule is None:
+            return 0
+        cursor.execute(f"SELECT row_number, phone FROM {batch} WHERE phone LIKE '+1%%'")  # noqa: S608
+        refused = [(n, p, r) for n, p in cursor.fetchall() if (r := job.phone_rule(p))]
+        if not refused:
+            return 0
+        shown = max(0, REJECTIONS_SHOWN - len(result.rejections))
+        result.rejections += [RejectionRow(*row) for row in refused[:shown]]
+        if job.campaign is not None:
+            ImportRejection.objects.bulk_create(
+                ImportRejection(campaign=job.campaign, row_number=n, value=p, reason=r)
+                for n, p, r in refused
+            )
+        cursor.execute(
+            f"DELETE FROM {batch} WHERE row_number = ANY(%s)",  # noqa: S608
+            [[n for n, _p, _r in refused]],
+        )
+        result.rejected += len(refused)
+        return len(refused)
 
     @staticmethod
     def _finish(cursor: Any, job: _Job, batch: str, seq: int, result: ImportResult) -> None:
@@ -171,17 +197,14 @@ class _PostgresImport:
         then previewed or written. Returns the queue position after them."""
         # Scalar subqueries, not joins: one index probe per row of the chunk, where a join
         # would hash the whole contact table again for every chunk.
-        # Suppressions match on the hash: an erased contact's entry has no clear number left.
-        hash_sql, hash_params = phone_hash_sql("b.phone")
-        cursor.execute(
-            f"DELETE FROM {batch} b WHERE (SELECT true FROM "  # noqa: S608
-            f"{Suppression._meta.db_table} s WHERE s.phone_hash = {hash_sql}) OR "
-            f"(SELECT true FROM {Contact._meta.db_table} c "
-            'WHERE c.phone = b.phone COLLATE "default" AND c.opted_out_at IS NOT NULL)',
-            hash_params,
-        )
+        suppressed, params = suppressed_sql('b.phone COLLATE "default"')
+        cursor.execute(f"DELETE FROM {batch} b WHERE " + suppressed, params)  # noqa: S608
         result.suppressed += cursor.rowcount
         kept = loaded - cursor.rowcount
+        not_on_whatsapp, params = undeliverable_sql('b.phone COLLATE "default"')
+        cursor.execute(f"DELETE FROM {batch} b WHERE " + not_on_whatsapp, params)  # noqa: S608
+        result.undeliverable += cursor.rowcount
+        kept -= cursor.rowcount
         if job.campaign is None:
             self._preview_batch(cursor, job, batch, seq, result)
             return seq + kept

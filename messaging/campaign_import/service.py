@@ -27,6 +27,7 @@ from messaging.campaign_import.audience import Audience, CsvAudience
 from messaging.campaign_import.batch import _BatchImport
 from messaging.campaign_import.job import ImportResult, _Job
 from messaging.campaign_import.postgres import _PostgresImport
+from messaging.policy.imports import phone_rule
 from messaging.services import start_campaign
 from messaging.sql_paths import postgres_fast_paths
 
@@ -82,6 +83,7 @@ def create_campaign(
             duplicate_count=result.duplicates,
             suppressed_count=result.suppressed,
             audience_columns=list(audience.columns),
+            undeliverable_count=result.undeliverable,
         )
         if start_now or start_at is not None:
             start_campaign(campaign_id=campaign.pk, at=None if start_now else start_at)
@@ -131,11 +133,10 @@ def preview_csv(*, csv_file: str | Path | IO[bytes], **options: Any) -> ImportRe
 def _run(job: _Job, audience: Audience, region: str) -> ImportResult:
     needed = required_columns(job.plans)
     backend = _backend()
-    if isinstance(backend, _PostgresImport):
-        select = audience.selected_sql()
-        if select is not None:
-            return backend.run_selected(job, select, needed)
-    return backend.run(job, audience.rows(region=region, needed=needed))
+    select = audience.selected_sql() if isinstance(backend, _PostgresImport) else None
+    if select is not None:
+        return backend.run_selected(job, select, needed)
+    return backend.run(job, audience.rows(region=region, needed=needed, phone_rule=job.phone_rule))
 
 
 def _check_templates(
@@ -182,14 +183,17 @@ def _job(
         priority=priority,
         now=timezone.now(),
         preview_limit=preview_limit,
+        phone_rule=phone_rule(t.category for t, _ in links),
     )
 
 
 def _nothing_to_send(result: ImportResult, audience: Audience) -> str:
-    if not (result.rejected or result.duplicates or result.suppressed):
+    if not (result.rejected or result.duplicates or result.suppressed or result.undeliverable):
         return audience.empty_message
     parts = [f"no number left to send to: {result.rejected} rejected"]
     parts.append(f"{result.duplicates} duplicates, {result.suppressed} suppressed")
+    if result.undeliverable:
+        parts.append(f"{result.undeliverable} not on WhatsApp")
     first = "; ".join(f"row {r.row_number}: {r.reason}" for r in result.rejections[:3])
     return ", ".join(parts) + (f" (first: {first})" if first else "")
 

@@ -50,7 +50,8 @@ def sync_demo_templates(*, base_url: str) -> list[MessageTemplate]:
 
 
 def write_demo_csv(path: Path, *, contacts: int, seed: int = 1) -> Path:
-    """A CSV like a customer's: mostly valid US mobiles, a few bad and duplicate rows."""
+    """A CSV like a customer's: mostly valid Portuguese mobiles (the demo's templates are
+    marketing ones, which Meta never delivers to US numbers), a few bad and duplicate rows."""
     rng = random.Random(seed)
     names = ["Ana", "Bruno", "Chloé", "Dev", "Emeka", "Fatima", "Goro", "Hana", "Ivan", "Jo"]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,9 +59,9 @@ def write_demo_csv(path: Path, *, contacts: int, seed: int = 1) -> Path:
         writer = csv.writer(handle)
         writer.writerow(["phone", "name", "discount"])
         for i in range(contacts):
-            phone = f"(415) {200 + i // 10000:03d}-{i % 10000:04d}"
+            phone = f"+351 9{12 + i // 1_000_000:02d} {i // 1000 % 1000:03d} {i % 1000:03d}"
             writer.writerow([phone, rng.choice(names), f"{rng.choice([10, 20, 30])}%"])
         # What real files carry: a typo'd number and a repeated row.
         writer.writerow(["12345", "Typo", "10%"])
-        writer.writerow(["(415) 200-0000", "Ana again", "10%"])
+        writer.writerow(["+351 912 000 000", "Ana again", "10%"])
     return path

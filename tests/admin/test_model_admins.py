@@ -43,7 +43,9 @@ def test_unsynced_template_stays_editable(admin_client, account):
 
 
 def test_template_list_shows_name_language_category_status(admin_client, account):
-    factories.TemplateFactory(account=account, name="welcome", language="pt_BR", status="PAUSED")
+    factories.TemplateFactory(
+        account=account, name="welcome", language="pt_BR", status="PAUSED", category="MARKETING"
+    )
     page = admin_client.get(reverse("admin:campaigns_messagetemplate_changelist")).content
     assert b"welcome" in page and b"pt_BR" in page and b"MARKETING" in page and b"PAUSED" in page
 

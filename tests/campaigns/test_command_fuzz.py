@@ -94,6 +94,10 @@ CASES = [
     ["apply_webhooks", "--batch-size", "0"],
     ["apply_webhooks", "--batch-size", str(10**12)],
     ["apply_webhooks", "--max-seconds", "-1"],
+    ["suppress"],
+    ["suppress", "12ab"],
+    ["suppress", "+14155550123", "--region", "ZZ"],
+    ["suppress", "+14155550123", "--reason", LONG],
 ]
 
 

@@ -6,10 +6,10 @@ import pytest
 from django.db import connection
 
 from campaigns.models import Suppression
-from campaigns.services import suppress_numbers
 from campaigns.suppression import phone_hash, phone_hash_sql, suppressed_phones
 from messaging.campaign_import import batch, create_campaign_from_csv, service
 from messaging.models import OutboundMessage
+from messaging.policy.optout import opt_out
 
 pytestmark = pytest.mark.django_db
 
@@ -33,14 +33,14 @@ def test_the_hash_is_keyed_and_postgresql_computes_the_same(settings):
 
 
 def test_every_way_in_stores_the_hash():
-    suppress_numbers(phones=["+14155552671"], source="staff")
+    opt_out(phones=["+14155552671"], source="staff")
     Suppression.objects.create(phone="+14155552672")
     for entry in Suppression.objects.all():
         assert entry.phone_hash == phone_hash(entry.phone)
 
 
 def _erased_suppression(phone: str) -> None:
-    suppress_numbers(phones=[phone], source="staff")
+    opt_out(phones=[phone], source="staff")
     Suppression.objects.filter(phone=phone).update(phone=None, source="erasure")
 
 

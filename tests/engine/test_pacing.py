@@ -13,8 +13,8 @@ import pytest
 from django.db import connection
 
 from campaigns.models import Campaign
-from messaging.outcomes import backoff_seconds
 from messaging.pacing import GUARD_WINDOW, QUIET, STEP_INTERVAL, LocalBucket, RedisBucket
+from messaging.policy.actions import backoff_seconds
 from messaging.redis_client import get_redis
 from messaging.sender import NumberSender, run_number
 from tests.engine.conftest import make_campaign

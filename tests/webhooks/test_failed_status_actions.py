@@ -73,15 +73,16 @@ def test_undeliverable_fails_with_the_recipient_category():
     assert not Suppression.objects.exists()
 
 
-@pytest.mark.parametrize("code", [131048, 132015])
-def test_spam_and_template_errors_fail_the_row_and_pause_the_campaign(code):
+# A spam signal puts the message back (the campaign is paused); a template error fails it.
+@pytest.mark.parametrize(("code", "final"), [(131048, S.RETRY), (132015, S.FAILED)])
+def test_spam_and_template_errors_pause_the_campaign(code, final):
     campaign = CampaignFactory(status=Campaign.Status.RUNNING)
     other = CampaignFactory(status=Campaign.Status.RUNNING, sender=campaign.sender)
     (row,) = accepted_rows(campaign, 1)
     _fail(row, code)
     campaign.refresh_from_db()
     other.refresh_from_db()
-    assert row.status == S.FAILED
+    assert row.status == final
     assert campaign.status == "paused" and str(code) in campaign.pause_reason
     assert other.status == "running"
 

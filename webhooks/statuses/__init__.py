@@ -9,7 +9,7 @@ that really happened, whatever the order, duplicates or concurrent appliers.
 
 from __future__ import annotations
 
-from webhooks.statuses.ladder import LADDER, MOVABLE, RETRY_ACTIONS, LogRow, Outcome, Row
+from webhooks.statuses.ladder import LADDER, MOVABLE, LogRow, Outcome, Row
 from webhooks.statuses.matching import (
     CALLBACK_PREFIX,
     ORDER,
@@ -24,7 +24,6 @@ __all__ = [
     "LADDER",
     "MOVABLE",
     "ORDER",
-    "RETRY_ACTIONS",
     "LogRow",
     "Outcome",
     "Row",

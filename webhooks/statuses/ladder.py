@@ -5,18 +5,16 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.conf import settings
 from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
-from campaigns.models import Campaign, Contact, Suppression
-from campaigns.services import suppress_numbers
-from messaging.errors import Action, classify
+from campaigns.models import Campaign, Contact
+from messaging.errors import classify
 from messaging.models import OutboundMessage, OutboundStatus
-from messaging.services import cancel_pending_to, pause_active_campaigns
+from messaging.policy.actions import Effects, Target, apply_effects, judge
 from messaging.sql_paths import postgres_fast_paths
 from webhooks.models import StatusLog
 from webhooks.statuses import portable
@@ -26,7 +24,6 @@ S = OutboundStatus
 LADDER = {"sent": S.SENT, "delivered": S.DELIVERED, "read": S.READ, "failed": S.FAILED}
 # Rows a status may move: the sender's in-doubt states (the webhook settles them) and the ladder.
 MOVABLE = (S.SENDING, S.UNKNOWN, S.ACCEPTED, S.SENT, S.DELIVERED)
-RETRY_ACTIONS = (Action.RETRY, Action.SLOW_DOWN, Action.RETRY_RECIPIENT)
 
 _OUT = OutboundMessage._meta.db_table
 _LOG = StatusLog._meta.db_table
@@ -53,9 +50,10 @@ class Row:
     campaign_id: int
     contact_id: int
     sender_id: int
+    template_id: int
     phone: str
-    attempts: int
     status: int
+    attempts: int
     wamid: str | None
     next_attempt_at: datetime
     claimed_at: datetime | None
@@ -72,10 +70,11 @@ class Row:
 
 
 _ROW_COLUMNS = [f.name for f in fields(Row) if f.name != "changed"]
-_WRITE_COLUMNS = _ROW_COLUMNS[6:]  # everything from status on
+_WRITE_COLUMNS = _ROW_COLUMNS[_ROW_COLUMNS.index("status") :]  # everything from status on
 _PG_TYPES = {
     "id": "bigint",
     "status": "smallint",
+    "attempts": "smallint",
     "wamid": "text",
     "next_attempt_at": "timestamptz",
     "claimed_at": "timestamptz",
@@ -96,9 +95,7 @@ class Outcome:
     counts: dict[int, dict[str, int]] = field(
         default_factory=lambda: defaultdict(lambda: defaultdict(int))
     )
-    suppress: set[str] = field(default_factory=set)
-    pause_campaigns: dict[int, str] = field(default_factory=dict)
-    pause_accounts: dict[int, str] = field(default_factory=dict)
+    effects: Effects = field(default_factory=Effects)
     wa_ids: dict[int, str] = field(default_factory=dict)
 
 
@@ -144,29 +141,27 @@ def _fail(
     valid_until: dict[int, datetime | None],
 ) -> None:
     rule = classify(log.error_code)
-    now = timezone.now()
     row.error_code = log.error_code
     row.error_category = str(rule.category)
     row.error_detail = (log.error_title or rule.description)[:500]
     row.changed = True
     outcome.moved += 1
-    retry_at = None
-    if rule.action == Action.RETRY_AFTER_24H:
-        until = valid_until.get(row.campaign_id)
-        if until is None or until >= now + timedelta(hours=24):
-            retry_at = now + timedelta(hours=24)
-    elif rule.action in RETRY_ACTIONS and row.attempts < (
-        rule.max_attempts or settings.SENDER_MAX_ATTEMPTS
-    ):
-        delay = settings.SENDER_RETRY_BASE_SECONDS * 2 ** max(row.attempts - 1, 0)
-        retry_at = now + timedelta(seconds=min(delay, settings.SENDER_RETRY_MAX_SECONDS))
-    if retry_at is not None:
+    verdict = judge(
+        rule,
+        code=log.error_code,
+        attempts=row.attempts,
+        valid_until=valid_until.get(row.campaign_id),
+        target=Target(row.campaign_id, row.sender_id, row.template_id, row.phone),
+        effects=outcome.effects,
+    )
+    row.attempts = verdict.attempts
+    if verdict.status == S.RETRY:
         # Back in the queue: the message did not reach the user, so it leaves `sent` until
         # the sender has it accepted again (and counts it again).
         if row.status >= S.ACCEPTED:
             counts["sent"] -= 1
         row.status = S.RETRY
-        row.next_attempt_at = retry_at
+        row.next_attempt_at = verdict.next_attempt_at or timezone.now()
         row.claimed_at, row.claimed_by = None, ""
         # The old wamid is dead; late statuses for it must not move the resent row.
         row.wamid = None
@@ -178,13 +173,6 @@ def _fail(
     counts["failed"] += 1
     row.status = S.FAILED
     row.failed_at = log.timestamp
-    reason = f"WhatsApp error {log.error_code} ({rule.category}) on message {row.id}"
-    if rule.suppress:
-        outcome.suppress.add(row.phone)
-    if rule.action in (Action.FAIL_PAUSE_CAMPAIGN, Action.PAUSE_CAMPAIGN):
-        outcome.pause_campaigns[row.campaign_id] = reason
-    elif rule.action == Action.PAUSE_ACCOUNT:
-        outcome.pause_accounts[row.campaign_id] = reason  # resolved to the account below
 
 
 def _write(rows: dict[int, Row], links: list[tuple[int, int]], outcome: Outcome) -> None:
@@ -227,30 +215,12 @@ def _write_postgres(changed: list[Row], links: list[tuple[int, int]], outcome: O
 
 
 def _count_and_act(outcome: Outcome) -> None:
-    """Counters moved by exactly what moved, then the side effects (suppress, pause)."""
+    """Counters moved by exactly what moved, then the effects the error codes ask for."""
     for campaign_id in sorted(outcome.counts):
         delta = {k: v for k, v in outcome.counts[campaign_id].items() if v}
         if delta:
             Campaign.objects.filter(pk=campaign_id).update(
                 **{k: F(k) + v for k, v in delta.items()}
             )
-    if outcome.suppress:
-        phones = sorted(outcome.suppress)
-        suppress_numbers(
-            phones=phones, source=Suppression.Source.API_ERROR, reason="131050: stopped marketing"
-        )
-        cancel_pending_to(phones=phones)
-    _pause(outcome)
-
-
-def _pause(outcome: Outcome) -> None:
-    for campaign_id, reason in sorted(outcome.pause_campaigns.items()):
-        pause_active_campaigns(reason=reason, pk=campaign_id)
-    if outcome.pause_accounts:
-        accounts = dict(
-            Campaign.objects.filter(pk__in=outcome.pause_accounts).values_list(
-                "pk", "sender__account_id"
-            )
-        )
-        for campaign_id, reason in sorted(outcome.pause_accounts.items()):
-            pause_active_campaigns(reason=reason, sender__account_id=accounts[campaign_id])
+    if outcome.effects:
+        apply_effects(outcome.effects)

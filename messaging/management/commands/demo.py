@@ -22,6 +22,7 @@ from messaging.campaign_import import create_campaign_from_csv
 from messaging.demo.data import ensure_demo_sender, sync_demo_templates, write_demo_csv
 from messaging.demo.loop import WebhookReceiver, ensure_demo_user, funnel
 from messaging.sender import run_number
+from messaging.services import start_campaign
 from messaging.simulator.config import parse_rate_spec
 from messaging.simulator.harness import start_simulator
 
@@ -121,9 +122,11 @@ class Command(SafeCommand):
             csv_file=csv_path,
             sender=sender,
             templates=[(t, 1) for t in templates],
-            start_now=True,
-            default_region="US",
+            default_region="PT",
         )
+        # The demo's people are made up and messaged again on every run: no frequency cap.
+        Campaign.objects.filter(pk=result.created.pk).update(frequency_cap="off")
+        start_campaign(campaign_id=result.created.pk)
         self.stdout.write(
             f"Campaign {result.created.pk} from {csv_path}: {result.queued:,} queued, "
             f"{result.rejected} rejected, {result.duplicates} duplicates, "

@@ -1,0 +1,191 @@
+"""What an error answer does to a message and around it: one interpreter for both paths.
+
+A send answer (the sender's flusher) and a failed-status webhook (the ladder) both call
+`judge` for the row's next state and collect `Effects`, then call `apply_effects` once per
+batch. So a code gets the same treatment whichever way it arrives; the meaning of each code
+is the table in messaging/errors.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from messaging.errors import Action, ErrorRule
+from messaging.models import OutboundStatus as S
+
+logger = logging.getLogger(__name__)
+
+# Template error codes that say what happened to the template itself.
+TEMPLATE_STATUS_BY_CODE = {132001: "MISSING", 132015: "PAUSED", 132016: "DISABLED"}
+
+
+def backoff_seconds(attempt: int) -> float:
+    """The retry schedule after `attempt` failed tries, ± jitter (settings SENDER_RETRY_*).
+
+    The first retry comes after about a second (most transient errors are one-offs, and a
+    campaign's last rows should not wait behind long backoffs), then base × 2^(attempt-2),
+    capped: 1, 5, 10, 20 … s by default.
+    """
+    if attempt <= 1:
+        delay = settings.SENDER_RETRY_FIRST_SECONDS
+    else:
+        delay = settings.SENDER_RETRY_BASE_SECONDS * 2 ** (attempt - 2)
+    delay = min(delay, settings.SENDER_RETRY_MAX_SECONDS)
+    jitter = settings.SENDER_RETRY_JITTER
+    return float(delay * random.uniform(1 - jitter, 1 + jitter))
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The message an answer is about, as far as its effects reach."""
+
+    campaign_id: int
+    sender_id: int
+    template_id: int
+    phone: str
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The row's next state. `attempts` is what the row keeps (a retry that was not the
+    message's fault gives its attempt back)."""
+
+    status: int
+    attempts: int
+    next_attempt_at: datetime | None = None
+
+
+@dataclass
+class Effects:
+    """Collected over a batch and applied once: many rows often carry the same signal."""
+
+    throttled_senders: set[int] = field(default_factory=set)
+    pause_campaigns: dict[int, str] = field(default_factory=dict)
+    # Keyed by sender number: its business account is resolved when applied.
+    pause_accounts: dict[int, str] = field(default_factory=dict)
+    opt_out: dict[str, str] = field(default_factory=dict)  # phone -> reason
+    undeliverable: dict[str, int] = field(default_factory=dict)  # phone -> code
+    template_status: dict[int, str] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, f) for f in self.__dataclass_fields__)
+
+
+def reason_for(rule: ErrorRule, code: int | None) -> str:
+    """The pause reason staff read, the same text whichever path saw the code."""
+    return f"{rule.category} error {code}: {rule.description}"
+
+
+def judge(
+    rule: ErrorRule,
+    *,
+    code: int | None,
+    attempts: int,
+    valid_until: datetime | None,
+    target: Target,
+    effects: Effects,
+    now: datetime | None = None,
+) -> Verdict:
+    """The next state of a row whose latest attempt (`attempts`, counting it) got `rule`."""
+    now = now or timezone.now()
+    cap = min(settings.SENDER_MAX_ATTEMPTS, rule.max_attempts or settings.SENDER_MAX_ATTEMPTS)
+
+    def retry(at: datetime, *, counts: bool = True) -> Verdict:
+        kept = attempts if counts else max(0, attempts - 1)
+        if counts and attempts >= cap:
+            return Verdict(S.FAILED, attempts)
+        if valid_until is not None and at > valid_until:
+            return Verdict(S.FAILED, attempts)
+        return Verdict(S.RETRY, kept, at)
+
+    match rule.action:
+        case Action.SLOW_DOWN:
+            effects.throttled_senders.add(target.sender_id)
+            # Our pacing's fault, not the message's: the attempt does not count.
+            return retry(now + timedelta(seconds=1 + random.random()), counts=False)
+        case Action.RETRY_RECIPIENT:
+            # The pair rate: 1, 4, 16… s for this recipient only.
+            return retry(now + timedelta(seconds=4 ** max(0, attempts - 1)))
+        case Action.RETRY:
+            return retry(now + timedelta(seconds=backoff_seconds(attempts)))
+        case Action.RETRY_AFTER_24H:
+            return retry(now + timedelta(hours=24))
+        case Action.FAIL:
+            return Verdict(S.FAILED, attempts)
+        case Action.FAIL_MARK_CONTACT:
+            if rule.suppress:
+                effects.opt_out[target.phone] = f"{code}: {rule.description}"
+            if rule.undeliverable:
+                effects.undeliverable[target.phone] = code or 0
+            return Verdict(S.FAILED, attempts)
+        case Action.FAIL_PAUSE_CAMPAIGN:
+            effects.pause_campaigns[target.campaign_id] = reason_for(rule, code)
+            if code in TEMPLATE_STATUS_BY_CODE:
+                effects.template_status[target.template_id] = TEMPLATE_STATUS_BY_CODE[code]
+            return Verdict(S.FAILED, attempts)
+        case Action.PAUSE_CAMPAIGN:
+            effects.pause_campaigns[target.campaign_id] = reason_for(rule, code)
+            return retry(now, counts=False)
+        case Action.PAUSE_ACCOUNT:
+            effects.pause_accounts[target.sender_id] = reason_for(rule, code)
+            return retry(now, counts=False)
+    raise AssertionError(f"unhandled action {rule.action}")
+
+
+def apply_effects(effects: Effects, *, throttle: Callable[[int], object] | None = None) -> None:
+    """Carry out a batch's effects. `throttle(sender_id)` is the live sender's own bucket;
+    without one (webhooks) the number's shared bucket is slowed."""
+    from campaigns.models import MessageTemplate, SenderNumber, WhatsAppAccount
+    from messaging.policy.optout import mark_undeliverable, opt_out
+    from messaging.services import pause_active_campaigns
+
+    for sender_id in sorted(effects.throttled_senders):
+        (throttle or throttle_shared)(sender_id)
+    for campaign_id, reason in sorted(effects.pause_campaigns.items()):
+        pause_active_campaigns(reason=reason, pk=campaign_id)
+    if effects.pause_accounts:
+        accounts = dict(
+            SenderNumber.objects.filter(pk__in=effects.pause_accounts).values_list(
+                "pk", "account_id"
+            )
+        )
+        for sender_id, reason in sorted(effects.pause_accounts.items()):
+            account_id = accounts[sender_id]
+            WhatsAppAccount.objects.filter(pk=account_id, auth_failed_at__isnull=True).update(
+                auth_failed_at=timezone.now()
+            )
+            logger.error("business account %s: %s; pausing its campaigns", account_id, reason)
+            pause_active_campaigns(reason=reason, sender__account_id=account_id)
+    for template_id, status in sorted(effects.template_status.items()):
+        MessageTemplate.objects.filter(pk=template_id).update(status=status)
+    by_reason: dict[str, list[str]] = {}
+    for phone, reason in effects.opt_out.items():
+        by_reason.setdefault(reason, []).append(phone)
+    for reason, phones in sorted(by_reason.items()):
+        opt_out(phones=phones, source="api_error", reason=reason)
+    if effects.undeliverable:
+        mark_undeliverable(effects.undeliverable)
+
+
+def throttle_shared(sender_id: int) -> float:
+    """Slow a number's shared bucket from outside its sender loop (a throttle webhook)."""
+    from campaigns.models import SenderNumber
+    from messaging.pacing import bucket_for
+
+    number = SenderNumber.objects.get(pk=sender_id)
+    target = number.rate_mps * settings.SENDER_RATE_HEADROOM
+    bucket = bucket_for(
+        sender_id=sender_id, target=target, cap=number.rate_mps, initial=number.learned_rate
+    )
+    rate = bucket.throttled()
+    SenderNumber.objects.filter(pk=sender_id).update(
+        learned_rate=rate, learned_rate_at=timezone.now()
+    )
+    return rate

@@ -1,0 +1,212 @@
+"""The last check before the HTTP request: run on every claimed batch, inside the claim's
+transaction, so a row that may not go now never reaches the HTTP threads (and never shows as
+"sending" to other workers).
+
+For each row, in this order: a suppressed number is cancelled; a row whose recipient's window
+is closed, who reached the frequency cap, or who would exceed the portfolio budget waits (its
+next_attempt_at moves to the moment it may go, so the claim keeps reading the due index in
+order and never rescans it); a wait that ends after the campaign's valid_until expires the row.
+Rows that pass go out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from campaigns.models import Campaign
+from messaging.models import PENDING_STATUSES, OutboundMessage
+from messaging.models import OutboundStatus as S
+from messaging.policy import budget, frequency
+from messaging.policy.frequency import Cap
+from messaging.policy.optout import SUPPRESSED_DETAIL, suppressed_among
+from messaging.policy.windows import Window, opening, parse_days, parse_window, zones_for
+from messaging.queue import ClaimedMessage, RowOutcome
+
+# error_category of a waiting row: why it waits (the live page and the plan group by it).
+WAIT_WINDOW = "wait:window"
+WAIT_CAP = "wait:frequency_cap"
+WAIT_BUDGET = "wait:budget"
+EXPIRED_DETAIL = "could not go before the campaign's valid_until"
+
+
+@dataclass(frozen=True)
+class CampaignRules:
+    """What the gate needs to know about one campaign (built when the sender reads it)."""
+
+    campaign_id: int
+    valid_until: datetime | None = None
+    window: Window | None = None
+    cap: Cap | None = None
+    # Templates of the campaign the cap counts (marketing); others pass it.
+    capped_templates: frozenset[int] = frozenset()
+    ledger: budget.Ledger | None = None  # None or limit None = no budget enforced
+
+    @property
+    def needs_timezone(self) -> bool:
+        return self.window is not None
+
+    def expired(self, now: datetime) -> bool:
+        return self.valid_until is not None and now >= self.valid_until
+
+
+def rules_for(
+    campaign: Campaign, *, categories: dict[int, str], ledger: budget.Ledger | None
+) -> CampaignRules:
+    """The gate's view of a campaign; `categories` maps its template ids to their category."""
+    window = campaign_window(campaign, categories.values())
+    cap = frequency.campaign_cap(campaign.frequency_cap)
+    capped = frozenset(t for t, c in categories.items() if frequency.is_capped_category(c))
+    return CampaignRules(campaign.pk, campaign.valid_until, window, cap, capped, ledger)
+
+
+def campaign_window(campaign: Campaign, categories: Iterable[str]) -> Window | None:
+    """The campaign's own window, else the marketing default for a campaign with a marketing
+    template."""
+    if campaign.window_start is not None and campaign.window_end is not None:
+        return Window(campaign.window_start, campaign.window_end, parse_days(campaign.window_days))
+    if any(c.upper() == "MARKETING" for c in categories):
+        return parse_window(settings.POLICY_MARKETING_WINDOW, settings.POLICY_MARKETING_DAYS)
+    return None
+
+
+def expire_campaign(campaign_id: int, *, now: datetime | None = None) -> int:
+    """A campaign past valid_until: its unsent rows end `expired` (counted) and it completes
+    once nothing else is in flight. Returns how many rows expired."""
+    from messaging.services import complete_if_finished
+
+    now = now or timezone.now()
+    with transaction.atomic():
+        expired = OutboundMessage.objects.filter(
+            campaign_id=campaign_id, status__in=PENDING_STATUSES
+        ).update(status=S.EXPIRED, error_detail=EXPIRED_DETAIL)
+        if expired:
+            Campaign.objects.filter(pk=campaign_id).update(expired=F("expired") + expired)
+    complete_if_finished(campaign_id=campaign_id)
+    return expired
+
+
+def expire_due_campaigns(*, now: datetime | None = None) -> int:
+    """Every running or paused campaign whose valid_until has passed (maintenance)."""
+    now = now or timezone.now()
+    due = Campaign.objects.filter(
+        status__in=(Campaign.Status.RUNNING, Campaign.Status.PAUSED), valid_until__lte=now
+    ).values_list("pk", flat=True)
+    return sum(expire_campaign(campaign_id, now=now) for campaign_id in due)
+
+
+def screen(
+    rows: list[ClaimedMessage], rules: CampaignRules, *, now: datetime
+) -> tuple[list[ClaimedMessage], list[RowOutcome]]:
+    """Decide, for each claimed row, whether it goes now (see the module docstring). Returns
+    the rows that go, and the new state of the others (cancelled, waiting or expired)."""
+    held: list[RowOutcome] = []
+    suppressed = suppressed_among(m.phone for m in rows)
+    waits: dict[int, tuple[datetime, str, str]] = {}
+    candidates = []
+    for message in rows:
+        if message.phone in suppressed:
+            held.append(_give_back(message, S.CANCELLED, detail=SUPPRESSED_DETAIL))
+            continue
+        if rules.window is not None:
+            zones = zones_for(message.phone, message.timezone)
+            opens = opening(rules.window, zones, now)
+            if opens > now:
+                names = "/".join(sorted({z.key for z in zones}))
+                waits[message.id] = (opens, WAIT_WINDOW, f"window {rules.window} closed in {names}")
+                continue
+        candidates.append(message)
+    candidates = _cap(candidates, rules, now, waits)
+    candidates = _budget(candidates, rules, now, waits)
+    by_id = {m.id: m for m in rows}
+    for message_id, (until, category, detail) in waits.items():
+        message = by_id[message_id]
+        if rules.valid_until is not None and until > rules.valid_until:
+            held.append(_give_back(message, S.EXPIRED, detail=f"{detail}; {EXPIRED_DETAIL}"))
+        else:
+            held.append(_give_back(message, None, at=until, category=category, detail=detail))
+    return candidates, held
+
+
+def _cap(
+    rows: list[ClaimedMessage],
+    rules: CampaignRules,
+    now: datetime,
+    waits: dict[int, tuple[datetime, str, str]],
+) -> list[ClaimedMessage]:
+    cap = rules.cap
+    capped = {m.id for m in rows if cap is not None and m.template_id in rules.capped_templates}
+    if cap is None or not capped:
+        return rows
+    phones = [m.phone for m in rows if m.id in capped]
+    frequency.lock_numbers(phones)
+    sends = frequency.recent_sends(
+        phones, since=now - cap.period, now=now, excluding=[m.id for m in rows]
+    )
+    passed = []
+    for message in rows:
+        if message.id not in capped:
+            passed.append(message)
+            continue
+        times = sends.setdefault(message.phone, [])
+        free = frequency.free_at(cap, times, now)
+        if free > now:
+            waits[message.id] = (free, WAIT_CAP, f"frequency cap {cap} reached")
+            continue
+        times.append(now)  # a second row to the same person in this batch counts this one
+        passed.append(message)
+    return passed
+
+
+def _budget(
+    rows: list[ClaimedMessage],
+    rules: CampaignRules,
+    now: datetime,
+    waits: dict[int, tuple[datetime, str, str]],
+) -> list[ClaimedMessage]:
+    ledger = rules.ledger
+    if ledger is None or ledger.limit is None or not rows:
+        return rows
+    phones = [m.phone for m in rows]
+    free = budget.in_service_window(phones, now)
+    charged = sorted({p for p in phones if p not in free})
+    if not charged:
+        return rows
+    admission = budget.ledgers().admit(ledger, charged, now, judging=[m.id for m in rows])
+    passed = []
+    for message in rows:
+        if message.phone in free or message.phone in admission.admitted:
+            passed.append(message)
+            continue
+        until = admission.next_free or now
+        detail = f"messaging limit ({ledger.limit} recipients per 24 h) reached"
+        waits[message.id] = (until, WAIT_BUDGET, detail)
+    return passed
+
+
+def _give_back(
+    message: ClaimedMessage,
+    status: int | None,
+    *,
+    at: datetime | None = None,
+    category: str = "",
+    detail: str = "",
+) -> RowOutcome:
+    """The claimed row's new state: back to where it was (waiting until `at`) or final. The
+    claim counted an attempt that never happened: it is given back."""
+    return RowOutcome(
+        message.id,
+        message.previous_status if status is None else status,
+        max(0, message.attempts - 1),
+        at,
+        None,
+        None,
+        category,
+        detail[:500],
+    )
