@@ -36,7 +36,7 @@ from campaigns.models import (
 )
 from campaigns.suppression import phone_hash
 from messaging.models import OutboundMessage
-from webhooks.inbound import opt_out
+from messaging.policy.optout import opt_out
 from webhooks.models import AutoReply, InboundMessage, RawEvent, RejectedWebhookItem, StatusLog
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def forget_contact(phone: str) -> ErasureReport:
         # The one opt-out: suppressed, and nothing still queued goes out.
         report.counts["cancelled"] = opt_out(
             phones=phones, source=Suppression.Source.ERASURE, reason="erased"
-        )
+        ).cancelled
         report.counts["suppressions"] = Suppression.objects.filter(
             phone_hash__in=[phone_hash(p) for p in phones]
         ).update(phone=None, source=Suppression.Source.ERASURE, reason="erased")

@@ -260,7 +260,7 @@ def record_outcomes(
         return cursor.fetchall()
 
 
-_COUNTERS = {S.ACCEPTED: "sent", S.FAILED: "failed", S.EXPIRED: "expired"}
+_COUNTERS: dict[int, str] = {S.ACCEPTED: "sent", S.FAILED: "failed", S.EXPIRED: "expired"}
 
 
 def _record_orm(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import F
@@ -249,6 +250,7 @@ def duplicate_campaign(*, campaign_id: int, created_by_id: int | None = None) ->
     )
     table = OutboundMessage._meta.db_table
     suppressed, suppressed_params = suppressed_sql("m.phone")
+    params: list[Any] = [copy.pk, OutboundStatus.QUEUED, timezone.now(), campaign_id]
     with connection.cursor() as cursor:
         # One statement, whatever the size: id order (the interleave) is preserved.
         cursor.execute(
@@ -261,7 +263,7 @@ def duplicate_campaign(*, campaign_id: int, created_by_id: int | None = None) ->
             + " m WHERE campaign_id = %s AND NOT "
             + suppressed
             + " ORDER BY id",
-            [copy.pk, OutboundStatus.QUEUED, timezone.now(), campaign_id, *suppressed_params],
+            [*params, *suppressed_params],
         )
         copy.total = cursor.rowcount
     copy.suppressed_count = OutboundMessage.objects.filter(campaign_id=campaign_id).count() - (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -124,7 +124,7 @@ def record_inbound(*, events: Sequence[InboundEvent]) -> list[int]:
         ).values_list("wamid", "campaign_id")
     )
     to_answer, opted_out = [], set()
-    last_inbound: dict[str, object] = {}
+    last_inbound: dict[str, datetime] = {}
     for event in events:
         sender_id = senders.get(event.phone_number_id)
         if sender_id is None:

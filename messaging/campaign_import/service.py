@@ -133,9 +133,10 @@ def preview_csv(*, csv_file: str | Path | IO[bytes], **options: Any) -> ImportRe
 def _run(job: _Job, audience: Audience, region: str) -> ImportResult:
     needed = required_columns(job.plans)
     backend = _backend()
-    select = audience.selected_sql() if isinstance(backend, _PostgresImport) else None
-    if select is not None:
-        return backend.run_selected(job, select, needed)
+    if isinstance(backend, _PostgresImport):
+        select = audience.selected_sql()
+        if select is not None:
+            return backend.run_selected(job, select, needed)
     return backend.run(job, audience.rows(region=region, needed=needed, phone_rule=job.phone_rule))
 
 

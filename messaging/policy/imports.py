@@ -11,6 +11,7 @@ Suppressed numbers are left out by `optout.suppressed_sql` / `optout.suppressed_
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import phonenumbers
 from django.conf import settings
@@ -40,7 +41,7 @@ def phone_rule(categories: Iterable[str]) -> Callable[[str], str] | None:
     return None
 
 
-def undeliverable_sql(phone: str) -> tuple[str, list[object]]:
+def undeliverable_sql(phone: str) -> tuple[str, list[Any]]:
     """SQL true when the number in column expression `phone` was marked not on WhatsApp
     recently, with its parameter."""
     contact = Contact._meta.db_table

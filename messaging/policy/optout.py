@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -84,7 +85,7 @@ def cancel_pending_to(*, phones: list[str], detail: str) -> int:
     )
 
 
-def suppressed_sql(phone: str) -> tuple[str, list[object]]:
+def suppressed_sql(phone: str) -> tuple[str, list[Any]]:
     """A SQL predicate (and its parameters), true when the number in column expression `phone`
     may not be queued: the set-based twin of `suppressed_among`, for imports and copies done in
     one statement. Suppressions match on the hash: an erased contact's has no number left."""
@@ -98,7 +99,7 @@ def suppressed_sql(phone: str) -> tuple[str, list[object]]:
     )
 
 
-def suppressed_numbers() -> QuerySet[Suppression, str]:
+def suppressed_numbers() -> QuerySet[Suppression, str | None]:
     """The suppressed numbers still known in clear, as a subquery (`phone__in=`; an erased
     contact's entry has no number, and its queue rows no longer carry it either)."""
     return Suppression.objects.filter(phone__isnull=False).values_list("phone", flat=True)
@@ -124,6 +125,6 @@ def mark_undeliverable(codes: dict[str, int]) -> int:
     return marked
 
 
-def undeliverable_since() -> timezone.datetime:
+def undeliverable_since() -> datetime:
     """Marks newer than this still keep a number out of new campaigns."""
     return timezone.now() - timedelta(days=settings.POLICY_UNDELIVERABLE_DAYS)
