@@ -203,4 +203,29 @@ def waiting_reasons(campaign: Campaign) -> list[WaitingReason]:
     ):
         if counts.get(status):
             reasons.append(WaitingReason(key, counts[status], reason))
-    return reasons
+    return reasons + policy_waits(campaign)
+
+
+# What the send policy's gate writes on a row it holds back (messaging.policy.gate).
+POLICY_WAITS = {
+    "wait:window": "waiting for the sending window to open in the recipient's time zone",
+    "wait:frequency_cap": "waiting: the person reached the marketing frequency cap",
+    "wait:budget": "waiting for the portfolio's messaging limit (24 h unique recipients)",
+}
+
+
+def policy_waits(campaign: Campaign) -> list[WaitingReason]:
+    """Queued rows the send policy moved to a later time, by reason: a range of the due index
+    (campaign, queued, next_attempt_at in the future), so rows due now are never read."""
+    rows = (
+        OutboundMessage.objects.filter(
+            campaign_id=campaign.pk,
+            status=OutboundStatus.QUEUED,
+            next_attempt_at__gt=timezone.now(),
+            error_category__in=list(POLICY_WAITS),
+        )
+        .values_list("error_category")
+        .annotate(n=Count("*"), soonest=Min("next_attempt_at"))
+        .order_by("error_category")
+    )
+    return [WaitingReason(key, n, POLICY_WAITS[key], soonest) for key, n, soonest in rows]

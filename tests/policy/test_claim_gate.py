@@ -11,6 +11,7 @@ from campaigns.models import Campaign, Portfolio
 from messaging.models import OutboundMessage
 from messaging.models import OutboundStatus as S
 from messaging.policy.gate import WAIT_BUDGET, WAIT_CAP, WAIT_WINDOW
+from messaging.selectors import waiting_reasons
 from tests import factories
 from tests.policy.helpers import campaign_to, phones, run_until
 
@@ -64,6 +65,9 @@ def test_a_window_closed_in_one_zone_sends_only_the_open_zone_and_resumes_it_lat
     assert set(waiting.values_list("next_attempt_at", flat=True)) == {opens}
     assert set(waiting.values_list("error_category", flat=True)) == {WAIT_WINDOW}
     assert "Asia/Tokyo" in waiting.first().error_detail
+    # The campaign page says why they wait.
+    reasons = {r.key: r for r in waiting_reasons(campaign)}
+    assert (reasons["wait:window"].count, reasons["wait:window"].until) == (10, opens)
     # The window opens in Tokyo: the rest go.
     run_until(number, lambda: rows(campaign, *SENT).count() == 20, moment=opens)
     assert sim.stats()["recipients"]["exactly_once"] == 20
