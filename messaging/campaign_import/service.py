@@ -32,6 +32,8 @@ from messaging.services import start_campaign
 from messaging.sql_paths import postgres_fast_paths
 
 logger = logging.getLogger(__name__)
+# Campaign fields of the send policy a new campaign may be given (messaging/policy).
+PolicyFields = dict[str, Any]
 
 PREVIEW_SHOWN = 10
 
@@ -47,9 +49,11 @@ def create_campaign(
     created_by: User | None = None,
     default_region: str | None = None,
     priority: int = 0,
+    policy: PolicyFields | None = None,
 ) -> ImportResult:
     """A draft campaign (scheduled/running with `start_at`/`start_now`) with its queue filled
-    from `audience` (a CSV, rows, or contacts in the database: see audience.py).
+    from `audience` (a CSV, rows, or contacts in the database: see audience.py). `policy`
+    sets the campaign's send-policy fields (valid_until, window, frequency cap).
 
     Raises CsvImportError (a ValueError) for an audience that cannot be imported, ValueError
     for templates the sender cannot send; nothing is written then.
@@ -67,7 +71,11 @@ def create_campaign(
     began = time.monotonic()
     with audience, transaction.atomic():
         campaign = Campaign.objects.create(
-            name=name[:200], sender=sender, priority=priority, created_by=created_by
+            name=name[:200],
+            sender=sender,
+            priority=priority,
+            created_by=created_by,
+            **(policy or {}),
         )
         CampaignTemplate.objects.bulk_create(
             CampaignTemplate(campaign=campaign, template=t, weight=w, position=i)

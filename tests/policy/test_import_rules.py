@@ -77,3 +77,29 @@ def test_an_old_not_on_whatsapp_mark_no_longer_keeps_the_number_out(sender, tmp_
     factories.ContactFactory(phone="+351912345672", undeliverable_at=long_ago)
     result = _import(sender, "UTILITY", tmp_path)
     assert (result.queued, result.undeliverable) == (4, 0)
+
+
+def test_create_campaign_sets_validity_window_and_cap(sender, tmp_path):
+    from datetime import time, timedelta
+
+    from django.core.management import call_command
+
+    factories.TemplateFactory(account=sender.account, name="hello", components=[])
+    path = tmp_path / "list.csv"
+    path.write_text(CSV)
+    until = (timezone.now() + timedelta(days=2)).replace(microsecond=0)
+    call_command(
+        "create_campaign",
+        "--name=Spring",
+        f"--csv={path}",
+        f"--sender={sender.phone_number_id}",
+        "--template=hello",
+        f"--valid-until={until.isoformat()}",
+        "--window=09:00-20:00",
+        "--days=mon-fri",
+        "--frequency-cap=1/3d",
+    )
+    campaign = Campaign.objects.get()
+    assert campaign.valid_until == until
+    assert (campaign.window_start, campaign.window_end) == (time(9), time(20))
+    assert (campaign.window_days, campaign.frequency_cap) == ("mon-fri", "1/3d")

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from campaigns.commands import SafeCommand, text_option
 from campaigns.limits import (
@@ -20,6 +21,8 @@ from campaigns.limits import (
 )
 from campaigns.models import Campaign, MessageTemplate, SenderNumber
 from messaging.campaign_import import CsvImportError, create_campaign_from_csv
+from messaging.policy.frequency import CapError, parse_cap
+from messaging.policy.windows import WindowError, parse_window
 
 _TEMPLATE = re.compile(r"^(?P<name>[^:@]+)(?::(?P<lang>[^:@]+))?(?:@(?P<weight>[^:@]+))?$")
 
@@ -44,6 +47,14 @@ class Command(SafeCommand):
         parser.add_argument("--region", help="default region for numbers without +, e.g. GB")
         parser.add_argument("--priority", type=int, default=0)
         parser.add_argument("--json", action="store_true", help="print one JSON object")
+        parser.add_argument("--valid-until", help="ISO-8601: nothing is sent after it")
+        parser.add_argument(
+            "--window", help="sending window in each recipient's local time, e.g. 09:00-20:00"
+        )
+        parser.add_argument("--days", default="", help="weekdays of the window, e.g. mon-fri")
+        parser.add_argument(
+            "--frequency-cap", default="", help="marketing messages per person, e.g. 2/7d, or off"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         name = text_option("--name", options["name"], model=Campaign, field="name")
@@ -64,6 +75,7 @@ class Command(SafeCommand):
             raise CommandError(f"unknown sender {options['sender']!r}: add it with add_sender")
         templates = [_template(sender, spec) for spec in options["template"]]
         start_now, start_at = _start(options["start"])
+        policy = _policy(options)
         # The same check the import service makes, said before the file is read.
         problem = campaign_settings_problem(
             name=name, priority=options["priority"], weights=[w for _, w in templates]
@@ -80,6 +92,7 @@ class Command(SafeCommand):
                 start_at=start_at,
                 default_region=options["region"],
                 priority=options["priority"],
+                policy=policy,
             )
         except CsvImportError as exc:
             where = "" if str(exc).startswith(options["csv"]) else f"{options['csv']}: "
@@ -113,6 +126,34 @@ class Command(SafeCommand):
             )
         if result.rejected > 10:
             self.stdout.write("  … the full list is the campaign's rejection report in admin")
+
+
+def _policy(options: dict[str, Any]) -> dict[str, Any]:
+    """--valid-until, --window, --days and --frequency-cap as the campaign's policy fields,
+    read by the policy's own parsers (one reading for the command and the engine)."""
+    fields: dict[str, Any] = {}
+    if options["valid_until"]:
+        at = parse_datetime(options["valid_until"].strip())
+        if at is None:
+            raise CommandError(f"--valid-until {options['valid_until']!r}: expected ISO-8601")
+        if timezone.is_naive(at):
+            at = timezone.make_aware(at)
+        if at <= timezone.now():
+            raise CommandError(f"--valid-until {options['valid_until']!r}: already past")
+        fields["valid_until"] = at
+    try:
+        window = parse_window(options["window"] or "", options["days"])
+        if options["days"] and window is None:
+            raise WindowError("--days needs --window")
+        parse_cap(options["frequency_cap"])
+    except (WindowError, CapError) as exc:
+        raise CommandError(str(exc)) from None
+    if window is not None:
+        fields.update(window_start=window.start, window_end=window.end)
+        fields["window_days"] = options["days"].strip().lower()
+    if options["frequency_cap"]:
+        fields["frequency_cap"] = options["frequency_cap"].strip().lower()
+    return fields
 
 
 def _template(sender: SenderNumber, spec: str) -> tuple[MessageTemplate, int]:
