@@ -212,7 +212,16 @@ class Campaign(models.Model):
         Status.CANCELLED: set(),
     }
 
+    class Kind(models.TextChoices):
+        CAMPAIGN = "campaign"
+        # The standing stream of messages sent from code (the API), one per sender number: it
+        # runs for good, never completes, and goes before campaigns on its number.
+        TRANSACTIONAL = "transactional"
+
+    TRANSACTIONAL_PRIORITY = 100
+
     name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.CAMPAIGN)
     sender = models.ForeignKey(SenderNumber, on_delete=models.PROTECT, related_name="campaigns")
     templates = models.ManyToManyField(MessageTemplate, through="CampaignTemplate")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
@@ -278,6 +287,13 @@ class Campaign(models.Model):
         indexes = [
             # The scheduler's question: which scheduled campaigns are due?
             models.Index(fields=["status", "start_at"], name="campaign_status_start"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sender"],
+                condition=Q(kind="transactional"),
+                name="campaign_one_transactional_stream_per_sender",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -31,12 +31,16 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_q",
+    "ninja",
     "campaigns",
     "messaging",
     "webhooks",
+    "integrations",
 ]
 
 MIDDLEWARE = [
+    # First: an oversized API body is refused before anything reads it.
+    "integrations.api.middleware.ApiBodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -238,6 +242,13 @@ AUTO_REPLY_LLM_URL = env("AUTO_REPLY_LLM_URL", default="")
 AUTO_REPLY_LLM_KEY = env("AUTO_REPLY_LLM_KEY", default="")
 AUTO_REPLY_LLM_MODEL = env("AUTO_REPLY_LLM_MODEL", default="gpt-4o-mini")
 AUTO_REPLY_MAX_PER_USER_PER_DAY = env.int("AUTO_REPLY_MAX_PER_USER_PER_DAY", default=3)
+
+# --- HTTP API (/api/v1/) ----------------------------------------------------------------
+# 1,000 messages of a batch with their variables fit well within 2 MB.
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=2_097_152)
+API_MAX_UPLOAD_BYTES = env.int("API_MAX_UPLOAD_BYTES", default=104_857_600)
+# Idempotency keys are kept at least this long (the promise to clients is 24 hours).
+API_IDEMPOTENCY_HOURS = env.int("API_IDEMPOTENCY_HOURS", default=48)
 
 # --- django-q2 ----------------------------------------------------------------------------
 # django-q2 carries control tasks (sender slices, watchdog, webhook apply), never one task

@@ -71,15 +71,45 @@ def template_payload(
     return payload
 
 
-def text_payload(*, to: str, body: str) -> dict[str, Any]:
+def text_payload(
+    *, to: str, body: str, preview_url: bool = False, callback_data: str = ""
+) -> dict[str, Any]:
     """A free-form text message (only inside the user's 24 h customer service window)."""
-    return {
+    payload: dict[str, Any] = {
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
         "to": to.lstrip("+"),
         "type": "text",
-        "text": {"preview_url": False, "body": body[:4096]},
+        "text": {"preview_url": preview_url, "body": body[:4096]},
     }
+    if callback_data:
+        payload["biz_opaque_callback_data"] = callback_data
+    return payload
+
+
+def queued_message_payload(
+    *, to: str, template: tuple[str, str] | None, parameters: Any, callback_data: str
+) -> dict[str, Any]:
+    """The payload of one queue row: its template, or free-form text for a row without one.
+
+    A text row's `parameters` hold the Graph API's `text` object ({"body", "preview_url"}).
+    """
+    if template is None:
+        text = parameters if isinstance(parameters, dict) else {}
+        return text_payload(
+            to=to,
+            body=str(text.get("body", "")),
+            preview_url=bool(text.get("preview_url", False)),
+            callback_data=callback_data,
+        )
+    name, language = template
+    return template_payload(
+        to=to.lstrip("+"),
+        template_name=name,
+        language=language,
+        components=parameters,
+        callback_data=callback_data,
+    )
 
 
 def send_once(*, phone_number_id: str, waba_id: str, payload: dict[str, Any]) -> SendOutcome:

@@ -8,11 +8,12 @@ import time
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import Min
+from django.db.models import Exists, Min, OuterRef, Q
 from django.utils import timezone
 
 from campaigns.models import Campaign
 from messaging import queue, state_version
+from messaging.models import PENDING_STATUSES, OutboundMessage
 from messaging.policy.gate import expire_due_campaigns
 from messaging.services import complete_if_finished, start_due_campaigns
 
@@ -48,9 +49,17 @@ def run_maintenance() -> dict[str, int]:
 
 
 def active_sender_ids() -> list[int]:
-    """Sender numbers with a running campaign: the ones that need a sender loop."""
+    """Sender numbers with a running campaign: the ones that need a sender loop.
+
+    A transactional stream runs for good, so it counts only while it has rows to send (an
+    enqueue bumps the state version, which brings its number back within a second).
+    """
+    has_pending = Exists(
+        OutboundMessage.objects.filter(campaign_id=OuterRef("pk"), status__in=PENDING_STATUSES)
+    )
     return list(
         Campaign.objects.filter(status=Campaign.Status.RUNNING)
+        .filter(~Q(kind=Campaign.Kind.TRANSACTIONAL) | has_pending)
         .values_list("sender_id", flat=True)
         .distinct()
     )

@@ -64,8 +64,15 @@ class OutboundMessage(models.Model):
         db_index=False,
         db_constraint=False,
     )
+    # Null for a free-form text message (API sends inside the customer service window): its
+    # `parameters` then hold the Graph API's `text` object instead of template components.
     template = models.ForeignKey(
-        MessageTemplate, on_delete=models.PROTECT, db_index=False, db_constraint=False
+        MessageTemplate,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        db_index=False,
+        db_constraint=False,
     )
     # Denormalised from the campaign and contact so the hot path reads one table.
     sender = models.ForeignKey(
@@ -79,6 +86,9 @@ class OutboundMessage(models.Model):
     # Rendered template components (the Graph API's `components` list) for this contact.
     parameters = models.JSONField(default=list)
     priority = models.SmallIntegerField(default=0)
+    # A row of a transactional stream (Campaign.Kind.TRANSACTIONAL), which may message one
+    # contact many times. A database default, so the importer's COPY needs no new column.
+    transactional = models.BooleanField(default=False, db_default=False)
 
     status = models.PositiveSmallIntegerField(
         choices=OutboundStatus.choices, default=OutboundStatus.QUEUED
@@ -102,9 +112,12 @@ class OutboundMessage(models.Model):
 
     class Meta:
         constraints = [
-            # A double enqueue is impossible, whatever the importer does.
+            # A double enqueue is impossible, whatever the importer does. Transactional rows
+            # are deduplicated by their idempotency key instead.
             models.UniqueConstraint(
-                fields=["campaign", "contact"], name="outbound_once_per_contact"
+                fields=["campaign", "contact"],
+                condition=Q(transactional=False),
+                name="outbound_once_per_contact",
             ),
             # Partial: the million queued rows of a fresh campaign have no wamid and no entry.
             models.UniqueConstraint(

@@ -28,7 +28,7 @@ S = OutboundStatus
 class ClaimedMessage:
     id: int
     campaign_id: int
-    template_id: int
+    template_id: int | None  # None: a free-form text row
     phone: str
     parameters: list
     attempts: int

@@ -34,7 +34,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from campaigns.models import Campaign, CampaignTemplate, SenderNumber
+from campaigns.models import Campaign, CampaignTemplate, MessageTemplate, SenderNumber
 from messaging import queue, state_version
 from messaging.errors import Action, Category, ErrorRule
 from messaging.graph_api import (
@@ -42,7 +42,7 @@ from messaging.graph_api import (
     OutcomeKind,
     SendOutcome,
     access_token,
-    template_payload,
+    queued_message_payload,
 )
 from messaging.models import OutboundStatus
 from messaging.outcomes import decide, record_answers
@@ -108,6 +108,7 @@ class ActiveCampaign:
     priority: int
     valid_until: datetime | None
     rules: CampaignRules
+    standing: bool = False  # a transactional stream: runs for good, never "done"
 
 
 class NumberSender:
@@ -251,12 +252,13 @@ class NumberSender:
                 self.in_flight -= 1
             return
         try:
-            name, language = self.templates[message.template_id]
-            payload = template_payload(
-                to=message.phone.lstrip("+"),
-                template_name=name,
-                language=language,
-                components=message.parameters,
+            template = None
+            if message.template_id is not None:
+                template = self.templates[message.template_id]
+            payload = queued_message_payload(
+                to=message.phone,
+                template=template,
+                parameters=message.parameters,
                 callback_data=f"out:{message.id}",
             )
             # Its slot has passed: the row waits for another (never a burst, and the guard's
@@ -350,6 +352,7 @@ class NumberSender:
         self._next_refresh = 0.0
         self._seen_version: int | None = None
         self._seen_opt_outs: int | None = None
+        self._seen_urgent = state_version.current(state_version.urgent_key(self.number.pk))
         try:
             while not self.stop.is_set() and time.monotonic() < deadline:
                 step = lambda: self._feed_once(until_idle)  # noqa: E731
@@ -373,6 +376,11 @@ class NumberSender:
         if opt_outs != self._seen_opt_outs:
             self._withdraw_suppressed()
             self._seen_opt_outs = opt_outs
+        urgent = state_version.current(state_version.urgent_key(self.number.pk))
+        if urgent != self._seen_urgent:  # a transactional send: it goes before rows in hand
+            self._seen_urgent = urgent
+            self._claim_ahead()
+            self.next_claim = 0.0
         self._release_unsendable()
         self._measure_own_rate(now)
         low = len(self.pending) < self.own_rate * CLAIM_HORIZON / 2
@@ -382,7 +390,10 @@ class NumberSender:
             self.next_claim = now + (TAIL_CLAIM_INTERVAL if self._answers_due() else 1.0)
         self.claim_again = False
         self.claiming.set()
-        if until_idle and not self.active and not self.pending and self._idle():
+        # A transactional stream runs for good: only other campaigns keep an until_idle run.
+        working = any(not c.standing for c in self.active.values())
+        nothing_due = self.next_claim > time.monotonic()
+        if until_idle and not working and not self.pending and nothing_due and self._idle():
             return True
         return not self.active and not until_idle and not self.pending
 
@@ -413,6 +424,7 @@ class NumberSender:
                 c.priority,
                 c.valid_until,
                 gate.rules_for(c, categories=categories[c.pk], ledger=ledger),
+                c.kind == Campaign.Kind.TRANSACTIONAL,
             )
             for c in campaigns
         }
@@ -494,12 +506,33 @@ class NumberSender:
                     if queue.bring_forward_retries(campaign_id=c):
                         self.next_retry_claim, self.claim_again = 0.0, True
             claimed = [m for group in _interleave(batches) for m in group]
+            self._load_templates(claimed)
             self.pending.extend(claimed)
             claimed_any = claimed_any or bool(claimed)
             budget -= len(claimed)
             if budget <= 0:
                 break
         return claimed_any
+
+    def _claim_ahead(self) -> None:
+        """Rows of a higher-priority campaign (a transactional send) go before those in hand."""
+        if not self.active:
+            return
+        lowest = min(c.priority for c in self.active.values())
+        ahead = [c for c in self.active.values() if c.priority > lowest]
+        limit = max(1, math.ceil(self.own_rate))
+        now = self.clock()
+        batches = [self._claim_campaign(c, limit, False, now) for c in ahead]
+        claimed = [m for group in _interleave(batches) for m in group]
+        self._load_templates(claimed)
+        self.pending.extendleft(reversed(claimed))
+
+    def _load_templates(self, claimed: list[ClaimedMessage]) -> None:
+        """Templates a transactional stream uses are not linked to it: look up new ones."""
+        missing = {m.template_id for m in claimed if m.template_id is not None}
+        missing -= set(self.templates)
+        for t in MessageTemplate.objects.filter(pk__in=missing):
+            self.templates[t.pk] = (t.name, t.language)
 
     def _api_healthy(self) -> bool:
         """Most recent answers were not transient errors (no outage to wait out)."""

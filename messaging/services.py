@@ -163,8 +163,8 @@ def complete_if_finished(*, campaign_id: int) -> bool:
         return False
     with transaction.atomic():
         campaign = _lock(campaign_id)
-        if campaign.status != Status.RUNNING:
-            return False
+        if campaign.status != Status.RUNNING or campaign.kind == Campaign.Kind.TRANSACTIONAL:
+            return False  # a transactional stream stands for good
         # Re-check under the lock: a requeue may have raced us.
         if OutboundMessage.objects.filter(
             campaign_id=campaign_id, status__in=UNFINISHED_STATUSES

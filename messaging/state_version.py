@@ -59,3 +59,8 @@ def both() -> tuple[int | None, int | None]:
     except redis.RedisError:
         return None, None
     return int(campaigns or 0), int(suppressions or 0)
+
+
+def urgent_key(sender_id: int) -> str:
+    """Bumped when rows that go before the ones in hand (a transactional send) are queued."""
+    return f"wac:sender:{sender_id}:urgent"

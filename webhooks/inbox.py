@@ -3,11 +3,12 @@
 A thread costs a constant number of queries whatever its length: one per source, each served by
 its compound index (inbound_conversation, outbound_phone, autoreply_user, staffreply_user).
 `window_closes_at` is the one rule for the 24 h customer service window (auto-replies and staff
-replies both ask it).
+replies and the API's free-form sends all ask it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 

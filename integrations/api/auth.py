@@ -1,0 +1,36 @@
+"""Who is calling (an API key in `Authorization: Bearer …`), what it may do, how often."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+from ninja.security import HttpBearer
+
+from integrations.api.errors import ApiError
+from integrations.api.ratelimit import check_rate
+from integrations.keys import authenticate
+from integrations.models import ApiKey
+
+
+class ApiKeyAuth(HttpBearer):
+    def authenticate(self, request: HttpRequest, token: str) -> ApiKey:
+        api_key = authenticate(token.strip())
+        if api_key is None:
+            raise ApiError(401, "invalid_api_key", "the API key is unknown or revoked")
+        check_rate(api_key)
+        return api_key
+
+    def __call__(self, request: HttpRequest) -> ApiKey:
+        if not request.headers.get("Authorization"):
+            raise ApiError(401, "missing_api_key", "send `Authorization: Bearer <API key>`")
+        result = super().__call__(request)
+        if result is None:  # a header that is not "Bearer <key>"
+            raise ApiError(401, "invalid_api_key", "send `Authorization: Bearer <API key>`")
+        return result
+
+
+def require(request: HttpRequest, scope: str) -> ApiKey:
+    """The caller's key if it has `scope`, else 403."""
+    api_key: ApiKey = request.auth  # type: ignore[attr-defined]
+    if scope not in api_key.scopes:
+        raise ApiError(403, "missing_scope", f"this API key lacks the scope {str(scope)!r}")
+    return api_key

@@ -1,0 +1,131 @@
+"""Send one message or a batch; read a message's status and timeline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from ninja import Router, Status
+
+from integrations.api import lookups
+from integrations.api.auth import require
+from integrations.api.errors import ApiError
+from integrations.api.idempotency import run_once
+from integrations.api.schemas import (
+    BatchIn,
+    BatchOut,
+    ErrorOut,
+    MessageDetailOut,
+    MessageIn,
+    MessageOut,
+    SendIn,
+)
+from integrations.models import ApiKey
+from integrations.transactional import MessageSpec, SendRefused, send_batch
+from messaging.models import OutboundMessage, OutboundStatus
+
+router = Router(tags=["messages"])
+ERRORS: dict[int, Any] = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut}
+
+
+def message_out(row: OutboundMessage) -> dict[str, Any]:
+    return {
+        "id": row.pk,
+        "status": OutboundStatus(row.status).label,
+        "campaign_id": row.campaign_id,
+        "to": row.phone,
+        "wamid": row.wamid,
+    }
+
+
+def _spec(item: MessageIn) -> MessageSpec:
+    template = item.template
+    return MessageSpec(
+        to=item.to,
+        template=template.name if template else None,
+        language=template.language if template else None,
+        variables=template.variables if template else {},
+        components=template.components if template else None,
+        text=item.text,
+        preview_url=item.preview_url,
+    )
+
+
+@router.post(
+    "/messages",
+    response={202: MessageOut, **ERRORS, 409: ErrorOut, 422: ErrorOut, 429: ErrorOut},
+    summary="Queue one template or text message",
+)
+def send(request: HttpRequest, payload: SendIn):
+    """Queued in the sender number's transactional stream, ahead of its campaigns.
+
+    Send an `Idempotency-Key` header to make retries safe: a repeat of the key returns the
+    first answer and never queues a second message (keys are kept for at least 24 hours).
+    """
+    api_key: ApiKey = require(request, ApiKey.Scope.MESSAGES_SEND)
+    sender = lookups.sender_named(payload.sender)
+
+    def work() -> tuple[int, Any]:
+        (result,) = send_batch(sender=sender, messages=[_spec(payload)])
+        if isinstance(result, SendRefused):
+            status = 409 if result.code in ("window_closed", "recipient_opted_out") else 400
+            raise ApiError(status, result.code, result.message, result.field)
+        return 202, message_out(result)
+
+    return Status(*run_once(request, api_key, work))
+
+
+@router.post(
+    "/messages/batch",
+    response={200: BatchOut, **ERRORS, 422: ErrorOut, 429: ErrorOut},
+    summary="Queue up to 1,000 messages in one transaction",
+)
+def send_many(request: HttpRequest, payload: BatchIn):
+    """Each message is accepted or refused on its own; `results` follow the request's order."""
+    api_key: ApiKey = require(request, ApiKey.Scope.MESSAGES_SEND)
+    sender = lookups.sender_named(payload.sender)
+
+    def work() -> tuple[int, Any]:
+        results = send_batch(sender=sender, messages=[_spec(m) for m in payload.messages])
+        items: list[dict[str, Any]] = []
+        for index, result in enumerate(results):
+            if isinstance(result, SendRefused):
+                error = result.as_dict()
+                error["field"] = f"messages[{index}].{result.field}" if result.field else None
+                items.append({"index": index, "error": error})
+            else:
+                items.append({"index": index, "message": message_out(result)})
+        refused = sum(1 for i in items if "error" in i)
+        return 200, {"queued": len(items) - refused, "refused": refused, "results": items}
+
+    return Status(*run_once(request, api_key, work))
+
+
+@router.get("/messages/{message_id}", response={200: MessageDetailOut, **ERRORS, 429: ErrorOut})
+def message_detail(request: HttpRequest, message_id: int):
+    """The message's current status and every status WhatsApp reported for it, in order."""
+    require(request, ApiKey.Scope.MESSAGES_READ)
+    row = lookups.message(message_id)
+    timeline: list[dict[str, Any]] = []
+    if row.accepted_at:
+        timeline.append({"at": row.accepted_at, "status": "accepted"})
+    for log in row.status_logs.order_by("timestamp", "id"):
+        timeline.append(
+            {
+                "at": log.timestamp,
+                "status": log.status,
+                "error_code": log.error_code,
+                "error_title": log.error_title,
+            }
+        )
+    return Status(
+        200,
+        {
+            **message_out(row),
+            "attempts": row.attempts,
+            "error_code": row.error_code,
+            "error_category": row.error_category,
+            "error_detail": row.error_detail,
+            "timeline": timeline,
+        },
+    )

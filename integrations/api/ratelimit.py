@@ -1,0 +1,40 @@
+"""Requests per API key per minute, counted in Redis (shared by every web process)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import redis
+
+from integrations.api.errors import ApiError
+from integrations.models import ApiKey
+from messaging.redis_client import get_redis
+
+logger = logging.getLogger(__name__)
+
+WINDOW_SECONDS = 60
+
+
+def check_rate(api_key: ApiKey, *, now: float | None = None) -> None:
+    """Raise 429 with Retry-After when this key used up its minute; open if Redis is down."""
+    now = time.time() if now is None else now
+    window = int(now // WINDOW_SECONDS)
+    key = f"wac:api:rate:{api_key.pk}:{window}"
+    try:
+        pipe = get_redis().pipeline()
+        pipe.incr(key)
+        pipe.expire(key, WINDOW_SECONDS * 2)
+        count = pipe.execute()[0]
+    except redis.RedisError:
+        # The limit protects the engine, not correctness: better served than refused.
+        logger.warning("rate limit not checked: Redis unavailable", exc_info=True)
+        return
+    if count > api_key.rate_limit_per_minute:
+        retry_after = max(1, int((window + 1) * WINDOW_SECONDS - now) + 1)
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"more than {api_key.rate_limit_per_minute} requests this minute for this key",
+            headers={"Retry-After": str(retry_after)},
+        )

@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class IntegrationsConfig(AppConfig):
+    """The ways in and out for other systems: the HTTP API, outbound events, staff alerts."""
+
+    name = "integrations"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,212 @@
+"""Sending from code: messages queued in the sender number's standing transactional stream.
+
+No second send path: a message here is one more queue row, in a campaign of kind
+TRANSACTIONAL that runs for good at a priority above campaigns. The engine claims it like any
+row, so the number's pacing and the claim-time policy (suppression, validity) apply to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from campaigns.csv_import import CsvImportError, normalise_phone, render_components
+from campaigns.models import Campaign, Contact, MessageTemplate, SenderNumber, Suppression
+from messaging.models import OutboundMessage
+from messaging.state_version import bump_on_commit, urgent_key
+from webhooks.inbox import open_windows
+
+MAX_BATCH = 1000
+MAX_TEXT = 4096
+
+
+class SendRefused(ValueError):
+    """A message that cannot be queued: what is wrong (code), in words, and where (field)."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.field = code, message, field
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "field": self.field}
+
+
+@dataclass(frozen=True)
+class MessageSpec:
+    """One message to one recipient: a template (with variables or components) or text.
+
+    `variables` use the CSV's column names (`1`, `2` or `var1`… for positional templates,
+    the variable names for named ones, `header_media` for a media header, `button_<n>`), so a
+    message renders exactly as the same row of a campaign file would.
+    """
+
+    to: str
+    template: str | None = None
+    language: str | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+    components: list[dict[str, Any]] | None = None
+    text: str | None = None
+    preview_url: bool = False
+
+
+def stream_for(sender: SenderNumber) -> Campaign:
+    """The running transactional stream of `sender`, created on first use."""
+    existing = Campaign.objects.filter(sender=sender, kind=Campaign.Kind.TRANSACTIONAL).first()
+    if existing is not None:
+        return existing
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            stream = Campaign.objects.create(
+                name=f"Transactional {sender.display_number}",
+                kind=Campaign.Kind.TRANSACTIONAL,
+                sender=sender,
+                status=Campaign.Status.RUNNING,
+                priority=Campaign.TRANSACTIONAL_PRIORITY,
+                start_at=now,
+                started_at=now,
+            )
+    except IntegrityError:  # a concurrent first send created it
+        return Campaign.objects.get(sender=sender, kind=Campaign.Kind.TRANSACTIONAL)
+    bump_on_commit()
+    return stream
+
+
+@dataclass
+class _Planned:
+    index: int
+    phone: str
+    template_id: int | None
+    parameters: Any
+
+
+def _plan(
+    index: int, spec: MessageSpec, sender: SenderNumber, templates: dict, region: str
+) -> _Planned:
+    phone, why = normalise_phone(spec.to or "", region)
+    if phone is None:
+        raise SendRefused("invalid_phone", f"{spec.to!r}: {why}", "to")
+    if (spec.text is None) == (spec.template is None):
+        raise SendRefused("invalid_message", "give either a template or a text", "template")
+    if spec.text is not None:
+        if not spec.text.strip():
+            raise SendRefused("invalid_text", "the text is empty", "text")
+        if len(spec.text) > MAX_TEXT:
+            raise SendRefused("invalid_text", f"the text is over {MAX_TEXT} characters", "text")
+        return _Planned(index, phone, None, {"body": spec.text, "preview_url": spec.preview_url})
+    template = templates.get((spec.template, spec.language or ""))
+    if template is None:
+        raise SendRefused(
+            "unknown_template",
+            f"no template {spec.template}:{spec.language} on the account of "
+            f"{sender.display_number}",
+            "template",
+        )
+    if not template.is_sendable:
+        raise SendRefused(
+            "template_not_sendable", f"template {template} is {template.status}", "template"
+        )
+    if spec.components is not None:
+        return _Planned(index, phone, template.pk, spec.components)
+    try:
+        components = render_components(template, spec.variables)
+    except CsvImportError as exc:  # TemplateVariableError is one too
+        raise SendRefused("invalid_variables", str(exc), "variables") from exc
+    return _Planned(index, phone, template.pk, components)
+
+
+def send_batch(
+    *, sender: SenderNumber, messages: Sequence[MessageSpec], default_region: str | None = None
+) -> list[OutboundMessage | SendRefused]:
+    """Queue every acceptable message in one transaction; one result per message, in order.
+
+    A refused message (bad number, unknown template, opted out, closed window…) is returned
+    as its SendRefused and does not stop the others.
+    """
+    if len(messages) > MAX_BATCH:
+        raise SendRefused("batch_too_large", f"at most {MAX_BATCH} messages per batch", "messages")
+    region = default_region or settings.WHATSAPP_DEFAULT_REGION
+    names = {(m.template, m.language or "") for m in messages if m.template is not None}
+    templates = {
+        (t.name, t.language): t
+        for t in MessageTemplate.objects.filter(
+            account_id=sender.account_id, name__in={n for n, _ in names}
+        )
+    }
+    results: list[OutboundMessage | SendRefused] = []
+    planned: list[_Planned] = []
+    for index, spec in enumerate(messages):
+        try:
+            planned.append(_plan(index, spec, sender, templates, region))
+            results.append(SendRefused("pending", ""))  # replaced below
+        except SendRefused as refused:
+            results.append(refused)
+    phones = {p.phone for p in planned}
+    suppressed = set(Suppression.objects.filter(phone__in=phones).values_list("phone", flat=True))
+    text_phones = {p.phone for p in planned if p.template_id is None}
+    windows = open_windows(sender_id=sender.pk, phones=text_phones)
+    sendable: list[_Planned] = []
+    for item in planned:
+        if item.phone in suppressed:
+            results[item.index] = SendRefused(
+                "recipient_opted_out", f"{item.phone} has opted out", "to"
+            )
+        elif item.template_id is None and item.phone not in windows:
+            results[item.index] = SendRefused(
+                "window_closed",
+                f"{item.phone} has not written to {sender.display_number} in the last 24 "
+                "hours: free-form text is only allowed inside that window; send a template",
+                "text",
+            )
+        else:
+            sendable.append(item)
+    if sendable:
+        with transaction.atomic():
+            rows = _enqueue(sender, sendable)
+        for item, row in zip(sendable, rows, strict=True):
+            results[item.index] = row
+    return results
+
+
+def _enqueue(sender: SenderNumber, items: list[_Planned]) -> list[OutboundMessage]:
+    stream = stream_for(sender)
+    phones = sorted({i.phone for i in items})
+    Contact.objects.bulk_create([Contact(phone=p) for p in phones], ignore_conflicts=True)
+    contacts = dict(Contact.objects.filter(phone__in=phones).values_list("phone", "pk"))
+    now = timezone.now()
+    rows = OutboundMessage.objects.bulk_create(
+        OutboundMessage(
+            campaign_id=stream.pk,
+            contact_id=contacts[i.phone],
+            template_id=i.template_id,
+            sender_id=sender.pk,
+            phone=i.phone,
+            parameters=i.parameters,
+            priority=stream.priority,
+            transactional=True,
+            next_attempt_at=now,
+        )
+        for i in items
+    )
+    Campaign.objects.filter(pk=stream.pk).update(total=F("total") + len(rows))
+    # The dispatcher serves a stream's number only while it has rows: tell it at once; and
+    # a sender loop already running puts these rows before the campaign rows it holds.
+    bump_on_commit()
+    bump_on_commit(urgent_key(sender.pk))
+    return rows
+
+
+def send_message(
+    *, sender: SenderNumber, message: MessageSpec, default_region: str | None = None
+) -> OutboundMessage:
+    """Queue one message; raises SendRefused with what is wrong and where."""
+    (result,) = send_batch(sender=sender, messages=[message], default_region=default_region)
+    if isinstance(result, SendRefused):
+        raise result
+    return result

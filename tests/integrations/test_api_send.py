@@ -1,0 +1,230 @@
+"""Sending through the API: idempotency under concurrency, batches, the service window,
+and the transactional stream going before a running campaign on the same number."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from campaigns.models import Campaign
+from messaging.models import OutboundMessage, OutboundStatus
+from messaging.sender import run_number
+from tests import factories
+from tests.engine.conftest import make_campaign
+from tests.integrations.conftest import Api
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def template_body(sender, template, to="+14155550100", **extra):
+    return {
+        "sender": sender.phone_number_id,
+        "to": to,
+        "template": {
+            "name": template.name,
+            "language": template.language,
+            "variables": {"1": "Ana", "2": "X1"},
+        },
+        **extra,
+    }
+
+
+def inbound_from(sender, phone, *, hours_ago: float):
+    from webhooks.models import InboundMessage
+
+    return InboundMessage.objects.create(
+        sender=sender,
+        user_phone=phone,
+        wamid=f"wamid.in.{phone}.{hours_ago}",
+        type="text",
+        text="hello",
+        timestamp=timezone.now() - timedelta(hours=hours_ago),
+    )
+
+
+def test_twenty_concurrent_identical_requests_send_one_message(sim, api_key, sender, template):
+    body = template_body(sender, template)
+    answers: list = []
+    start = threading.Barrier(20)
+
+    def call():
+        start.wait()
+        try:
+            answers.append(Api(api_key.secret).post("/messages", body, {"Idempotency-Key": "o-1"}))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=call) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+
+    assert [a.status_code for a in answers] == [202] * 20
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert OutboundMessage.objects.count() == 1
+    run_number(sender.pk, worker_id="t", max_seconds=20, until_idle=True)
+    assert sim.stats()["accepted"] == 1
+    row = OutboundMessage.objects.get()
+    assert row.status == OutboundStatus.ACCEPTED and row.transactional
+    # The stream stands: sending everything does not complete it.
+    assert Campaign.objects.get(pk=row.campaign_id).status == Campaign.Status.RUNNING
+
+
+def test_an_idempotency_key_reused_for_another_request_is_refused(api, sender, template):
+    api.post("/messages", template_body(sender, template), {"Idempotency-Key": "k"})
+    other = api.post(
+        "/messages", template_body(sender, template, to="+14155550111"), {"Idempotency-Key": "k"}
+    )
+    assert other.status_code == 422
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+    assert OutboundMessage.objects.count() == 1
+
+
+def test_a_batch_queues_the_good_items_and_names_each_bad_one(api, sender, template):
+    factories.SuppressionFactory(phone="+14155550133")
+    messages = [
+        {
+            "to": "+14155550101",
+            "template": {
+                "name": template.name,
+                "language": "en_US",
+                "variables": {"1": "a", "2": "b"},
+            },
+        },
+        {
+            "to": "12",
+            "template": {
+                "name": template.name,
+                "language": "en_US",
+                "variables": {"1": "a", "2": "b"},
+            },
+        },
+        {"to": "+14155550102", "template": {"name": "nope", "language": "en_US"}},
+        {
+            "to": "+14155550103",
+            "template": {"name": template.name, "language": "en_US", "variables": {"1": "a"}},
+        },
+        {
+            "to": "+14155550133",
+            "template": {
+                "name": template.name,
+                "language": "en_US",
+                "variables": {"1": "a", "2": "b"},
+            },
+        },
+        {"to": "+14155550104", "text": "outside the window"},
+        {
+            "to": "+14155550105",
+            "template": {
+                "name": template.name,
+                "language": "en_US",
+                "variables": {"1": "c", "2": "d"},
+            },
+        },
+    ]
+    response = api.post("/messages/batch", {"sender": sender.phone_number_id, "messages": messages})
+    assert response.status_code == 200
+    data = response.json()
+    assert (data["queued"], data["refused"]) == (2, 5)
+    errors = {r["index"]: r["error"] for r in data["results"] if r["error"]}
+    assert {i: (e["code"], e["field"]) for i, e in errors.items()} == {
+        1: ("invalid_phone", "messages[1].to"),
+        2: ("unknown_template", "messages[2].template"),
+        3: ("invalid_variables", "messages[3].variables"),
+        4: ("recipient_opted_out", "messages[4].to"),
+        5: ("window_closed", "messages[5].text"),
+    }
+    assert sorted(OutboundMessage.objects.values_list("phone", flat=True)) == [
+        "+14155550101",
+        "+14155550105",
+    ]
+
+
+def test_a_batch_over_1000_is_refused_whole(api, sender):
+    messages = [{"to": "+14155550101", "text": "x"}] * 1001
+    response = api.post("/messages/batch", {"sender": sender.phone_number_id, "messages": messages})
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "messages"
+    assert OutboundMessage.objects.count() == 0
+
+
+def test_text_is_sent_inside_the_window_and_refused_outside(sim, api, sender):
+    inbound_from(sender, "+14155550120", hours_ago=2)
+    inbound_from(sender, "+14155550121", hours_ago=25)
+    inside = api.post(
+        "/messages",
+        {"sender": sender.display_number, "to": "+14155550120", "text": "Your code is 4412"},
+    )
+    outside = api.post(
+        "/messages", {"sender": sender.display_number, "to": "+14155550121", "text": "late"}
+    )
+    assert inside.status_code == 202
+    assert outside.status_code == 409
+    assert outside.json()["error"]["code"] == "window_closed"
+    assert outside.json()["error"]["field"] == "text"
+
+    run_number(sender.pk, worker_id="t", max_seconds=20, until_idle=True)
+    row = OutboundMessage.objects.get()
+    assert row.template_id is None and row.status == OutboundStatus.ACCEPTED
+    assert sim.stats()["recipients"]["distinct"] == 1
+
+
+def test_message_status_and_timeline(api, sender, template):
+    sent = api.post("/messages", template_body(sender, template)).json()
+    row = OutboundMessage.objects.get(pk=sent["id"])
+    now = timezone.now()
+    OutboundMessage.objects.filter(pk=row.pk).update(
+        status=OutboundStatus.DELIVERED, wamid="wamid.T1", accepted_at=now
+    )
+    from webhooks.models import StatusLog
+
+    StatusLog.objects.create(wamid="wamid.T1", status="sent", timestamp=now, outbound=row)
+    StatusLog.objects.create(
+        wamid="wamid.T1", status="delivered", timestamp=now + timedelta(seconds=2), outbound=row
+    )
+    detail = api.get(f"/messages/{row.pk}").json()
+    assert detail["status"] == "delivered"
+    assert [t["status"] for t in detail["timeline"]] == ["accepted", "sent", "delivered"]
+    assert api.get("/messages/987654").status_code == 404
+
+
+def test_transactional_goes_before_the_running_campaign_on_its_number(sim, api, sender, template):
+    sender.rate_mps = 100
+    sender.save()
+    campaign = make_campaign(sender=sender, templates=[template], contacts=400)
+    worker = threading.Thread(
+        target=run_number,
+        args=(sender.pk,),
+        kwargs={"worker_id": "t", "max_seconds": 60, "until_idle": True},
+    )
+    worker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if (
+                OutboundMessage.objects.filter(
+                    campaign=campaign, status=OutboundStatus.ACCEPTED
+                ).count()
+                >= 50
+            ):
+                break
+            time.sleep(0.05)
+        queued_at = timezone.now()
+        sent = api.post("/messages", template_body(sender, template, to="+14155550199"))
+        assert sent.status_code == 202
+    finally:
+        worker.join(timeout=90)
+        connection.close()
+
+    row = OutboundMessage.objects.get(pk=sent.json()["id"])
+    assert row.status == OutboundStatus.ACCEPTED
+    after = OutboundMessage.objects.filter(campaign=campaign, accepted_at__gt=row.accepted_at)
+    # Claimed in the very next claim, so most of the campaign was still to go.
+    assert after.count() > 200
+    assert row.accepted_at > queued_at
