@@ -17,7 +17,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from campaigns.csv_import import CsvImportError, normalise_phone, render_components
-from campaigns.models import Campaign, Contact, MessageTemplate, SenderNumber, Suppression
+from campaigns.models import Campaign, Contact, MessageTemplate, SenderNumber
+from campaigns.suppression import suppressed_phones
 from messaging.models import OutboundMessage
 from messaging.state_version import bump_on_commit, urgent_key
 from webhooks.inbox import open_windows
@@ -148,7 +149,7 @@ def send_batch(
         except SendRefused as refused:
             results.append(refused)
     phones = {p.phone for p in planned}
-    suppressed = set(Suppression.objects.filter(phone__in=phones).values_list("phone", flat=True))
+    suppressed = suppressed_phones(phones)
     text_phones = {p.phone for p in planned if p.template_id is None}
     windows = open_windows(sender_id=sender.pk, phones=text_phones)
     sendable: list[_Planned] = []

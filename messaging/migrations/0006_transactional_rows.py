@@ -7,8 +7,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0003_campaign_kind'),
-        ('messaging', '0004_alter_outboundmessage_campaign_and_more'),
+        ('campaigns', '0006_campaign_kind'),
+        ('messaging', '0005_purge_schedule'),
     ]
 
     operations = [

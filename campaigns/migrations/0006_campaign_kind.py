@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0002_alter_contact_phone_alter_contact_wa_id_and_more'),
+        ('campaigns', '0005_campaign_parameters_purged_at'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
