@@ -64,6 +64,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "integrations.alerts.context.active_alerts",
             ],
         },
     },
@@ -249,6 +250,31 @@ API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=2_097_152)
 API_MAX_UPLOAD_BYTES = env.int("API_MAX_UPLOAD_BYTES", default=104_857_600)
 # Idempotency keys are kept at least this long (the promise to clients is 24 hours).
 API_IDEMPOTENCY_HOURS = env.int("API_IDEMPOTENCY_HOURS", default=48)
+
+# --- Outbound events (subscriptions in admin) -----------------------------------------------
+EVENTS_RETRY_BASE_SECONDS = env.float("EVENTS_RETRY_BASE_SECONDS", default=10.0)
+EVENTS_RETRY_MAX_SECONDS = env.float("EVENTS_RETRY_MAX_SECONDS", default=3600.0)
+# Events still undelivered after this long become dead letters (re-delivered from admin).
+EVENTS_RETRY_HOURS = env.float("EVENTS_RETRY_HOURS", default=24.0)
+EVENTS_TIMEOUT_SECONDS = env.float("EVENTS_TIMEOUT_SECONDS", default=10.0)
+EVENTS_SLICE_SECONDS = env.float("EVENTS_SLICE_SECONDS", default=30.0)
+EVENTS_MAX_PARALLEL = env.int("EVENTS_MAX_PARALLEL", default=8)
+
+# --- Alerts to staff ----------------------------------------------------------------------
+# E-mail recipients; empty: active staff with the integrations.receive_alerts permission.
+ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
+# A Slack-compatible incoming webhook ({"text": ...}); empty: none.
+ALERT_CHAT_WEBHOOK_URL = env("ALERT_CHAT_WEBHOOK_URL", default="")
+ALERT_REPEAT_MINUTES = env.int("ALERT_REPEAT_MINUTES", default=60)
+ALERT_STALLED_MINUTES = env.int("ALERT_STALLED_MINUTES", default=10)
+ALERT_WEBHOOK_BACKLOG = env.int("ALERT_WEBHOOK_BACKLOG", default=10_000)
+ALERT_WEBHOOK_SILENCE_MINUTES = env.int("ALERT_WEBHOOK_SILENCE_MINUTES", default=15)
+ALERT_CLUSTER_MINUTES = env.int("ALERT_CLUSTER_MINUTES", default=5)
+EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env("EMAIL_HOST", default="localhost")
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="wacampaigns@localhost")
+# /metrics and /health/memory/: staff session, or `Authorization: Bearer <METRICS_TOKEN>`.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
 
 # --- django-q2 ----------------------------------------------------------------------------
 # django-q2 carries control tasks (sender slices, watchdog, webhook apply), never one task

@@ -10,8 +10,10 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from campaigns.admin_helpers import CappedCountPaginator
+from integrations.events.delivery import redeliver
 from integrations.keys import set_secret
-from integrations.models import ApiKey
+from integrations.models import ApiKey, EventSubscription, EventType, OutboxEvent
 
 
 class ApiKeyForm(forms.ModelForm):
@@ -49,3 +51,61 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         self.message_user(request, f"{count} key(s) revoked.")
+
+
+class EventSubscriptionForm(forms.ModelForm):
+    url = forms.URLField(max_length=500, assume_scheme="https")
+    event_types = forms.MultipleChoiceField(
+        choices=EventType.choices,
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="None ticked: every event type.",
+    )
+
+    class Meta:
+        model = EventSubscription
+        fields = ["name", "url", "secret", "event_types", "active", "max_batch"]
+        widgets = {"secret": forms.PasswordInput(render_value=True)}
+
+
+@admin.register(EventSubscription)
+class EventSubscriptionAdmin(admin.ModelAdmin[EventSubscription]):
+    form = EventSubscriptionForm
+    list_display = ["name", "url", "active", "type_list", "max_batch", "created_at"]
+    list_filter = ["active"]
+
+    @admin.display(description="event types")
+    def type_list(self, obj: EventSubscription) -> str:
+        return ", ".join(obj.event_types) or "all"
+
+
+@admin.register(OutboxEvent)
+class OutboxEventAdmin(admin.ModelAdmin[OutboxEvent]):
+    """Delivered, pending and dead-letter events; dead letters are re-delivered in one click."""
+
+    list_display = [
+        "id",
+        "event_type",
+        "subscription",
+        "state",
+        "attempts",
+        "created_at",
+        "last_error",
+    ]
+    list_filter = ["state", "subscription", "event_type"]
+    list_select_related = ["subscription"]
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    actions = ["redeliver"]
+    readonly_fields = [f.name for f in OutboxEvent._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.action(description="Re-deliver the selected dead letters", permissions=["view"])
+    def redeliver(self, request: HttpRequest, queryset: QuerySet[OutboxEvent]) -> None:
+        count = redeliver(list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, f"{count} dead letter(s) queued for delivery again.")

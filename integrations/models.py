@@ -51,3 +51,104 @@ class IdempotentRequest(models.Model):
             models.UniqueConstraint(fields=["api_key", "key"], name="idempotency_key_once"),
         ]
         indexes = [models.Index(fields=["created_at"], name="idempotency_created")]
+
+
+class EventType(models.TextChoices):
+    MESSAGE_ACCEPTED = "message.accepted"
+    MESSAGE_SENT = "message.sent"
+    MESSAGE_DELIVERED = "message.delivered"
+    MESSAGE_READ = "message.read"
+    MESSAGE_FAILED = "message.failed"
+    MESSAGE_RECEIVED = "message.received"
+    CONTACT_OPTED_OUT = "contact.opted_out"
+    CONTACT_OPTED_IN = "contact.opted_in"
+    CAMPAIGN_SCHEDULED = "campaign.scheduled"
+    CAMPAIGN_STARTED = "campaign.running"
+    CAMPAIGN_PAUSED = "campaign.paused"
+    CAMPAIGN_COMPLETED = "campaign.completed"
+    CAMPAIGN_CANCELLED = "campaign.cancelled"
+    CAMPAIGN_DRAFT = "campaign.draft"
+    CAMPAIGN_EXPIRED = "campaign.expired"
+    TEMPLATE_STATUS = "template.status_changed"
+    TEMPLATE_QUALITY = "template.quality_changed"
+    NUMBER_QUALITY = "number.quality_changed"
+
+
+class EventSubscription(models.Model):
+    """Another system's URL that gets our events, signed with its secret."""
+
+    name = models.CharField(max_length=100)
+    url = models.URLField(max_length=500)
+    # Kept as is (not hashed): every delivery is signed with it.
+    secret = models.CharField(max_length=128, help_text="HMAC-SHA256 key of the signature")
+    event_types = models.JSONField(default=list, help_text="event types to send; empty = all")
+    active = models.BooleanField(default=True)
+    # 1: one event per POST; more: a JSON {"events": [...]} of up to this many per POST.
+    max_batch = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def wants(self, event_type: str) -> bool:
+        return not self.event_types or event_type in self.event_types
+
+
+class OutboxEvent(models.Model):
+    """One event for one subscription, written in the transaction of the change it reports."""
+
+    class State(models.IntegerChoices):
+        PENDING = 0, "pending"
+        DELIVERED = 1, "delivered"
+        DEAD = 2, "dead letter"
+
+    subscription = models.ForeignKey(
+        EventSubscription, on_delete=models.CASCADE, related_name="events", db_index=False
+    )
+    event_type = models.CharField(max_length=40)
+    payload = models.JSONField()
+    # Database defaults: the hot paths insert these rows set-based in raw SQL.
+    created_at = models.DateTimeField(db_default=models.functions.Now())
+    state = models.PositiveSmallIntegerField(choices=State.choices, db_default=0)
+    attempts = models.PositiveSmallIntegerField(db_default=0)
+    next_attempt_at = models.DateTimeField(db_default=models.functions.Now())
+    last_error = models.CharField(max_length=300, db_default="")
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # The deliverer's read: a subscription's pending events in order. Partial, so it
+            # holds only the backlog.
+            models.Index(
+                fields=["subscription", "id"], condition=models.Q(state=0), name="outbox_pending"
+            ),
+            models.Index(
+                fields=["subscription", "-id"], condition=models.Q(state=2), name="outbox_dead"
+            ),
+            models.Index(fields=["created_at"], name="outbox_created"),
+        ]
+
+    @property
+    def event_id(self) -> str:
+        return f"evt_{self.pk}"
+
+
+class Alert(models.Model):
+    """A condition staff must know about, from when it was raised until it resolved."""
+
+    key = models.CharField(max_length=120, unique=True)  # condition[:subject]
+    condition = models.CharField(max_length=40)
+    message = models.CharField(max_length=500)
+    active = models.BooleanField(default=True)
+    raised_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    notified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["key"], condition=models.Q(active=True), name="alert_active")
+        ]
+        permissions = [("receive_alerts", "Receives alert e-mails")]
+
+    def __str__(self) -> str:
+        return self.message

@@ -17,6 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from campaigns.models import Campaign, Contact
+from integrations.events.publish import publish_message_statuses
 from messaging.models import OutboundMessage, OutboundStatus
 
 TABLE = OutboundMessage._meta.db_table
@@ -242,7 +243,16 @@ def record_outcomes(
     """
     if not outcomes:
         return []
-    now = now or timezone.now()
+    with transaction.atomic():
+        moved = _record_outcomes(outcomes, from_statuses, now or timezone.now())
+        # Outbound events for the moves, in this transaction (integrations outbox).
+        publish_message_statuses([(row_id, status) for row_id, _c, status in moved])
+    return moved
+
+
+def _record_outcomes(
+    outcomes: list[RowOutcome], from_statuses: tuple[int, ...], now: datetime
+) -> list[tuple[int, int, int]]:
     if not _is_postgres():
         return _record_orm(outcomes, from_statuses, now)
     columns: list[list[Any]] = [

@@ -14,6 +14,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from campaigns.models import ERASED_PHONE_PREFIX, Campaign, CampaignTemplate
+from integrations.events.payloads import publish_campaign_state
 from messaging.models import PENDING_STATUSES, OutboundMessage, OutboundStatus
 from messaging.policy.optout import suppressed_numbers, suppressed_sql
 from messaging.state_version import bump_on_commit
@@ -28,6 +29,15 @@ UNFINISHED_STATUSES = (
     OutboundStatus.UNKNOWN,
     OutboundStatus.HELD,
 )
+
+
+# Pauses people asked for; every other pause_reason is the engine's own (an alert to staff).
+STAFF_PAUSE_REASON = "Paused by staff"
+API_PAUSE_PREFIX = "Paused through the API"
+
+
+def is_manual_pause(reason: str) -> bool:
+    return reason.startswith((STAFF_PAUSE_REASON, API_PAUSE_PREFIX))
 
 
 class TransitionError(Exception):
@@ -48,6 +58,7 @@ def _move(campaign: Campaign, status: str, **fields: object) -> Campaign:
         setattr(campaign, name, value)
     campaign.save(update_fields=["status", "updated_at", *fields])
     bump_on_commit()
+    publish_campaign_state(campaign)  # outbound event, in this transaction
     logger.info("campaign %s -> %s", campaign.pk, status)
     return campaign
 
@@ -104,7 +115,7 @@ def return_to_draft(*, campaign_id: int) -> Campaign:
 
 
 @transaction.atomic
-def pause_campaign(*, campaign_id: int, reason: str = "Paused by staff") -> Campaign:
+def pause_campaign(*, campaign_id: int, reason: str = STAFF_PAUSE_REASON) -> Campaign:
     """Stop claiming new messages; in-flight requests finish and are recorded as usual."""
     return _move(_lock(campaign_id), Status.PAUSED, pause_reason=reason[:255])
 

@@ -1,4 +1,5 @@
-"""Operational endpoints: health, memory and Prometheus metrics. Public, so they show no secrets."""
+"""Operational endpoints: health (public, says nothing secret), memory and Prometheus metrics
+(staff session or METRICS_TOKEN)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from integrations.alerts.service import evaluate_if_due
+from integrations.ops import alert_report, metric_lines, staff_or_token
 from messaging.selectors import ops_metrics
 
 logger = logging.getLogger(__name__)
@@ -55,7 +58,14 @@ def health(request: HttpRequest) -> JsonResponse:
     if redis_url:
         redis_state = "ok" if _check_redis(redis_url) else "error"
     healthy = database == "ok" and redis_state != "error"
-    body = {"status": "ok" if healthy else "error", "database": database, "redis": redis_state}
+    body: dict[str, object] = {
+        "status": "ok" if healthy else "error",
+        "database": database,
+        "redis": redis_state,
+    }
+    if database == "ok":
+        evaluate_if_due()  # monitors polling /health/ keep alerts going without the cluster
+        body["alerts"] = alert_report()
     return JsonResponse(body, status=200 if healthy else 503)
 
 
@@ -72,6 +82,7 @@ def _proc_status_kib(field: str) -> int | None:
 
 @never_cache
 @require_GET
+@staff_or_token
 def memory(request: HttpRequest) -> JsonResponse:
     """This process's resident memory now and at its peak, in MB."""
     rss = _proc_status_kib("VmRSS")
@@ -98,6 +109,7 @@ def _metric(
 
 @never_cache
 @require_GET
+@staff_or_token
 def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus text exposition; aggregates only (no names, numbers or tokens)."""
     data = ops_metrics()
@@ -124,6 +136,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
         )
         lines.append("# TYPE wac_webhook_raw_events_pending gauge")
         lines.append(f"wac_webhook_raw_events_pending {data.raw_events_pending}")
+    lines.extend(metric_lines())
     return HttpResponse(
         "\n".join(lines) + "\n", content_type="text/plain; version=0.0.4; charset=utf-8"
     )

@@ -10,6 +10,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from campaigns.models import MessageTemplate, SenderNumber
+from integrations.events.payloads import publish_number_change, publish_template_change
 from messaging.services import pause_active_campaigns
 from webhooks.payload import AccountEvent
 
@@ -43,6 +44,9 @@ def _template_status(event: AccountEvent) -> None:
         return
     for template in _templates(event):
         MessageTemplate.objects.filter(pk=template.pk).update(status=status)
+        publish_template_change(
+            template, kind="status", status=status, reason=str(event.value.get("reason") or "")
+        )
         if status not in SENDABLE_TEMPLATE_STATUSES:
             why = event.value.get("reason") or ""
             reason = f"Template {template} is {status}" + (f" ({why})" if why else "")
@@ -51,9 +55,12 @@ def _template_status(event: AccountEvent) -> None:
 
 def _template_quality(event: AccountEvent) -> None:
     score = str(event.value.get("new_quality_score") or "").upper()
+    templates = _templates(event)
+    for template in templates:
+        publish_template_change(template, kind="quality", quality=score)
     if score != "RED":
         return
-    for template in _templates(event):
+    for template in templates:
         _pause_template_users(template, f"Template {template} quality is RED")
 
 
@@ -80,6 +87,7 @@ def _number_quality(event: AccountEvent) -> None:
     for number in numbers:
         if changes:
             SenderNumber.objects.filter(pk=number.pk).update(**changes)
+        publish_number_change(number, event=kind, changes=changes)
         if kind in BAD_NUMBER_EVENTS or rating == "RED":
             reason = f"Number {number.display_number}: quality {kind or rating}"
             logger.warning("sender %s: %s", number.pk, reason)

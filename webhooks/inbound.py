@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from campaigns.models import Contact, SenderNumber, Suppression
+from integrations.events.payloads import publish_inbound
 from messaging.models import OutboundMessage, OutboundStatus
 from messaging.policy.optout import opt_in, opt_out
 from messaging.sql_paths import postgres_fast_paths
@@ -125,6 +126,7 @@ def record_inbound(*, events: Sequence[InboundEvent]) -> list[int]:
     )
     to_answer, opted_out = [], set()
     last_inbound: dict[str, datetime] = {}
+    received: list[dict] = []
     for event in events:
         sender_id = senders.get(event.phone_number_id)
         if sender_id is None:
@@ -135,6 +137,7 @@ def record_inbound(*, events: Sequence[InboundEvent]) -> list[int]:
             )
             continue
         phones = known.get(event.wa_id, set())
+        attributed = _attribute(event, sender_id, phones, by_context)
         payload = {**event.raw, "user_id": event.user_id, "wa_id": event.wa_id}
         inbound_id = _store(
             dict(
@@ -146,7 +149,7 @@ def record_inbound(*, events: Sequence[InboundEvent]) -> list[int]:
                 text=event.text,
                 payload=payload,
                 context_wamid=event.context_wamid,
-                campaign_id=_attribute(event, sender_id, phones, by_context),
+                campaign_id=attributed,
                 timestamp=event.timestamp,
             )
         )
@@ -154,6 +157,18 @@ def record_inbound(*, events: Sequence[InboundEvent]) -> list[int]:
             continue  # a redelivery: already stored and acted on
         for phone in phones:
             last_inbound[phone] = max(event.timestamp, last_inbound.get(phone, event.timestamp))
+        received.append(
+            {
+                "inbound_id": inbound_id,
+                "from": _user_phone(event, known),
+                "sender_id": sender_id,
+                "type": event.type,
+                "text": event.text,
+                "wamid": event.wamid,
+                "campaign_id": attributed,
+                "timestamp": event.timestamp,
+            }
+        )
         if is_opt_out(event) and phones:
             opted_out |= phones
         else:
@@ -163,6 +178,7 @@ def record_inbound(*, events: Sequence[InboundEvent]) -> list[int]:
         Contact.objects.filter(phone=phone).exclude(last_inbound_at__gte=at).update(
             last_inbound_at=at
         )
+    publish_inbound(received)  # outbound events, in this transaction
     if opted_out:
         opt_out(phones=opted_out, source=Suppression.Source.KEYWORD, reason="opt-out keyword")
     return to_answer

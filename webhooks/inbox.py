@@ -8,7 +8,6 @@ replies and the API's free-form sends all ask it).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 

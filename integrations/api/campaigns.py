@@ -233,7 +233,9 @@ def start(request: HttpRequest, campaign_id: int):
 
 @router.post("/campaigns/{campaign_id}/pause", response=ACTED)
 def pause(request: HttpRequest, campaign_id: int, payload: ReasonIn | None = None):
-    reason = payload.reason if payload else "Paused through the API"
+    reason = services.API_PAUSE_PREFIX
+    if payload and payload.reason and payload.reason != services.API_PAUSE_PREFIX:
+        reason = f"{services.API_PAUSE_PREFIX}: {payload.reason}"
     return _act(
         request,
         campaign_id,

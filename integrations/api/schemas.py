@@ -136,4 +136,4 @@ class ImportReportOut(Schema):
 
 
 class ReasonIn(Schema):
-    reason: str = Field("Paused through the API", max_length=255)
+    reason: str = Field("", max_length=200)

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from campaigns.models import Contact, Suppression
 from campaigns.suppression import phone_hash_sql, phone_hashes, suppressed_phones
+from integrations.events.payloads import publish_opt_ins, publish_opt_outs
 from messaging import state_version
 from messaging.models import OutboundMessage, OutboundStatus
 
@@ -57,6 +58,7 @@ def opt_out(*, phones: Iterable[str], source: str, reason: str = "") -> OptOutRe
     )
     cancelled = cancel_pending_to(phones=numbers, detail=SUPPRESSED_DETAIL)
     state_version.bump_on_commit(state_version.SUPPRESSIONS)
+    publish_opt_outs(phones=numbers, source=source, reason=reason)  # outbound events
     logger.info(
         "opt-out of %d number(s) (%s), %d queued message(s) cancelled",
         len(numbers),
@@ -75,6 +77,7 @@ def opt_in(*, phones: Iterable[str], source: str | None = None) -> int:
     lifted = list(rows.values_list("phone", flat=True))
     rows.delete()
     Contact.objects.filter(phone__in=lifted).update(opted_out_at=None)
+    publish_opt_ins(phones=[p for p in lifted if p])  # outbound events
     return len(lifted)
 
 

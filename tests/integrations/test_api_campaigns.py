@@ -78,7 +78,10 @@ def test_state_verbs_and_listing_by_status(api, sender, template):
     ]["id"]
     assert api.post(f"/campaigns/{campaign_id}/start").json()["status"] == "running"
     paused = api.post(f"/campaigns/{campaign_id}/pause", {"reason": "CRM said so"}).json()
-    assert (paused["status"], paused["pause_reason"]) == ("paused", "CRM said so")
+    assert (paused["status"], paused["pause_reason"]) == (
+        "paused",
+        "Paused through the API: CRM said so",
+    )
     assert api.post(f"/campaigns/{campaign_id}/resume").json()["status"] == "running"
     first = OutboundMessage.objects.filter(campaign_id=campaign_id).order_by("id").first()
     OutboundMessage.objects.filter(pk=first.pk).update(status=OutboundStatus.FAILED)

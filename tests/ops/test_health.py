@@ -16,7 +16,15 @@ def test_health_is_ok_with_database_and_redis_up(client, settings):
     assert settings.REDIS_URL, "scripts/test sets REDIS_URL"
     response = client.get("/health/")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "redis": "ok"}
+    body = response.json()
+    assert {k: body[k] for k in ("status", "database", "redis")} == {
+        "status": "ok",
+        "database": "ok",
+        "redis": "ok",
+    }
+    # Each alert condition is reported, and none fires on an empty installation.
+    assert set(body["alerts"]) >= {"campaign_paused", "token_failed", "webhook_silent"}
+    assert body["alerts"]["token_failed"] == "ok"
 
 
 def test_health_reports_redis_disabled_without_a_redis_url(client):
@@ -31,7 +39,12 @@ def test_health_is_503_naming_redis_when_redis_is_unreachable(client):
     with override_settings(REDIS_URL=url):
         response = client.get("/health/")
     assert response.status_code == 503
-    assert response.json() == {"status": "error", "database": "ok", "redis": "error"}
+    body = response.json()
+    assert {k: body[k] for k in ("status", "database", "redis")} == {
+        "status": "error",
+        "database": "ok",
+        "redis": "error",
+    }
     assert b"s3cret-password" not in response.content
 
 
@@ -41,8 +54,8 @@ def test_health_needs_no_login_and_is_not_cached(client):
     assert "no-cache" in response["Cache-Control"]
 
 
-def test_memory_reports_rss_and_peak_in_megabytes(client):
-    response = client.get("/health/memory/")
+def test_memory_reports_rss_and_peak_in_megabytes(admin_client):
+    response = admin_client.get("/health/memory/")
     assert response.status_code == 200
     body = response.json()
     assert 1 < body["rss_mb"] <= body["peak_rss_mb"] < 64 * 1024

@@ -18,7 +18,7 @@ def _samples(text: str) -> dict[str, float]:
     return samples
 
 
-def test_metrics_show_campaigns_queue_counters_and_pending_raw_events(client):
+def test_metrics_show_campaigns_queue_counters_and_pending_raw_events(admin_client):
     from webhooks.models import RawEvent
 
     running = factories.CampaignFactory(
@@ -31,7 +31,7 @@ def test_metrics_show_campaigns_queue_counters_and_pending_raw_events(client):
     RawEvent.objects.create(body=b"{}")
     RawEvent.objects.create(body=b"{}", applied_at="2025-01-01T00:00:00Z")
 
-    response = client.get("/metrics")
+    response = admin_client.get("/metrics")
 
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain; version=0.0.4")
@@ -49,7 +49,7 @@ def test_metrics_show_campaigns_queue_counters_and_pending_raw_events(client):
     assert samples["wac_webhook_raw_events_pending"] == 1
 
 
-def test_metrics_count_unfinished_rows_of_every_campaign_but_completed_ones(client):
+def test_metrics_count_unfinished_rows_of_every_campaign_but_completed_ones(admin_client):
     paused = factories.CampaignFactory(status=Campaign.Status.PAUSED)
     cancelled = factories.CampaignFactory(status=Campaign.Status.CANCELLED)
     completed = factories.CampaignFactory(status=Campaign.Status.COMPLETED)
@@ -58,7 +58,7 @@ def test_metrics_count_unfinished_rows_of_every_campaign_but_completed_ones(clie
     factories.OutboundMessageFactory(campaign=cancelled, status=OutboundStatus.UNKNOWN)
     factories.OutboundMessageFactory(campaign=completed, status=OutboundStatus.SENT)
 
-    samples = _samples(client.get("/metrics").content.decode())
+    samples = _samples(admin_client.get("/metrics").content.decode())
 
     assert samples['wac_queue_messages{status="retry"}'] == 2
     assert samples['wac_queue_messages{status="held"}'] == 1
@@ -66,26 +66,52 @@ def test_metrics_count_unfinished_rows_of_every_campaign_but_completed_ones(clie
     assert samples['wac_queue_messages{status="queued"}'] == 0
 
 
-def test_metrics_lines_are_valid_prometheus_text(client):
+def test_metrics_lines_are_valid_prometheus_text(admin_client):
     factories.CampaignFactory()
-    text = client.get("/metrics").content.decode()
-    sample = re.compile(r'^[a-z_]+(\{[a-z_]+="[a-z_]+"\})? \d+(\.\d+)?$')
+    text = admin_client.get("/metrics").content.decode()
+    sample = re.compile(r'^[a-z_]+(\{[a-z_]+="[A-Za-z0-9_.]+"\})? \d+(\.\d+)?$')
     for line in text.splitlines():
         assert line.startswith("# HELP ") or line.startswith("# TYPE ") or sample.match(line), line
 
 
-def test_metrics_do_not_show_campaign_names(client):
+def test_metrics_do_not_show_campaign_names(admin_client):
     factories.CampaignFactory(name="Secret launch of product X")
-    assert b"Secret launch" not in client.get("/metrics").content
+    assert b"Secret launch" not in admin_client.get("/metrics").content
 
 
-def test_metrics_query_count_does_not_grow_with_data(client, django_assert_num_queries):
+def test_metrics_query_count_does_not_grow_with_data(admin_client, django_assert_num_queries):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
     factories.CampaignFactory()
-    with django_assert_num_queries(3):
-        client.get("/metrics")
+    with CaptureQueriesContext(connection) as first:
+        admin_client.get("/metrics")
+    # The session and user, the campaign/queue/raw-event queries, the integrations gauges.
+    assert len(first) <= 12
     for status in (Campaign.Status.RUNNING, Campaign.Status.PAUSED, Campaign.Status.COMPLETED):
         campaign = factories.CampaignFactory(status=status)
         for queue_status in (OutboundStatus.QUEUED, OutboundStatus.SENT, OutboundStatus.FAILED):
             factories.OutboundMessageFactory(campaign=campaign, status=queue_status)
-    with django_assert_num_queries(3):
-        client.get("/metrics")
+    with django_assert_num_queries(len(first)):
+        admin_client.get("/metrics")
+
+
+def test_metrics_and_memory_refuse_anonymous_access(client, settings):
+    settings.METRICS_TOKEN = "scrape-me"
+    for url in ("/metrics", "/health/memory/"):
+        assert client.get(url).status_code == 403
+        assert client.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 403
+        assert client.get(url, headers={"Authorization": "Bearer scrape-me"}).status_code == 200
+
+
+def test_metrics_show_the_engine_events_and_alert_gauges(admin_client):
+    text = admin_client.get("/metrics").content.decode()
+    for name in (
+        "wac_sender_rate_learned",
+        "wac_sender_in_flight",
+        "wac_webhook_lag_seconds",
+        "wac_outbound_events",
+        "wac_alerts_active",
+        "wac_failed_messages_by_code",
+    ):
+        assert f"# TYPE {name} gauge" in text

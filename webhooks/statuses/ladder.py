@@ -12,6 +12,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from campaigns.models import Campaign, Contact
+from integrations.events.publish import publish_message_statuses
 from messaging.errors import classify
 from messaging.models import OutboundMessage, OutboundStatus
 from messaging.policy.actions import Effects, Target, apply_effects, judge
@@ -197,6 +198,8 @@ def _write_postgres(changed: list[Row], links: list[tuple[int, int]], outcome: O
                 + f" FROM json_to_recordset(%s::json) AS v({types}) WHERE o.id = v.id",
                 [_json([{c: getattr(r, c) for c in cols} for r in changed])],
             )
+            # Outbound events for the moves, in this transaction (integrations outbox).
+            publish_message_statuses([(r.id, r.status) for r in changed])
         if links:
             cursor.execute(
                 f"UPDATE {_LOG} l SET outbound_id = v.oid "  # noqa: S608

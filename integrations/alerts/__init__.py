@@ -1,0 +1,1 @@
+"""Alerts to staff: conditions checked every minute, notified once, resolved when they clear."""

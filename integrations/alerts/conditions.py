@@ -1,0 +1,194 @@
+"""What is wrong right now: each check returns the conditions that hold, keyed by subject.
+
+Every check is a small query on an index (or a Redis ping); the evaluator runs them once a
+minute and /health/ shows their result.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Max
+from django.utils import timezone
+
+from campaigns.models import Campaign, SenderNumber, WhatsAppAccount
+from messaging.models import PENDING_STATUSES, OutboundMessage, OutboundStatus
+from messaging.services import is_manual_pause
+from webhooks.models import RawEvent, StatusLog
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Firing:
+    key: str
+    condition: str
+    message: str
+
+
+def self_paused_campaigns(now: datetime) -> list[Firing]:
+    paused = Campaign.objects.filter(status=Campaign.Status.PAUSED).values_list(
+        "pk", "name", "pause_reason"
+    )
+    return [
+        Firing(f"campaign_paused:{pk}", "campaign_paused", f"Campaign {name} paused: {reason}")
+        for pk, name, reason in paused
+        if not is_manual_pause(reason)
+    ]
+
+
+def token_failures(now: datetime) -> list[Firing]:
+    failed = WhatsAppAccount.objects.filter(auth_failed_at__isnull=False)
+    return [
+        Firing(
+            f"token_failed:{a.pk}",
+            "token_failed",
+            f"The access token of account {a} failed (error 190): its campaigns are paused",
+        )
+        for a in failed
+    ]
+
+
+def number_quality(now: datetime) -> list[Firing]:
+    bad = SenderNumber.objects.filter(
+        quality_rating__in=[SenderNumber.Quality.YELLOW, SenderNumber.Quality.RED]
+    ) | SenderNumber.objects.exclude(status=SenderNumber.Status.CONNECTED)
+    return [
+        Firing(
+            f"number_quality:{n.pk}",
+            "number_quality",
+            f"Number {n.display_number}: quality {n.quality_rating}, status {n.status}, "
+            f"limit {n.messaging_tier}",
+        )
+        for n in bad.distinct()
+    ]
+
+
+def stalled_campaigns(now: datetime) -> list[Firing]:
+    """Running campaigns with due rows whose sent+failed did not move for N minutes."""
+    minutes = settings.ALERT_STALLED_MINUTES
+    firing = []
+    running = Campaign.objects.filter(
+        status=Campaign.Status.RUNNING, kind=Campaign.Kind.CAMPAIGN
+    ).values_list("pk", "name", "sent", "failed")
+    for pk, name, sent, failed in running:
+        key = f"wac:alerts:progress:{pk}"
+        seen = cache.get(key)
+        progress = sent + failed
+        if seen is None or seen[0] != progress:
+            cache.set(key, (progress, now), timeout=7 * 86_400)
+            continue
+        if now - seen[1] < timedelta(minutes=minutes):
+            continue
+        due = OutboundMessage.objects.filter(
+            campaign_id=pk, status__in=PENDING_STATUSES, next_attempt_at__lte=now
+        ).exists()
+        if due:
+            firing.append(
+                Firing(
+                    f"stalled:{pk}",
+                    "campaign_stalled",
+                    f"Campaign {name} is running with messages due but sent none in "
+                    f"{minutes} minutes",
+                )
+            )
+    return firing
+
+
+def webhook_backlog(now: datetime) -> list[Firing]:
+    pending = RawEvent.objects.filter(applied_at__isnull=True).count()
+    if pending <= settings.ALERT_WEBHOOK_BACKLOG:
+        return []
+    return [
+        Firing(
+            "webhook_backlog",
+            "webhook_backlog",
+            f"{pending} webhook bodies are waiting to be applied "
+            f"(threshold {settings.ALERT_WEBHOOK_BACKLOG})",
+        )
+    ]
+
+
+def webhook_silence(now: datetime) -> list[Firing]:
+    """Messages accepted N+ minutes ago still wait for their first status, and none came."""
+    minutes = settings.ALERT_WEBHOOK_SILENCE_MINUTES
+    cutoff = now - timedelta(minutes=minutes)
+    last = StatusLog.objects.order_by("-id").values_list("received_at", flat=True).first()
+    if last is not None and last >= cutoff:
+        return []
+    running = Campaign.objects.filter(status=Campaign.Status.RUNNING).values_list("pk", flat=True)
+    waiting = OutboundMessage.objects.filter(
+        campaign_id__in=list(running),
+        status=OutboundStatus.ACCEPTED,
+        accepted_at__lt=cutoff,
+        accepted_at__gte=cutoff - timedelta(hours=1),
+    ).exists()
+    if not waiting:
+        return []
+    return [
+        Firing(
+            "webhook_silent",
+            "webhook_silent",
+            f"No status webhook arrived in {minutes} minutes although messages were sent: "
+            "check the app's webhook subscription (unknown sends can only be settled by them)",
+        )
+    ]
+
+
+def redis_down(now: datetime) -> list[Firing]:
+    if not settings.REDIS_URL:
+        return []
+    from messaging.views import _check_redis
+
+    if _check_redis(settings.REDIS_URL):
+        return []
+    return [Firing("redis_down", "redis_down", "Redis does not answer: pacing and locks are down")]
+
+
+def cluster_down(now: datetime) -> list[Firing]:
+    """The django-q2 cluster runs the minute schedules; none ran for a few minutes."""
+    from django_q.models import Schedule
+
+    last = Schedule.objects.filter(repeats=-1).aggregate(last=Max("next_run"))["last"]
+    # next_run moves forward each time a schedule runs; one far in the past means none ran.
+    if last is None or last >= now - timedelta(minutes=settings.ALERT_CLUSTER_MINUTES):
+        return []
+    return [
+        Firing(
+            "cluster_down",
+            "cluster_down",
+            f"The task cluster ran no schedule for {settings.ALERT_CLUSTER_MINUTES}+ minutes: "
+            "nothing is being sent or applied (start `manage.py qcluster`)",
+        )
+    ]
+
+
+CHECKS: dict[str, Callable[[datetime], list[Firing]]] = {
+    "campaign_paused": self_paused_campaigns,
+    "token_failed": token_failures,
+    "number_quality": number_quality,
+    "campaign_stalled": stalled_campaigns,
+    "webhook_backlog": webhook_backlog,
+    "webhook_silent": webhook_silence,
+    "redis_down": redis_down,
+    "cluster_down": cluster_down,
+}
+
+
+def current(now: datetime | None = None) -> tuple[list[Firing], set[str]]:
+    """(what fires, which checks could not run) — a failing check never hides the others."""
+    now = now or timezone.now()
+    firing: list[Firing] = []
+    broken: set[str] = set()
+    for name, check in CHECKS.items():
+        try:
+            firing.extend(check(now))
+        except Exception:
+            logger.exception("alert check %s failed", name)
+            broken.add(name)
+    return firing, broken

@@ -1,0 +1,80 @@
+"""Raise, remind and resolve alerts from the current conditions; at most one notice per
+condition per ALERT_REPEAT_MINUTES while it lasts, and one when it clears."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from integrations.alerts import conditions
+from integrations.alerts.notify import notify
+from integrations.models import Alert
+
+logger = logging.getLogger(__name__)
+
+EVALUATE_LOCK = "wac:alerts:evaluating"
+
+
+@transaction.atomic
+def evaluate(now: datetime | None = None) -> dict[str, int]:
+    """One pass; returns how many alerts were raised, reminded and resolved."""
+    now = now or timezone.now()
+    firing, broken = conditions.current(now)
+    by_key = {f.key: f for f in firing}
+    active = {a.key: a for a in Alert.objects.select_for_update().filter(active=True)}
+    repeat = timedelta(minutes=settings.ALERT_REPEAT_MINUTES)
+    counts = {"raised": 0, "reminded": 0, "resolved": 0}
+    notices: list[tuple[str, str]] = []
+    for key, f in by_key.items():
+        alert = active.get(key)
+        if alert is None:
+            Alert.objects.update_or_create(
+                key=key,
+                defaults={
+                    "condition": f.condition,
+                    "message": f.message[:500],
+                    "active": True,
+                    "raised_at": now,
+                    "resolved_at": None,
+                    "notified_at": now,
+                },
+            )
+            notices.append((f"ALERT: {f.message}"[:200], f.message))
+            counts["raised"] += 1
+        elif alert.notified_at is None or now - alert.notified_at >= repeat:
+            alert.notified_at, alert.message = now, f.message[:500]
+            alert.save(update_fields=["notified_at", "message"])
+            notices.append((f"STILL: {f.message}"[:200], f"{f.message}\nSince {alert.raised_at}."))
+            counts["reminded"] += 1
+    for key, alert in active.items():
+        if key in by_key or alert.condition in broken:
+            continue  # still true, or its check could not run this time: keep it
+        alert.active, alert.resolved_at = False, now
+        alert.save(update_fields=["active", "resolved_at"])
+        notices.append((f"RESOLVED: {alert.message}"[:200], f"Resolved at {now}: {alert.message}"))
+        counts["resolved"] += 1
+    # Tell staff only once the state is committed, so a rollback never notifies.
+    transaction.on_commit(lambda: [notify(subject, text) for subject, text in notices])
+    return counts
+
+
+def evaluate_if_due() -> None:
+    """From /health/: evaluate at most once a minute, so alerts fire even with no cluster."""
+    try:
+        if not cache.add(EVALUATE_LOCK, 1, timeout=60):
+            return
+    except Exception:
+        return
+    try:
+        evaluate()
+    except Exception:
+        logger.exception("alert evaluation failed")
+
+
+def active_alerts() -> list[Alert]:
+    return list(Alert.objects.filter(active=True).order_by("raised_at"))

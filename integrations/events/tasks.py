@@ -1,0 +1,100 @@
+"""django-q2 entry points for event delivery: one runner chain, woken by writers.
+
+`deliver_events` runs for one slice (EVENTS_SLICE_SECONDS) with a thread per due subscription
+(at most EVENTS_MAX_PARALLEL), so a slow receiver delays only its own events; then it queues
+its successor while events are pending. A Redis lock keeps one runner alive; a minute
+schedule restarts the chain if it broke. Writers never wait for any of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import redis
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django_q.conf import Conf
+from django_q.tasks import async_task
+
+from integrations.events.delivery import deliver_subscription, due_subscriptions
+from integrations.models import EventSubscription
+from messaging.redis_client import get_redis
+
+logger = logging.getLogger(__name__)
+
+RUNNER_LOCK = "wac:lock:events"
+KICK_KEY = "wac:events:kick"
+
+
+def kick_delivery() -> None:
+    """After a commit that wrote events: make sure a runner is coming (cheap, throttled)."""
+    if Conf.SYNC or not settings.REDIS_URL:
+        return  # tests deliver explicitly; without Redis the minute schedule delivers
+    try:
+        r = get_redis()
+        if r.exists(RUNNER_LOCK) or not r.set(KICK_KEY, 1, nx=True, ex=2):
+            return
+    except redis.RedisError:
+        return
+    async_task("integrations.events.tasks.deliver_events", group="events")
+
+
+def _deliver_one(subscription: EventSubscription, deadline: float) -> int:
+    sent = 0
+    try:
+        while time.monotonic() < deadline:
+            result = deliver_subscription(subscription)
+            if result.skipped or result.failed or result.dead:
+                break
+            sent += result.delivered
+    finally:
+        connection.close()
+    return sent
+
+
+def run_delivery(*, seconds: float, until_idle: bool = True) -> int:
+    """Deliver what is due for `seconds`; returns events delivered.
+
+    Each due subscription gets its own thread until it has nothing due (or fails), so a
+    slow receiver never holds up another subscription's events.
+    """
+    close_old_connections()
+    deadline = time.monotonic() + seconds
+    delivered = 0
+    running: dict[int, Future[int]] = {}
+    idle_since: float | None = None
+    with ThreadPoolExecutor(settings.EVENTS_MAX_PARALLEL, thread_name_prefix="events") as pool:
+        while time.monotonic() < deadline:
+            for pk, future in list(running.items()):
+                if future.done():
+                    delivered += future.result()
+                    del running[pk]
+            due = [s for s in due_subscriptions() if s.pk not in running]
+            for subscription in due[: settings.EVENTS_MAX_PARALLEL - len(running)]:
+                running[subscription.pk] = pool.submit(_deliver_one, subscription, deadline)
+            if running or due:
+                idle_since = None
+            elif idle_since is None:
+                idle_since = time.monotonic()
+            elif until_idle and time.monotonic() - idle_since > 1.0:
+                break
+            time.sleep(0.2)
+        for future in running.values():
+            delivered += future.result()
+    connection.close()
+    return delivered
+
+
+def deliver_events() -> int:
+    r = get_redis()
+    if not r.set(RUNNER_LOCK, 1, nx=True, ex=int(settings.EVENTS_SLICE_SECONDS) + 30):
+        return 0
+    try:
+        delivered = run_delivery(seconds=settings.EVENTS_SLICE_SECONDS)
+    finally:
+        r.delete(RUNNER_LOCK)
+    if due_subscriptions() and not Conf.SYNC:
+        async_task("integrations.events.tasks.deliver_events", group="events")
+    return delivered

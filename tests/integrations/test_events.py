@@ -1,0 +1,263 @@
+"""Outbound events to a loopback receiver: every type, signed, once, in order per message;
+a receiver that is down, dead letters and re-delivery, a deliverer killed mid-delivery."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+from django.utils import timezone
+
+from integrations.events import delivery
+from integrations.events.delivery import deliver_subscription
+from integrations.events.signals import outbound_event
+from integrations.events.tasks import run_delivery
+from integrations.models import EventSubscription, EventType, OutboxEvent
+from messaging import services
+from messaging.models import OutboundMessage
+from messaging.policy.optout import opt_in, opt_out
+from messaging.sender import run_number
+from tests.engine.conftest import make_campaign
+from tests.integrations.receiver import Receiver
+from tests.webhooks.payloads import envelope, messages_body, status, statuses_body, text_message
+from webhooks.drain import apply_parsed
+from webhooks.payload import parse
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "receiver-secret"
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def subscribe(receiver, **fields) -> EventSubscription:
+    return EventSubscription.objects.create(name="crm", url=receiver.url, secret=SECRET, **fields)
+
+
+def apply(body) -> None:
+    apply_parsed(parse(body))
+
+
+def check_signatures(receiver) -> None:
+    for request in receiver.requests:
+        header = request["headers"]["X-Wacampaigns-Signature"]
+        assert delivery.verify(SECRET, header, request["body"]), header
+        assert not delivery.verify("another secret", header, request["body"])
+
+
+def test_every_event_type_reaches_the_subscriber_signed_once_in_order(
+    sim, receiver, sender, template
+):
+    sub = subscribe(receiver)
+    heard = []
+    outbound_event.connect(
+        lambda sender, **kw: heard.append(kw["event_type"]), weak=False, dispatch_uid="t"
+    )
+    try:
+        sender.display_number = "+15550783881"
+        sender.save()
+        campaign = make_campaign(sender=sender, templates=[template], contacts=2, status="draft")
+        services.start_campaign(campaign_id=campaign.pk)
+        run_number(sender.pk, worker_id="t", max_seconds=20, until_idle=True)
+        first, second = OutboundMessage.objects.filter(campaign=campaign).order_by("id")
+        wa = first.phone.lstrip("+")
+        apply(
+            statuses_body(
+                [
+                    status(first.wamid, "sent", recipient=wa),
+                    status(second.wamid, "failed", code=131026),
+                ],
+                sender.phone_number_id,
+            )
+        )
+        apply(
+            statuses_body(
+                [status(first.wamid, "delivered", ts=1750030080, recipient=wa)],
+                sender.phone_number_id,
+            )
+        )
+        apply(
+            statuses_body(
+                [status(first.wamid, "read", ts=1750030090, recipient=wa)], sender.phone_number_id
+            )
+        )
+        now = int(time.time())
+        apply(messages_body([text_message("wamid.in1", wa, "thanks", now)], sender.phone_number_id))
+        apply(
+            messages_body([text_message("wamid.in2", wa, "STOP", now + 1)], sender.phone_number_id)
+        )
+        opt_in(phones=[first.phone])
+        other = make_campaign(sender=sender, templates=[template], contacts=1, status="draft")
+        services.start_campaign(campaign_id=other.pk)
+        services.pause_campaign(campaign_id=other.pk, reason="spam signal")
+        services.cancel_campaign(campaign_id=other.pk)
+        apply(
+            envelope(
+                "message_template_status_update",
+                {
+                    "event": "PAUSED",
+                    "message_template_name": template.name,
+                    "message_template_language": template.language,
+                    "reason": "low quality",
+                },
+                waba=template.account.waba_id,
+            )
+        )
+        apply(
+            envelope(
+                "message_template_quality_update",
+                {
+                    "new_quality_score": "YELLOW",
+                    "message_template_name": template.name,
+                    "message_template_language": template.language,
+                },
+                waba=template.account.waba_id,
+            )
+        )
+        apply(
+            envelope(
+                "phone_number_quality_update",
+                {
+                    "display_phone_number": "15550783881",
+                    "event": "DOWNGRADE",
+                    "current_limit": "TIER_1K",
+                },
+                waba=sender.account.waba_id,
+            )
+        )
+
+        assert run_delivery(seconds=30) == OutboxEvent.objects.count()
+    finally:
+        outbound_event.disconnect(dispatch_uid="t")
+
+    events = receiver.events()
+    check_signatures(receiver)
+    ids = [e["id"] for e in events]
+    assert len(ids) == len(set(ids))  # once each
+    types = {e["type"] for e in events}
+    assert types >= set(EventType.values) - {
+        "campaign.expired",
+        "campaign.draft",
+        "campaign.scheduled",
+    }
+    assert sorted(heard) == sorted(e["type"] for e in events)  # the same events as signals
+    firsts = [
+        e["data"]["status"]
+        for e in events
+        if e["type"].startswith("message.") and e["data"].get("message_id") == first.pk
+    ]
+    assert firsts == ["accepted", "sent", "delivered", "read"]
+    failed = next(e for e in events if e["type"] == "message.failed")
+    assert failed["data"]["message_id"] == second.pk and failed["data"]["error"]["code"] == 131026
+    received = [e["data"] for e in events if e["type"] == "message.received"]
+    assert received[0]["campaign_id"] == campaign.pk and received[0]["text"] == "thanks"
+    paused = next(e for e in events if e["type"] == "campaign.paused")
+    assert paused["data"]["pause_reason"] == "spam signal"
+    assert not OutboxEvent.objects.exclude(state=OutboxEvent.State.DELIVERED).exists()
+    assert sub.events.count() == len(events)
+
+
+def test_nothing_is_written_without_a_subscription_for_the_type(receiver, sender, template):
+    sub = subscribe(receiver, event_types=["contact.opted_out"])
+    campaign = make_campaign(sender=sender, templates=[template], contacts=1, status="draft")
+    services.start_campaign(campaign_id=campaign.pk)
+    assert OutboxEvent.objects.count() == 0
+    sub.active = False
+    sub.save()  # saving drops the cached subscription set (other processes: CACHE_SECONDS)
+    opt_out(phones=["+14155550100"], source="staff")
+    assert OutboxEvent.objects.count() == 0
+
+
+def _events_for(sub, n):
+    from integrations.events.publish import publish
+
+    publish(EventType.CONTACT_OPTED_OUT, [{"phone": f"+1415555{i:04d}"} for i in range(n)])
+    return list(sub.events.order_by("id"))
+
+
+def test_a_receiver_down_for_a_minute_gets_everything_later_in_order(receiver):
+    sub = subscribe(receiver, max_batch=2)
+    events = _events_for(sub, 5)
+    t0 = timezone.now()
+    receiver.status = 503
+    tried = 0
+    for second in range(0, 61, 5):  # a minute of a down receiver, on an injected clock
+        result = deliver_subscription(sub, now=t0 + timedelta(seconds=second))
+        tried += result.failed
+        assert result.delivered == 0
+    assert tried >= 2 and OutboxEvent.objects.filter(state=0).count() == 5
+    # Backoff: the head waits; an early try sends nothing.
+    head = OutboxEvent.objects.get(pk=events[0].pk)
+    assert head.attempts >= 2 and head.next_attempt_at > t0 + timedelta(seconds=60)
+    receiver.status = 200
+    later = head.next_attempt_at + timedelta(seconds=1)
+    while deliver_subscription(sub, now=later).delivered:
+        pass
+    got = [e["id"] for e in receiver.events()]
+    assert got == [f"evt_{e.pk}" for e in events]
+    check_signatures(receiver)
+
+
+def test_after_24_hours_events_are_dead_letters_and_one_click_redelivers(receiver, admin_client):
+    sub = subscribe(receiver)
+    (event,) = _events_for(sub, 1)
+    receiver.status = 500
+    deliver_subscription(sub, now=timezone.now() + timedelta(hours=25))
+    event.refresh_from_db()
+    assert event.state == OutboxEvent.State.DEAD and event.last_error == "HTTP 500"
+    receiver.status = 200
+    response = admin_client.post(
+        "/admin/integrations/outboxevent/",
+        {"action": "redeliver", "_selected_action": [event.pk]},
+    )
+    assert response.status_code == 302
+    assert deliver_subscription(sub).delivered == 1
+    assert [e["id"] for e in receiver.events()] == [f"evt_{event.pk}"]
+
+
+def test_a_deliverer_killed_mid_delivery_loses_nothing_and_keeps_the_order(receiver):
+    sub = subscribe(receiver)
+    events = _events_for(sub, 6)
+    receiver.delay = 0.5  # each POST takes a while: the kill lands during one
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "REDIS_URL": django_settings.REDIS_URL,
+        "LOG_LEVEL": "WARNING",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "deliver_events", "--seconds", "60"], cwd=ROOT, env=env
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(receiver.requests) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.25)  # the third POST is now in flight
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert OutboxEvent.objects.filter(state=0).exists()
+    receiver.delay = 0
+    run_delivery(seconds=30)
+    arrived = [e["id"] for e in receiver.events()]
+    expected = [f"evt_{e.pk}" for e in events]
+    assert list(dict.fromkeys(arrived)) == expected  # every event, first arrivals in order
+    assert len(arrived) - len(expected) <= 1  # at most the one in flight came twice
+    assert not OutboxEvent.objects.exclude(state=OutboxEvent.State.DELIVERED).exists()
