@@ -8,6 +8,7 @@ replies and the API's free-form sends all ask it).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -45,6 +46,21 @@ def _window_end(last_inbound_at: datetime | None) -> datetime | None:
 def window_is_open(*, sender_id: int, user_phone: str, now: datetime | None = None) -> bool:
     closes = window_closes_at(sender_id=sender_id, user_phone=user_phone)
     return closes is not None and closes > (now or timezone.now())
+
+
+def open_windows(*, sender_id: int, phones: Iterable[str], now: datetime | None = None) -> set[str]:
+    """`window_is_open` for many phones at once (the API's batches): one grouped query."""
+    phones = set(phones)
+    if not phones:
+        return set()
+    now = now or timezone.now()
+    latest = (
+        InboundMessage.objects.filter(sender_id=sender_id, user_phone__in=phones)
+        .values_list("user_phone")
+        .annotate(last=Max("timestamp"))
+        .order_by()
+    )
+    return {phone for phone, last in latest if _window_end(last) > now}
 
 
 @dataclass(frozen=True)
