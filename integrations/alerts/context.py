@@ -1,4 +1,5 @@
-"""The admin banner: active alerts on every admin page for staff (one small indexed query)."""
+"""The admin banner: active alerts on every admin page for staff, read from the cache that
+each evaluation writes (no database query per page)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,6 @@ def active_alerts(request: HttpRequest) -> dict[str, Any]:
     user = getattr(request, "user", None)
     if not request.path.startswith("/admin/") or user is None or not user.is_staff:
         return {}
-    from integrations.alerts.service import active_alerts as alerts
+    from integrations.alerts.service import banner
 
-    return {"active_alerts": alerts()}
+    return {"active_alerts": banner()}

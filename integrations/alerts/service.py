@@ -18,6 +18,7 @@ from integrations.models import Alert
 logger = logging.getLogger(__name__)
 
 EVALUATE_LOCK = "wac:alerts:evaluating"
+BANNER_KEY = "wac:alerts:banner"
 
 
 @transaction.atomic
@@ -58,9 +59,26 @@ def evaluate(now: datetime | None = None) -> dict[str, int]:
         alert.save(update_fields=["active", "resolved_at"])
         notices.append((f"RESOLVED: {alert.message}"[:200], f"Resolved at {now}: {alert.message}"))
         counts["resolved"] += 1
-    # Tell staff only once the state is committed, so a rollback never notifies.
+    # Tell staff (and the banner) only once the state is committed, so a rollback never does.
     transaction.on_commit(lambda: [notify(subject, text) for subject, text in notices])
+    transaction.on_commit(_refresh_banner)
     return counts
+
+
+def _refresh_banner() -> None:
+    rows = Alert.objects.filter(active=True).order_by("raised_at").values("message", "raised_at")
+    try:
+        cache.set(BANNER_KEY, list(rows), timeout=None)
+    except Exception:
+        logger.warning("alert banner not cached", exc_info=True)
+
+
+def banner() -> list[dict]:
+    """The active alerts as of the last evaluation (message, raised_at)."""
+    try:
+        return cache.get(BANNER_KEY) or []
+    except Exception:
+        return []
 
 
 def evaluate_if_due() -> None:
@@ -74,7 +92,3 @@ def evaluate_if_due() -> None:
         evaluate()
     except Exception:
         logger.exception("alert evaluation failed")
-
-
-def active_alerts() -> list[Alert]:
-    return list(Alert.objects.filter(active=True).order_by("raised_at"))

@@ -94,7 +94,7 @@ def test_every_event_type_reaches_the_subscriber_signed_once_in_order(
                 [status(first.wamid, "read", ts=1750030090, recipient=wa)], sender.phone_number_id
             )
         )
-        now = int(time.time())
+        now = int(time.time()) + 2  # after the accept, whole seconds
         apply(messages_body([text_message("wamid.in1", wa, "thanks", now)], sender.phone_number_id))
         apply(
             messages_body([text_message("wamid.in2", wa, "STOP", now + 1)], sender.phone_number_id)

@@ -1,0 +1,166 @@
+"""Alerts: each condition fires once (mail + chat webhook), shows in admin, and resolves."""
+
+from __future__ import annotations
+
+import json
+import socket
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+from django_q.models import Schedule
+
+from campaigns.models import Campaign, SenderNumber, WhatsAppAccount
+from integrations.alerts.service import evaluate
+from integrations.models import Alert
+from messaging import services
+from messaging.models import OutboundStatus
+from tests import factories
+from tests.integrations.receiver import Receiver
+from webhooks.models import RawEvent
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def chat(settings):
+    receiver = Receiver()
+    settings.ALERT_CHAT_WEBHOOK_URL = receiver.url
+    settings.ALERT_EMAILS = ["ops@example.com"]
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture(autouse=True)
+def _cluster_alive():
+    """The cluster ran its schedules just now (each test breaks one thing at a time)."""
+    # Far ahead, so tests that move the clock forward do not see a dead cluster.
+    Schedule.objects.update(next_run=timezone.now() + timedelta(days=1))
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def break_token(account, **_):
+    WhatsAppAccount.objects.filter(pk=account.pk).update(auth_failed_at=timezone.now())
+    return lambda: WhatsAppAccount.objects.filter(pk=account.pk).update(auth_failed_at=None)
+
+
+def self_pause(account, **_):
+    campaign = factories.CampaignFactory(sender=factories.SenderFactory(account=account))
+    services.start_campaign(campaign_id=campaign.pk)
+    services.pause_campaigns(campaigns=[campaign.pk], reason="WhatsApp error 131048 (spam)")
+    return lambda: services.resume_campaign(campaign_id=campaign.pk)
+
+
+def red_number(account, **_):
+    number = factories.SenderFactory(account=account, quality_rating="RED")
+    return lambda: SenderNumber.objects.filter(pk=number.pk).update(quality_rating="GREEN")
+
+
+def webhook_backlog(account, settings, **_):
+    settings.ALERT_WEBHOOK_BACKLOG = 2
+    RawEvent.objects.bulk_create(RawEvent(body=b"{}") for _ in range(3))
+    return lambda: RawEvent.objects.update(applied_at=timezone.now())
+
+
+def webhook_silence(account, **_):
+    campaign = factories.CampaignFactory(status=Campaign.Status.RUNNING)
+    factories.OutboundMessageFactory(
+        campaign=campaign,
+        status=OutboundStatus.ACCEPTED,
+        wamid="wamid.S1",
+        accepted_at=timezone.now() - timedelta(minutes=30),
+    )
+    return lambda: Campaign.objects.filter(pk=campaign.pk).update(status="completed")
+
+
+def redis_down(account, settings, **_):
+    settings.REDIS_URL = f"redis://127.0.0.1:{_closed_port()}/0"
+    real = settings.CACHES
+
+    def restore():
+        settings.REDIS_URL = real["default"].get("LOCATION", "")
+
+    return restore
+
+
+def cluster_down(account, **_):
+    Schedule.objects.update(next_run=timezone.now() - timedelta(hours=1))
+    return lambda: Schedule.objects.update(next_run=timezone.now() + timedelta(minutes=1))
+
+
+@pytest.mark.parametrize(
+    ("condition", "make"),
+    [
+        ("token_failed", break_token),
+        ("campaign_paused", self_pause),
+        ("number_quality", red_number),
+        ("webhook_backlog", webhook_backlog),
+        ("webhook_silent", webhook_silence),
+        ("redis_down", redis_down),
+        ("cluster_down", cluster_down),
+    ],
+)
+def test_each_alert_fires_once_shows_in_admin_and_resolves(
+    condition, make, chat, account, settings, admin_client, django_capture_on_commit_callbacks
+):
+    assert not [a for a in Alert.objects.all()]
+    clear = make(account, settings=settings)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert evaluate()["raised"] == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        assert evaluate() == {"raised": 0, "reminded": 0, "resolved": 0}  # once per interval
+    assert Alert.objects.get(active=True).condition == condition
+    assert len(mail.outbox) == 1 and mail.outbox[0].subject.startswith("[wacampaigns] ALERT")
+    assert mail.outbox[0].to == ["ops@example.com"]
+    assert json.loads(chat.requests[0]["body"])["text"].startswith("ALERT")
+    page = admin_client.get("/admin/")
+    assert b'id="alert-banner"' in page.content
+    health = admin_client.get("/health/").json()
+    assert health["alerts"][condition] == {"firing": 1}
+
+    clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert evaluate()["resolved"] == 1
+    assert mail.outbox[-1].subject.startswith("[wacampaigns] RESOLVED")
+    assert len(chat.requests) == 2
+    assert b'id="alert-banner"' not in admin_client.get("/admin/").content
+
+
+def test_a_staff_pause_is_no_alert(account, chat, django_capture_on_commit_callbacks):
+    campaign = factories.CampaignFactory()
+    services.start_campaign(campaign_id=campaign.pk)
+    services.pause_campaign(campaign_id=campaign.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert evaluate()["raised"] == 0
+
+
+def test_a_lasting_alert_is_repeated_after_the_interval(
+    account, chat, settings, django_capture_on_commit_callbacks
+):
+    break_token(account)
+    now = timezone.now()
+    with django_capture_on_commit_callbacks(execute=True):
+        evaluate(now)
+        evaluate(now + timedelta(minutes=settings.ALERT_REPEAT_MINUTES - 1))
+        assert evaluate(now + timedelta(minutes=settings.ALERT_REPEAT_MINUTES))["reminded"] == 1
+    assert [m.subject.split()[1] for m in mail.outbox] == ["ALERT:", "STILL:"]
+
+
+def test_a_running_campaign_without_progress_is_stalled(
+    account, chat, settings, django_capture_on_commit_callbacks
+):
+    campaign = factories.CampaignFactory(status=Campaign.Status.RUNNING)
+    factories.OutboundMessageFactory(campaign=campaign)  # queued and due
+    now = timezone.now()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert evaluate(now)["raised"] == 0  # first look: progress noted
+        later = now + timedelta(minutes=settings.ALERT_STALLED_MINUTES + 1)
+        assert evaluate(later)["raised"] == 1
+        Campaign.objects.filter(pk=campaign.pk).update(sent=1)
+        assert evaluate(later + timedelta(minutes=1))["resolved"] == 1
