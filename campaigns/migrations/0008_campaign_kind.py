@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0005_campaign_parameters_purged_at'),
+        ('campaigns', '0007_campaign_audience_columns'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -7,8 +7,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0006_campaign_kind'),
-        ('messaging', '0005_purge_schedule'),
+        ('campaigns', '0008_campaign_kind'),
+        ('messaging', '0006_preview_send'),
     ]
 
     operations = [
