@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.db.models.functions import Now
 
 
 class ApiKey(models.Model):
@@ -108,10 +109,10 @@ class OutboxEvent(models.Model):
     event_type = models.CharField(max_length=40)
     payload = models.JSONField()
     # Database defaults: the hot paths insert these rows set-based in raw SQL.
-    created_at = models.DateTimeField(db_default=models.functions.Now())
+    created_at = models.DateTimeField(db_default=Now())
     state = models.PositiveSmallIntegerField(choices=State.choices, db_default=0)
     attempts = models.PositiveSmallIntegerField(db_default=0)
-    next_attempt_at = models.DateTimeField(db_default=models.functions.Now())
+    next_attempt_at = models.DateTimeField(db_default=Now())
     last_error = models.CharField(max_length=300, db_default="")
     delivered_at = models.DateTimeField(null=True, blank=True)
 

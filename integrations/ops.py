@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -41,7 +41,9 @@ def alert_report() -> dict[str, Any]:
     return {name: ({"firing": n} if n else "ok") for name, n in alert_report_counts().items()}
 
 
-def _gauge(lines: list[str], name: str, help_text: str, samples: dict[str, float], label: str):
+def _gauge(
+    lines: list[str], name: str, help_text: str, samples: Mapping[str, float], label: str
+) -> None:
     lines.append(f"# HELP {name} {help_text}")
     lines.append(f"# TYPE {name} gauge")
     for key, value in samples.items():

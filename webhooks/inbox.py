@@ -60,7 +60,7 @@ def open_windows(*, sender_id: int, phones: Iterable[str], now: datetime | None 
         .annotate(last=Max("timestamp"))
         .order_by()
     )
-    return {phone for phone, last in latest if _window_end(last) > now}
+    return {phone for phone, last in latest if last + WINDOW > now}
 
 
 @dataclass(frozen=True)
@@ -150,8 +150,11 @@ def thread(*, sender_id: int, user_phone: str, limit: int = THREAD_LIMIT) -> lis
         ThreadItem(
             _outbound_time(o),
             "out",
-            o.template.name,
-            message_text(o.template, o.parameters),
+            o.template.name if o.template else "text",
+            # A row without a template is a free-form text (the API's, inside the window).
+            message_text(o.template, o.parameters)
+            if o.template
+            else str((o.parameters or {}).get("body", "")),
             o.get_status_display(),
             f"{o.campaign.name}"
             + (f" · error {o.error_code} ({o.error_category})" if o.error_code else ""),

@@ -60,9 +60,14 @@ def evaluate(now: datetime | None = None) -> dict[str, int]:
         notices.append((f"RESOLVED: {alert.message}"[:200], f"Resolved at {now}: {alert.message}"))
         counts["resolved"] += 1
     # Tell staff (and the banner) only once the state is committed, so a rollback never does.
-    transaction.on_commit(lambda: [notify(subject, text) for subject, text in notices])
+    transaction.on_commit(lambda: _notify_all(notices))
     transaction.on_commit(_refresh_banner)
     return counts
+
+
+def _notify_all(notices: list[tuple[str, str]]) -> None:
+    for subject, text in notices:
+        notify(subject, text)
 
 
 def _refresh_banner() -> None:

@@ -92,8 +92,8 @@ def _recipients_csv(payload: CampaignIn) -> io.BytesIO:
     writer = csv.writer(text)
     writer.writerow(["phone", *(["name"] if named else []), *columns])
     for r in payload.recipients:
-        name = [r.name] if named else []
-        writer.writerow([r.phone, *name, *(r.variables.get(c, "") for c in columns)])
+        name_cell = [r.name] if named else []
+        writer.writerow([r.phone, *name_cell, *(r.variables.get(c, "") for c in columns)])
     return io.BytesIO(text.getvalue().encode())
 
 
@@ -135,7 +135,7 @@ CREATED = {201: ImportReportOut, **ERRORS, 429: ErrorOut}
 
 
 @router.post("/campaigns", response=CREATED, summary="Create a campaign from JSON recipients")
-def create(request: HttpRequest, payload: CampaignIn):
+def create(request: HttpRequest, payload: CampaignIn) -> Status:
     """Recipients' `variables` are the CSV's columns (`1`, `2`, named variables, `header_media`)."""
     require(request, ApiKey.Scope.CAMPAIGNS_WRITE)
     sender = lookups.sender_named(payload.sender)
@@ -159,7 +159,7 @@ def upload(
     template: Annotated[str, Form(description="name:language[:weight], comma-separated")],
     start_now: Form[bool] = False,
     start_at: Form[datetime | None] = None,
-):
+) -> Status:
     require(request, ApiKey.Scope.CAMPAIGNS_WRITE)
     number = lookups.sender_named(sender)
     wanted = []
@@ -183,7 +183,7 @@ def upload(
 
 
 @router.get("/campaigns/{campaign_id}", response={200: CampaignOut, **ERRORS, 429: ErrorOut})
-def detail(request: HttpRequest, campaign_id: int):
+def detail(request: HttpRequest, campaign_id: int) -> Status:
     require(request, ApiKey.Scope.CAMPAIGNS_READ)
     return Status(200, campaign_out(lookups.campaign(campaign_id)))
 
@@ -197,7 +197,7 @@ def messages(
     status: str | None = None,
     after: int = 0,
     limit: int = 100,
-):
+) -> Status:
     """The campaign's messages in queue order, optionally of one status; page with `after`."""
     require(request, ApiKey.Scope.MESSAGES_READ)
     campaign = lookups.campaign(campaign_id)
@@ -211,7 +211,7 @@ def messages(
     return Status(200, {"items": [message_out(r) for r in page], "next_after": next_after})
 
 
-def _act(request: HttpRequest, campaign_id: int, verb: Callable[[], Campaign]):
+def _act(request: HttpRequest, campaign_id: int, verb: Callable[[], Campaign]) -> Status:
     require(request, ApiKey.Scope.CAMPAIGNS_WRITE)
     campaign = lookups.campaign(campaign_id)
     if campaign.kind == Campaign.Kind.TRANSACTIONAL:
@@ -227,12 +227,12 @@ ACTED = {200: CampaignOut, **ERRORS, 409: ErrorOut, 429: ErrorOut}
 
 
 @router.post("/campaigns/{campaign_id}/start", response=ACTED)
-def start(request: HttpRequest, campaign_id: int):
+def start(request: HttpRequest, campaign_id: int) -> Status:
     return _act(request, campaign_id, lambda: services.start_campaign(campaign_id=campaign_id))
 
 
 @router.post("/campaigns/{campaign_id}/pause", response=ACTED)
-def pause(request: HttpRequest, campaign_id: int, payload: ReasonIn | None = None):
+def pause(request: HttpRequest, campaign_id: int, payload: ReasonIn | None = None) -> Status:
     reason = services.API_PAUSE_PREFIX
     if payload and payload.reason and payload.reason != services.API_PAUSE_PREFIX:
         reason = f"{services.API_PAUSE_PREFIX}: {payload.reason}"
@@ -244,10 +244,10 @@ def pause(request: HttpRequest, campaign_id: int, payload: ReasonIn | None = Non
 
 
 @router.post("/campaigns/{campaign_id}/resume", response=ACTED)
-def resume(request: HttpRequest, campaign_id: int):
+def resume(request: HttpRequest, campaign_id: int) -> Status:
     return _act(request, campaign_id, lambda: services.resume_campaign(campaign_id=campaign_id))
 
 
 @router.post("/campaigns/{campaign_id}/cancel", response=ACTED)
-def cancel(request: HttpRequest, campaign_id: int):
+def cancel(request: HttpRequest, campaign_id: int) -> Status:
     return _act(request, campaign_id, lambda: services.cancel_campaign(campaign_id=campaign_id))

@@ -56,7 +56,7 @@ def _spec(item: MessageIn) -> MessageSpec:
     response={202: MessageOut, **ERRORS, 409: ErrorOut, 422: ErrorOut, 429: ErrorOut},
     summary="Queue one template or text message",
 )
-def send(request: HttpRequest, payload: SendIn):
+def send(request: HttpRequest, payload: SendIn) -> Status:
     """Queued in the sender number's transactional stream, ahead of its campaigns.
 
     Send an `Idempotency-Key` header to make retries safe: a repeat of the key returns the
@@ -80,7 +80,7 @@ def send(request: HttpRequest, payload: SendIn):
     response={200: BatchOut, **ERRORS, 422: ErrorOut, 429: ErrorOut},
     summary="Queue up to 1,000 messages in one transaction",
 )
-def send_many(request: HttpRequest, payload: BatchIn):
+def send_many(request: HttpRequest, payload: BatchIn) -> Status:
     """Each message is accepted or refused on its own; `results` follow the request's order."""
     api_key: ApiKey = require(request, ApiKey.Scope.MESSAGES_SEND)
     sender = lookups.sender_named(payload.sender)
@@ -102,7 +102,7 @@ def send_many(request: HttpRequest, payload: BatchIn):
 
 
 @router.get("/messages/{message_id}", response={200: MessageDetailOut, **ERRORS, 429: ErrorOut})
-def message_detail(request: HttpRequest, message_id: int):
+def message_detail(request: HttpRequest, message_id: int) -> Status:
     """The message's current status and every status WhatsApp reported for it, in order."""
     require(request, ApiKey.Scope.MESSAGES_READ)
     row = lookups.message(message_id)

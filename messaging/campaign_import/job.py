@@ -63,6 +63,9 @@ class _Job:
     phone_rule: Callable[[str], str] | None = None
 
 
-def _preview_message(job: _Job, phone: str, template_id: int, components: list) -> PreviewMessage:
+def _preview_message(
+    job: _Job, phone: str, template_id: int | None, components: list
+) -> PreviewMessage:
+    assert template_id is not None, "an imported row always has its template"
     template = job.templates[template_id]
     return PreviewMessage(phone, template.name, template.language, components)
