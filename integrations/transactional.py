@@ -18,8 +18,9 @@ from django.utils import timezone
 
 from campaigns.csv_import import CsvImportError, normalise_phone, render_components
 from campaigns.models import Campaign, Contact, MessageTemplate, SenderNumber
-from campaigns.suppression import suppressed_phones
 from messaging.models import OutboundMessage
+from messaging.policy.imports import undeliverable_among
+from messaging.policy.optout import suppressed_among
 from messaging.state_version import bump_on_commit, urgent_key
 from webhooks.inbox import open_windows
 
@@ -113,6 +114,14 @@ def _plan(
         raise SendRefused(
             "template_not_sendable", f"template {template} is {template.status}", "template"
         )
+    if template.category.upper() == "MARKETING":
+        # The stream has no sending window or frequency cap of its own: marketing goes
+        # through a campaign, where those rules (and the +1 rule) apply.
+        raise SendRefused(
+            "marketing_template",
+            f"template {template} is MARKETING: send it in a campaign (POST /api/v1/campaigns)",
+            "template",
+        )
     if spec.components is not None:
         return _Planned(index, phone, template.pk, spec.components)
     try:
@@ -149,7 +158,8 @@ def send_batch(
         except SendRefused as refused:
             results.append(refused)
     phones = {p.phone for p in planned}
-    suppressed = suppressed_phones(phones)
+    suppressed = suppressed_among(phones)
+    undeliverable = undeliverable_among(sorted(phones))
     text_phones = {p.phone for p in planned if p.template_id is None}
     windows = open_windows(sender_id=sender.pk, phones=text_phones)
     sendable: list[_Planned] = []
@@ -157,6 +167,10 @@ def send_batch(
         if item.phone in suppressed:
             results[item.index] = SendRefused(
                 "recipient_opted_out", f"{item.phone} has opted out", "to"
+            )
+        elif item.phone in undeliverable:
+            results[item.index] = SendRefused(
+                "not_on_whatsapp", f"{item.phone} was reported not on WhatsApp recently", "to"
             )
         elif item.template_id is None and item.phone not in windows:
             results[item.index] = SendRefused(
@@ -168,15 +182,27 @@ def send_batch(
         else:
             sendable.append(item)
     if sendable:
+        stream = stream_for(sender)
+        if stream.status != Campaign.Status.RUNNING:
+            # The engine paused it (an error answer): staff resume it in admin.
+            paused = SendRefused(
+                "stream_paused",
+                f"sending from {sender.display_number} is paused: {stream.pause_reason}",
+                "sender",
+            )
+            for item in sendable:
+                results[item.index] = paused
+            return results
         with transaction.atomic():
-            rows = _enqueue(sender, sendable)
+            rows = _enqueue(sender, stream, sendable)
         for item, row in zip(sendable, rows, strict=True):
             results[item.index] = row
     return results
 
 
-def _enqueue(sender: SenderNumber, items: list[_Planned]) -> list[OutboundMessage]:
-    stream = stream_for(sender)
+def _enqueue(
+    sender: SenderNumber, stream: Campaign, items: list[_Planned]
+) -> list[OutboundMessage]:
     phones = sorted({i.phone for i in items})
     Contact.objects.bulk_create([Contact(phone=p) for p in phones], ignore_conflicts=True)
     contacts = dict(Contact.objects.filter(phone__in=phones).values_list("phone", "pk"))

@@ -68,7 +68,8 @@ def send(request: HttpRequest, payload: SendIn) -> Status:
     def work() -> tuple[int, Any]:
         (result,) = send_batch(sender=sender, messages=[_spec(payload)])
         if isinstance(result, SendRefused):
-            status = 409 if result.code in ("window_closed", "recipient_opted_out") else 400
+            conflict = ("window_closed", "recipient_opted_out", "not_on_whatsapp", "stream_paused")
+            status = 409 if result.code in conflict else 400
             raise ApiError(status, result.code, result.message, result.field)
         return 202, message_out(result)
 

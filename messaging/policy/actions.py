@@ -48,7 +48,7 @@ class Target:
 
     campaign_id: int
     sender_id: int
-    template_id: int
+    template_id: int | None  # None: a free-form text row (the API's)
     phone: str
 
 
@@ -127,7 +127,7 @@ def judge(
             return Verdict(S.FAILED, attempts)
         case Action.FAIL_PAUSE_CAMPAIGN:
             effects.pause_campaigns[target.campaign_id] = reason_for(rule, code)
-            if code in TEMPLATE_STATUS_BY_CODE:
+            if code in TEMPLATE_STATUS_BY_CODE and target.template_id is not None:
                 effects.template_status[target.template_id] = TEMPLATE_STATUS_BY_CODE[code]
             return Verdict(S.FAILED, attempts)
         case Action.PAUSE_CAMPAIGN:

@@ -7,8 +7,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0008_campaign_kind'),
-        ('messaging', '0006_preview_send'),
+        ('campaigns', '0010_campaign_kind'),
+        ('messaging', '0008_send_policy'),
     ]
 
     operations = [

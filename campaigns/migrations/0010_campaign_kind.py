@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0007_campaign_audience_columns'),
+        ('campaigns', '0009_send_policy'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
