@@ -32,6 +32,13 @@ def marketing(number):
     return factories.TemplateFactory(account=number.account, category="MARKETING")
 
 
+def noon_utc_ahead() -> datetime:
+    """12:00 UTC two days from now: the policy clock runs ahead of the rows' real
+    next_attempt_at (so they are due), whatever day the suite runs."""
+    day = (timezone.now() + timedelta(days=2)).date()
+    return datetime.combine(day, time(12), UTC)
+
+
 def rows(campaign, *statuses):
     return OutboundMessage.objects.filter(campaign=campaign, status__in=statuses)
 
@@ -55,13 +62,13 @@ def test_a_window_closed_in_one_zone_sends_only_the_open_zone_and_resumes_it_lat
         number, marketing, lisbon + tokyo, window_start=time(9), window_end=time(20)
     )
     # 10:00 in Lisbon, 19:00 in Tokyo... then 21:00 in Tokyo: closed there until 09:00 JST.
-    at = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)  # Lisbon 12:00, Tokyo 21:00
+    at = noon_utc_ahead()  # Lisbon 12:00 (13:00 in summer), Tokyo 21:00
     run_until(number, lambda: rows(campaign, *SENT).count() == 10, moment=at)
     sent = set(rows(campaign, *SENT).values_list("phone", flat=True))
     assert sent == set(lisbon)
     waiting = rows(campaign, S.QUEUED)
     assert set(waiting.values_list("phone", flat=True)) == set(tokyo)
-    opens = datetime(2026, 12, 3, 0, 0, tzinfo=UTC)  # 09:00 in Tokyo
+    opens = at + timedelta(hours=12)  # 09:00 in Tokyo
     assert set(waiting.values_list("next_attempt_at", flat=True)) == {opens}
     assert set(waiting.values_list("error_category", flat=True)) == {WAIT_WINDOW}
     assert "Asia/Tokyo" in waiting.first().error_detail
@@ -84,7 +91,7 @@ def test_the_timezone_attribute_beats_the_number(number, marketing, sim):
         window_end=time(20),
         attributes={phone: {"timezone": "Asia/Tokyo"}},
     )
-    at = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    at = noon_utc_ahead()
     run_until(
         number,
         lambda: rows(campaign, S.QUEUED).filter(error_category=WAIT_WINDOW).exists(),
