@@ -50,8 +50,10 @@ def _setup_django(env: dict[str, str]) -> None:
 
 
 # --- data ---------------------------------------------------------------------------------------
-def create_campaign(*, messages: int, rate: int) -> int:
-    """A running campaign of `messages` queue rows on one number, written by SQL in bulk."""
+def create_campaign(*, messages: int, rate: int, policies: bool = False) -> int:
+    """A running campaign of `messages` queue rows on one number, written by SQL in bulk.
+
+    With `policies`, every rule of the send policy is active on it (bench/policy_load.py)."""
     from django.db import connection, transaction
     from django.utils import timezone
 
@@ -66,6 +68,11 @@ def create_campaign(*, messages: int, rate: int) -> int:
     from messaging.models import OutboundMessage
 
     account = WhatsAppAccount.objects.create(waba_id="100000000000001", name="Bench")
+    if policies:
+        from bench.policy_load import PHONE_PREFIX, portfolio_for
+
+        account.portfolio = portfolio_for(messages)
+        account.save()
     sender = SenderNumber.objects.create(
         account=account,
         phone_number_id=PHONE_NUMBER_ID,
@@ -78,6 +85,7 @@ def create_campaign(*, messages: int, rate: int) -> int:
             name=name,
             language="en_US",
             components=[{"type": "BODY", "text": "Hi {{1}}"}],
+            category="MARKETING" if policies else "UTILITY",
         )
         for name in ("bench_a", "bench_b", "bench_c")
     ]
@@ -95,11 +103,11 @@ def create_campaign(*, messages: int, rate: int) -> int:
         cursor.execute(
             f"""
             INSERT INTO {Contact._meta.db_table} (phone, name, attributes, wa_id, created_at)
-            SELECT '+1415' || lpad((2000000 + g)::text, 7, '0'), 'Contact ' || g, '{{}}', '',
+            SELECT %s || lpad((2000000 + g)::text, 7, '0'), 'Contact ' || g, '{{}}', '',
                    now()
             FROM generate_series(0, %s - 1) AS g
             """,
-            [messages],
+            [PHONE_PREFIX if policies else "+1415", messages],
         )
         cursor.execute(
             f"""
@@ -114,6 +122,10 @@ def create_campaign(*, messages: int, rate: int) -> int:
             """,
             [campaign.pk, *t, sender.pk],
         )
+    if policies:
+        from bench.policy_load import activate
+
+        activate(campaign)
     with connection.cursor() as cursor:
         cursor.execute(f"VACUUM ANALYZE {OutboundMessage._meta.db_table}")
         cursor.execute(f"VACUUM ANALYZE {Campaign._meta.db_table}")
@@ -293,6 +305,12 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=1, help="run_sender processes")
     parser.add_argument("--quick", action="store_true", help="a short run (about 10 s)")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
+    parser.add_argument(
+        "--policies",
+        action="store_true",
+        help="every send-policy rule active (suppression, validity, window, cap, budget), "
+        "and staff opting numbers out while it runs",
+    )
     args = parser.parse_args()
     if args.rate < 1 or args.processes < 1 or (args.messages is not None and args.messages < 1):
         parser.error("--rate, --messages and --processes must be positive")
@@ -314,7 +332,7 @@ def main() -> None:
     from messaging.simulator.harness import start_simulator
 
     started = time.monotonic()
-    campaign_id = create_campaign(messages=messages, rate=args.rate)
+    campaign_id = create_campaign(messages=messages, rate=args.rate, policies=args.policies)
     print(f"created {messages:,} queue rows in {time.monotonic() - started:.1f} s", flush=True)
 
     threads = sender_threads(args.rate)
@@ -335,9 +353,17 @@ def main() -> None:
             f"sender: {messages:,} messages, {args.processes} process(es), target {target:g}/s …",
             flush=True,
         )
+        opt_outs = None
+        if args.policies:
+            from bench.policy_load import OptOutsDuringRun
+
+            opt_outs = OptOutsDuringRun(campaign_id, deadline=time.monotonic() + max_seconds)
+            opt_outs.start()
         workers = run_senders(
             sim, processes=args.processes, max_seconds=max_seconds, workdir=Path(workdir)
         )
+        if opt_outs is not None:
+            opt_outs.stop()
         xact = _transactions() - xact_before - 1  # minus the reading connection's own
         load_after = os.getloadavg()
         sim_stats = sim.stats()
@@ -399,6 +425,8 @@ def main() -> None:
         "run_wall_s": max(w.get("run_wall_s", 0.0) for w in workers),
         "queue": queue,
     }
+    if opt_outs is not None:
+        report["policies"] = opt_outs.report()
     print_report(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str))
@@ -459,6 +487,10 @@ def print_report(r: dict) -> None:
     print(
         f"      peak RSS of a sender process {r['peak_rss_mb']:.1f} MB; run {r['run_wall_s']:.1f} s"
     )
+    if "policies" in r:
+        from bench.policy_load import print_report as print_policy_report
+
+        print_policy_report(r["policies"])
 
 
 if __name__ == "__main__":
