@@ -57,3 +57,44 @@ def setup_django(env: dict[str, str], *, migrate: bool = True) -> None:
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
+
+
+# --- CPU of other processes (servers the benchmark does not own: gunicorn, PostgreSQL) ------
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def child_pids(ppid: int) -> list[int]:
+    """The live children of `ppid` (from /proc)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := _stat_fields(int(entry))) and int(fields[1]) == ppid:
+            out.append(int(entry))
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + sys CPU seconds of these live processes so far (an exited one counts 0)."""
+    total = 0
+    for pid in pids:
+        fields = _stat_fields(pid)
+        if fields:
+            total += int(fields[11]) + int(fields[12])
+    return total / _TICKS
+
+
+def postgres_pids(database_url: str) -> list[int]:
+    """The postmaster of scripts/services.sh's cluster for this URL's port, and its children
+    (backends, autovacuum, checkpointer…): the database's whole CPU, for this helper's own
+    cluster only."""
+    port = urlsplit(database_url).port
+    directory = Path(os.environ.get("WAC_PG_DIR", f"/tmp/wacampaigns-pg-{port}"))
+    postmaster = int((directory / "postmaster.pid").read_text().split()[0])
+    return [postmaster, *child_pids(postmaster)]

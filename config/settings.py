@@ -303,6 +303,8 @@ Q_CLUSTER = {
 RETENTION_WEBHOOK_BODY_DAYS = env.int("RETENTION_WEBHOOK_BODY_DAYS", default=7)
 RETENTION_STATUS_LOG_DAYS = env.int("RETENTION_STATUS_LOG_DAYS", default=90)
 RETENTION_FINISHED_CAMPAIGN_DAYS = env.int("RETENTION_FINISHED_CAMPAIGN_DAYS", default=30)
+# Delivered outbound events (at 1,000 msg/s with 3 status events each: 260 M rows a day).
+RETENTION_OUTBOUND_EVENT_DAYS = env.int("RETENTION_OUTBOUND_EVENT_DAYS", default=3)
 # Key of the suppression hash (HMAC-SHA256 of the E.164) that outlives an erased contact.
 # Empty = derived from SECRET_KEY; set it in production so rotating SECRET_KEY keeps every
 # suppression matching. Never change it once suppressions exist.

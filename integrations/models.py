@@ -60,6 +60,7 @@ class EventType(models.TextChoices):
     MESSAGE_DELIVERED = "message.delivered"
     MESSAGE_READ = "message.read"
     MESSAGE_FAILED = "message.failed"
+    MESSAGE_EXPIRED = "message.expired"
     MESSAGE_RECEIVED = "message.received"
     CONTACT_OPTED_OUT = "contact.opted_out"
     CONTACT_OPTED_IN = "contact.opted_in"

@@ -3,12 +3,15 @@
 No second send path: a message here is one more queue row, in a campaign of kind
 TRANSACTIONAL that runs for good at a priority above campaigns. The engine claims it like any
 row, so the number's pacing and the claim-time policy (suppression, validity) apply to it.
+A message's own validity (ttl or valid_until) is the row's `valid_until`, which the claim's
+screen enforces with the campaigns' rule (messaging.policy.gate.deadline).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -26,6 +29,8 @@ from webhooks.inbox import open_windows
 
 MAX_BATCH = 1000
 MAX_TEXT = 4096
+# A validity longer than this is a mistake (a ttl in milliseconds?): refused, not capped.
+MAX_VALIDITY = timedelta(days=30)
 
 
 class SendRefused(ValueError):
@@ -55,6 +60,10 @@ class MessageSpec:
     components: list[dict[str, Any]] | None = None
     text: str | None = None
     preview_url: bool = False
+    # Validity: not sent by then, the message ends `expired` (and is never sent). Either an
+    # absolute time or seconds from acceptance; both or neither.
+    valid_until: datetime | None = None
+    ttl_seconds: float | None = None
 
 
 def stream_for(sender: SenderNumber) -> Campaign:
@@ -86,9 +95,53 @@ class _Planned:
     phone: str
     template_id: int | None
     parameters: Any
+    valid_until: datetime | None = None
+
+
+def validity(spec: MessageSpec, now: datetime) -> datetime | None:
+    """The message's valid_until from its ttl or its own, checked; SendRefused if unusable."""
+    if spec.valid_until is not None and spec.ttl_seconds is not None:
+        raise SendRefused(
+            "invalid_validity", "give ttl_seconds or valid_until, not both", "ttl_seconds"
+        )
+    if spec.ttl_seconds is not None:
+        if spec.ttl_seconds <= 0:
+            raise SendRefused("invalid_validity", "ttl_seconds must be positive", "ttl_seconds")
+        until = now + timedelta(seconds=spec.ttl_seconds)
+        where = "ttl_seconds"
+    elif spec.valid_until is not None:
+        until = spec.valid_until
+        where = "valid_until"
+        if timezone.is_naive(until):
+            raise SendRefused(
+                "invalid_validity", "valid_until needs a UTC offset (…Z or …+02:00)", where
+            )
+        if until <= now:
+            raise SendRefused("expired", f"valid_until {until.isoformat()} is already past", where)
+    else:
+        return None
+    if until - now > MAX_VALIDITY:
+        raise SendRefused(
+            "invalid_validity", f"at most {MAX_VALIDITY.days} days of validity", where
+        )
+    return until
 
 
 def _plan(
+    index: int,
+    spec: MessageSpec,
+    sender: SenderNumber,
+    templates: dict,
+    region: str,
+    now: datetime,
+) -> _Planned:
+    until = validity(spec, now)
+    planned = _plan_message(index, spec, sender, templates, region)
+    planned.valid_until = until
+    return planned
+
+
+def _plan_message(
     index: int, spec: MessageSpec, sender: SenderNumber, templates: dict, region: str
 ) -> _Planned:
     phone, why = normalise_phone(spec.to or "", region)
@@ -151,9 +204,10 @@ def send_batch(
     }
     results: list[OutboundMessage | SendRefused] = []
     planned: list[_Planned] = []
+    now = timezone.now()
     for index, spec in enumerate(messages):
         try:
-            planned.append(_plan(index, spec, sender, templates, region))
+            planned.append(_plan(index, spec, sender, templates, region, now))
             results.append(SendRefused("pending", ""))  # replaced below
         except SendRefused as refused:
             results.append(refused)
@@ -218,6 +272,7 @@ def _enqueue(
             priority=stream.priority,
             transactional=True,
             next_attempt_at=now,
+            valid_until=i.valid_until,
         )
         for i in items
     )

@@ -14,7 +14,7 @@ from django.utils import timezone
 from campaigns.models import Campaign
 from messaging import queue, state_version
 from messaging.models import PENDING_STATUSES, OutboundMessage
-from messaging.policy.gate import expire_due_campaigns
+from messaging.policy.gate import expire_due_campaigns, expire_due_rows
 from messaging.services import complete_if_finished, start_due_campaigns
 
 logger = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ def run_maintenance() -> dict[str, int]:
     """Start due campaigns, recover dead workers' claims, reconcile unknowns, complete."""
     started = start_due_campaigns()
     expire_due_campaigns()
+    expire_due_rows()
     expired = queue.recover_expired_leases(lease_seconds=settings.SENDER_LEASE_SECONDS)
     reconciled = queue.reconcile_unknown(
         window_seconds=settings.SENDER_RECONCILE_SECONDS, policy=settings.SENDER_UNKNOWN_POLICY

@@ -27,7 +27,7 @@ class OutboundStatus(models.IntegerChoices):
     READ = 13, "read"
     FAILED = 20, "failed"
     CANCELLED = 21, "cancelled"
-    # Could not go before the campaign's valid_until; never sent.
+    # Could not go before its valid_until (the campaign's or its own); never sent.
     EXPIRED = 22, "expired"
 
 
@@ -89,6 +89,10 @@ class OutboundMessage(models.Model):
     # A row of a transactional stream (Campaign.Kind.TRANSACTIONAL), which may message one
     # contact many times. A database default, so the importer's COPY needs no new column.
     transactional = models.BooleanField(default=False, db_default=False)
+    # A message of its own validity (an API send's ttl / valid_until): not sent by then, it
+    # ends `expired`, like every row of a campaign past the campaign's valid_until
+    # (messaging.policy.gate.deadline takes the earlier of the two).
+    valid_until = models.DateTimeField(null=True, blank=True)
 
     status = models.PositiveSmallIntegerField(
         choices=OutboundStatus.choices, default=OutboundStatus.QUEUED
@@ -137,6 +141,13 @@ class OutboundMessage(models.Model):
             # Lease recovery: claims whose worker may have died; reconciliation of unknowns.
             models.Index(
                 fields=["claimed_at"], condition=Q(status__in=[2, 3]), name="outbound_in_doubt"
+            ),
+            # Maintenance's expiry of unsent rows past their own valid_until: only the few
+            # rows that have one and are still to send.
+            models.Index(
+                fields=["valid_until"],
+                condition=Q(status__in=[0, 1], valid_until__isnull=False),
+                name="outbound_row_validity",
             ),
             # The inbox thread and reply attribution: messages to one phone, newest first.
             models.Index(fields=["phone", "-id"], name="outbound_phone"),

@@ -14,6 +14,7 @@ from messaging.errors import HTTP_TRANSIENT_RULE
 from messaging.graph_api import OutcomeKind, SendOutcome
 from messaging.models import OutboundStatus as S
 from messaging.policy.actions import Effects, Target, judge
+from messaging.policy.gate import deadline
 from messaging.queue import ClaimedMessage, RowOutcome
 
 
@@ -32,7 +33,7 @@ def record_answers(
             message,
             outcome,
             sender_id=sender_id,
-            valid_until=valid_until.get(message.campaign_id),
+            valid_until=deadline(valid_until.get(message.campaign_id), message.valid_until),
             effects=effects,
         )
         for message, outcome in answers

@@ -34,6 +34,8 @@ class ClaimedMessage:
     parameters: list
     attempts: int
     previous_status: int
+    # The row's own validity (an API send's ttl); the campaign's is in the gate's rules.
+    valid_until: datetime | None = None
     # The contact's `timezone` attribute, read only for campaigns with a sending window.
     timezone: str | None = None
 
@@ -65,7 +67,8 @@ WITH due AS MATERIALIZED (
 UPDATE {TABLE} AS m
 SET status = {S.SENDING}, claimed_at = %s, claimed_by = %s, attempts = m.attempts + 1
 FROM due WHERE m.id = due.id
-RETURNING m.id, m.campaign_id, m.template_id, m.phone, m.parameters, m.attempts, %s
+RETURNING m.id, m.campaign_id, m.template_id, m.phone, m.parameters, m.attempts, %s,
+    m.valid_until
 """  # noqa: S608
 # The same, with the contact's time zone attribute (one primary-key probe per row).
 _CONTACTS = Contact._meta.db_table
@@ -144,6 +147,7 @@ def _claim_orm(
             r.parameters,
             r.attempts,
             int(status),
+            r.valid_until,
             r.contact.attributes.get("timezone") if r.contact.attributes else None,
         )
         for r in rows
@@ -185,10 +189,13 @@ def release(messages: list[ClaimedMessage]) -> int:
     return moved
 
 
-def cancel_claimed(messages: list[ClaimedMessage], *, detail: str) -> int:
-    """Claimed rows that must never be sent (an opt-out landed after the claim)."""
+def cancel_claimed(
+    messages: list[ClaimedMessage], *, detail: str, status: int = S.CANCELLED
+) -> int:
+    """Claimed rows that must never be sent: an opt-out landed after the claim (cancelled),
+    or the row's validity ended while it waited in hand (`status` expired)."""
     outcomes = [
-        RowOutcome(m.id, S.CANCELLED, max(0, m.attempts - 1), error_detail=detail) for m in messages
+        RowOutcome(m.id, status, max(0, m.attempts - 1), error_detail=detail) for m in messages
     ]
     return len(record_outcomes(outcomes, from_statuses=(S.SENDING,)))
 

@@ -7,7 +7,10 @@ Three kinds (settings `RETENTION_*`, docs/retention.md):
 - `status_logs`: `StatusLog` rows received more than N days ago, except those of a campaign
   that is not finished (its statuses may still be deduplicated against them);
 - `queue_parameters`: the rendered `parameters` of the queue rows of campaigns completed or
-  cancelled more than N days ago; the rows stay (counters, reports, reply attribution).
+  cancelled more than N days ago; the rows stay (counters, reports, reply attribution);
+- `outbound_events`: outbound event rows (integrations outbox) *delivered* and written more
+  than N days ago (pending ones and dead letters stay: staff re-deliver those);
+- `idempotency_keys`: API Idempotency-Key answers older than API_IDEMPOTENCY_HOURS.
 
 Each batch is one short transaction of at most `batch_size` rows chosen by primary key, so
 the sender and the webhook applier only ever wait for one small batch. A run stops at its
@@ -27,12 +30,19 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from campaigns.models import Campaign
+from integrations.models import IdempotentRequest, OutboxEvent
 from messaging.models import OutboundMessage
 from webhooks.models import RawEvent, StatusLog
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("webhook_bodies", "status_logs", "queue_parameters")
+KINDS = (
+    "webhook_bodies",
+    "status_logs",
+    "queue_parameters",
+    "outbound_events",
+    "idempotency_keys",
+)
 FINISHED = (Campaign.Status.COMPLETED, Campaign.Status.CANCELLED)
 BATCH_SIZE = 2000
 
@@ -40,6 +50,9 @@ _RAW = RawEvent._meta.db_table
 _LOG = StatusLog._meta.db_table
 _QUEUE = OutboundMessage._meta.db_table
 _CAMPAIGN = Campaign._meta.db_table
+_OUTBOX = OutboxEvent._meta.db_table
+_IDEMPOTENCY = IdempotentRequest._meta.db_table
+_OUTBOX_PURGEABLE = f"state = {OutboxEvent.State.DELIVERED} AND created_at < %s"
 
 
 @dataclass
@@ -55,6 +68,8 @@ class Cutoffs:
     webhook_bodies: datetime
     status_logs: datetime
     finished_campaigns: datetime
+    outbound_events: datetime
+    idempotency_keys: datetime
 
     @classmethod
     def from_settings(cls, now: datetime | None = None) -> Cutoffs:
@@ -63,6 +78,8 @@ class Cutoffs:
             webhook_bodies=now - timedelta(days=settings.RETENTION_WEBHOOK_BODY_DAYS),
             status_logs=now - timedelta(days=settings.RETENTION_STATUS_LOG_DAYS),
             finished_campaigns=now - timedelta(days=settings.RETENTION_FINISHED_CAMPAIGN_DAYS),
+            outbound_events=now - timedelta(days=settings.RETENTION_OUTBOUND_EVENT_DAYS),
+            idempotency_keys=now - timedelta(hours=settings.API_IDEMPOTENCY_HOURS),
         )
 
 
@@ -92,6 +109,21 @@ def purge(
         ("webhook_bodies", _batches_below(_RAW, "applied_at < %s", cutoffs.webhook_bodies)),
         ("status_logs", _batches_below(_LOG, _LOG_PURGEABLE, cutoffs.status_logs)),
         ("queue_parameters", _parameter_batches(cutoffs.finished_campaigns)),
+        (
+            "outbound_events",
+            _batches_below(
+                _OUTBOX, _OUTBOX_PURGEABLE, cutoffs.outbound_events, time_column="created_at"
+            ),
+        ),
+        (
+            "idempotency_keys",
+            _batches_below(
+                _IDEMPOTENCY,
+                "created_at < %s",
+                cutoffs.idempotency_keys,
+                time_column="created_at",
+            ),
+        ),
     ]
     for kind, step in steps:
         while True:
@@ -132,16 +164,28 @@ def _count(cutoffs: Cutoffs) -> dict[str, int]:
         .exclude(parameters=[])
         .count()
     )
-    return {"webhook_bodies": bodies, "status_logs": logs, "queue_parameters": parameters}
+    events = OutboxEvent.objects.filter(
+        state=OutboxEvent.State.DELIVERED, created_at__lt=cutoffs.outbound_events
+    ).count()
+    keys = IdempotentRequest.objects.filter(created_at__lt=cutoffs.idempotency_keys).count()
+    return {
+        "webhook_bodies": bodies,
+        "status_logs": logs,
+        "queue_parameters": parameters,
+        "outbound_events": events,
+        "idempotency_keys": keys,
+    }
 
 
-def _first_id_at_or_after(table: str, moment: datetime) -> int | None:
-    """Ids grow with `received_at` (both set by the insert), so everything older than
+def _first_id_at_or_after(
+    table: str, moment: datetime, time_column: str = "received_at"
+) -> int | None:
+    """Ids grow with `time_column` (both set by the insert), so everything older than
     `moment` lies below this id. The primary-key walk stops at the first newer row, so it
     costs what is about to be purged, not the whole table."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT id FROM {table} WHERE received_at >= %s ORDER BY id LIMIT 1",  # noqa: S608
+            f"SELECT id FROM {table} WHERE {time_column} >= %s ORDER BY id LIMIT 1",  # noqa: S608
             [moment],
         )
         row = cursor.fetchone()
@@ -149,7 +193,7 @@ def _first_id_at_or_after(table: str, moment: datetime) -> int | None:
 
 
 def _batches_below(
-    table: str, condition: str, cutoff: datetime
+    table: str, condition: str, cutoff: datetime, *, time_column: str = "received_at"
 ) -> Callable[[int], tuple[int, bool]]:
     """Deletes of at most `size` rows meeting `condition`, walking the primary key upwards
     from the oldest row to the first row received after the cutoff."""
@@ -157,7 +201,7 @@ def _batches_below(
 
     def step(size: int) -> tuple[int, bool]:
         if state["below"] is None:
-            state["below"] = _first_id_at_or_after(table, cutoff) or _max_id(table) + 1
+            state["below"] = _first_id_at_or_after(table, cutoff, time_column) or _max_id(table) + 1
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(
                 f"WITH doomed AS (SELECT id FROM {table} WHERE id > %s AND id < %s "  # noqa: S608

@@ -152,6 +152,8 @@ class NumberSender:
         # Claimed rows the policy withdrew after the claim (an opt-out landed): never sent.
         self.withdrawn: set[int] = set()
         self.to_cancel: deque[ClaimedMessage] = deque()
+        # Claimed rows whose own validity ended while they waited in hand: never sent.
+        self.to_expire: deque[ClaimedMessage] = deque()
         self.in_flight = 0
         self.in_flight_lock = threading.Lock()
         self.next_claim = 0.0
@@ -238,6 +240,8 @@ class NumberSender:
             message = self.pending.popleft()
             if message.id in self.withdrawn:
                 self.to_cancel.append(message)
+            elif message.valid_until is not None and gate.past(message.valid_until, self.clock()):
+                self.to_expire.append(message)
             elif message.campaign_id in self.active:
                 return message
             else:
@@ -301,7 +305,7 @@ class NumberSender:
             message,
             outcome,
             sender_id=self.number.pk,
-            valid_until=campaign.valid_until,
+            valid_until=gate.deadline(campaign.valid_until, message.valid_until),
             effects=Effects(),
         )
         if row.status != OutboundStatus.RETRY:
@@ -574,6 +578,17 @@ class NumberSender:
                 queue.cancel_claimed(cancelled, detail=SUPPRESSED_DETAIL)
             except BaseException:
                 self.to_cancel.extendleft(reversed(cancelled))
+                raise
+        expired = []
+        while self.to_expire:
+            expired.append(self.to_expire.popleft())
+        if expired:
+            try:
+                queue.cancel_claimed(
+                    expired, detail=gate.ROW_EXPIRED_DETAIL, status=OutboundStatus.EXPIRED
+                )
+            except BaseException:
+                self.to_expire.extendleft(reversed(expired))
                 raise
 
     def _release_pending(self) -> None:

@@ -35,11 +35,16 @@ def message_out(row: OutboundMessage) -> dict[str, Any]:
         "campaign_id": row.campaign_id,
         "to": row.phone,
         "wamid": row.wamid,
+        # A string: the answer is also stored as JSON for Idempotency-Key replays.
+        "valid_until": row.valid_until.isoformat() if row.valid_until else None,
     }
 
 
-def _spec(item: MessageIn) -> MessageSpec:
+def _spec(item: MessageIn, default_ttl: int | None = None) -> MessageSpec:
     template = item.template
+    ttl = item.ttl_seconds
+    if ttl is None and item.valid_until is None:
+        ttl = default_ttl
     return MessageSpec(
         to=item.to,
         template=template.name if template else None,
@@ -48,6 +53,8 @@ def _spec(item: MessageIn) -> MessageSpec:
         components=template.components if template else None,
         text=item.text,
         preview_url=item.preview_url,
+        valid_until=item.valid_until,
+        ttl_seconds=ttl,
     )
 
 
@@ -87,7 +94,9 @@ def send_many(request: HttpRequest, payload: BatchIn) -> Status:
     sender = lookups.sender_named(payload.sender)
 
     def work() -> tuple[int, Any]:
-        results = send_batch(sender=sender, messages=[_spec(m) for m in payload.messages])
+        results = send_batch(
+            sender=sender, messages=[_spec(m, payload.ttl_seconds) for m in payload.messages]
+        )
         items: list[dict[str, Any]] = []
         for index, result in enumerate(results):
             if isinstance(result, SendRefused):

@@ -32,6 +32,14 @@ class MessageIn(Schema):
     template: TemplateIn | None = None
     text: str | None = Field(None, description="Free-form; only inside the 24 h window")
     preview_url: bool = False
+    ttl_seconds: int | None = Field(
+        None,
+        description="Validity from acceptance: not sent within it, the message ends `expired` "
+        "and is never sent (a one-time code, a delivery slot). At most 30 days.",
+    )
+    valid_until: datetime | None = Field(
+        None, description="The same as an absolute time with a UTC offset; not with ttl_seconds"
+    )
 
 
 class SendIn(MessageIn):
@@ -41,6 +49,9 @@ class SendIn(MessageIn):
 class BatchIn(Schema):
     sender: str
     messages: list[MessageIn] = Field(..., min_length=1, max_length=1000)
+    ttl_seconds: int | None = Field(
+        None, description="Validity of every message that gives none of its own"
+    )
 
 
 class MessageOut(Schema):
@@ -49,6 +60,7 @@ class MessageOut(Schema):
     campaign_id: int
     to: str
     wamid: str | None = None
+    valid_until: datetime | None = None
 
 
 class BatchItemOut(Schema):

@@ -34,6 +34,9 @@ MESSAGE_EVENTS = {
     OutboundStatus.DELIVERED: EventType.MESSAGE_DELIVERED,
     OutboundStatus.READ: EventType.MESSAGE_READ,
     OutboundStatus.FAILED: EventType.MESSAGE_FAILED,
+    # Not sent before its valid_until (the claim's screen, or maintenance for a row no claim
+    # reached): the caller of a send with a ttl learns it will never go.
+    OutboundStatus.EXPIRED: EventType.MESSAGE_EXPIRED,
 }
 
 

@@ -5,8 +5,12 @@ transaction, so a row that may not go now never reaches the HTTP threads (and ne
 For each row, in this order: a suppressed number is cancelled; a row whose recipient's window
 is closed, who reached the frequency cap, or who would exceed the portfolio budget waits (its
 next_attempt_at moves to the moment it may go, so the claim keeps reading the due index in
-order and never rescans it); a wait that ends after the campaign's valid_until expires the row.
+order and never rescans it); a row past its deadline, or whose wait ends after it, expires.
 Rows that pass go out.
+
+Validity is one rule for campaigns and rows: a row's deadline is the earlier of its
+campaign's valid_until and its own (an API send's ttl), see `deadline`; past it, the row is
+never sent and ends `expired`.
 """
 
 from __future__ import annotations
@@ -27,13 +31,33 @@ from messaging.policy import budget, frequency
 from messaging.policy.frequency import Cap
 from messaging.policy.optout import SUPPRESSED_DETAIL, suppressed_among
 from messaging.policy.windows import Window, opening, parse_days, parse_window, zones_for
-from messaging.queue import ClaimedMessage, RowOutcome
+from messaging.queue import ClaimedMessage, RowOutcome, record_outcomes
 
 # error_category of a waiting row: why it waits (the live page and the plan group by it).
 WAIT_WINDOW = "wait:window"
 WAIT_CAP = "wait:frequency_cap"
 WAIT_BUDGET = "wait:budget"
 EXPIRED_DETAIL = "could not go before the campaign's valid_until"
+ROW_EXPIRED_DETAIL = "could not go before its valid_until"
+
+
+def deadline(campaign_until: datetime | None, row_until: datetime | None) -> datetime | None:
+    """The moment after which a row may no longer go: the earlier of the campaign's
+    valid_until and the row's own (None: no limit)."""
+    if campaign_until is None or row_until is None:
+        return campaign_until or row_until
+    return min(campaign_until, row_until)
+
+
+def past(valid_until: datetime | None, now: datetime) -> bool:
+    """Whether a deadline has passed (the same reading for a campaign and for a row)."""
+    return valid_until is not None and now >= valid_until
+
+
+def _expired_detail(campaign_until: datetime | None, row_until: datetime | None) -> str:
+    if row_until is not None and (campaign_until is None or row_until < campaign_until):
+        return ROW_EXPIRED_DETAIL
+    return EXPIRED_DETAIL
 
 
 @dataclass(frozen=True)
@@ -53,7 +77,10 @@ class CampaignRules:
         return self.window is not None
 
     def expired(self, now: datetime) -> bool:
-        return self.valid_until is not None and now >= self.valid_until
+        return past(self.valid_until, now)
+
+    def deadline_of(self, message: ClaimedMessage) -> datetime | None:
+        return deadline(self.valid_until, message.valid_until)
 
 
 def rules_for(
@@ -101,6 +128,25 @@ def expire_due_campaigns(*, now: datetime | None = None) -> int:
     return sum(expire_campaign(campaign_id, now=now) for campaign_id in due)
 
 
+def expire_due_rows(*, now: datetime | None = None, limit: int = 10_000) -> int:
+    """Unsent rows past their own valid_until that no claim saw in time (their number paused,
+    or busy with other campaigns) end `expired`, counted and reported like the claim's.
+    Returns how many (maintenance; a batch at a time, rows being claimed are skipped)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        due = list(
+            OutboundMessage.objects.filter(status__in=PENDING_STATUSES, valid_until__lte=now)
+            .order_by("valid_until")
+            .select_for_update(skip_locked=True)
+            .values_list("pk", "attempts")[:limit]
+        )
+        outcomes = [
+            RowOutcome(pk, S.EXPIRED, attempts, error_detail=ROW_EXPIRED_DETAIL)
+            for pk, attempts in due
+        ]
+        return len(record_outcomes(outcomes, from_statuses=PENDING_STATUSES, now=now))
+
+
 def screen(
     rows: list[ClaimedMessage], rules: CampaignRules, *, now: datetime
 ) -> tuple[list[ClaimedMessage], list[RowOutcome]]:
@@ -113,6 +159,10 @@ def screen(
     for message in rows:
         if message.phone in suppressed:
             held.append(_give_back(message, S.CANCELLED, detail=SUPPRESSED_DETAIL))
+            continue
+        if past(rules.deadline_of(message), now):
+            detail = _expired_detail(rules.valid_until, message.valid_until)
+            held.append(_give_back(message, S.EXPIRED, detail=detail))
             continue
         if rules.window is not None:
             zones = zones_for(message.phone, message.timezone)
@@ -127,8 +177,10 @@ def screen(
     by_id = {m.id: m for m in rows}
     for message_id, (until, category, detail) in waits.items():
         message = by_id[message_id]
-        if rules.valid_until is not None and until > rules.valid_until:
-            held.append(_give_back(message, S.EXPIRED, detail=f"{detail}; {EXPIRED_DETAIL}"))
+        last = rules.deadline_of(message)
+        if last is not None and until > last:
+            why = _expired_detail(rules.valid_until, message.valid_until)
+            held.append(_give_back(message, S.EXPIRED, detail=f"{detail}; {why}"))
         else:
             held.append(_give_back(message, None, at=until, category=category, detail=detail))
     return candidates, held

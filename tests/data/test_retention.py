@@ -11,6 +11,8 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from campaigns.models import Campaign
+from integrations.keys import create_api_key
+from integrations.models import EventSubscription, IdempotentRequest, OutboxEvent
 from messaging.models import OutboundMessage, OutboundStatus
 from messaging.retention import purge, scheduled_purge
 from messaging.services import TransitionError, requeue_failed
@@ -54,11 +56,32 @@ def _campaign(status: str, finished_days_ago: float | None, rows: int = 3) -> Ca
     return campaign
 
 
+def _event(subscription, state: int, *, days_ago: float) -> OutboxEvent:
+    event = OutboxEvent.objects.create(
+        subscription=subscription, event_type="message.sent", payload={}, state=state
+    )
+    OutboxEvent.objects.filter(pk=event.pk).update(created_at=NOW - days_ago * DAY)
+    return event
+
+
+def _key_answer(api_key, *, hours_ago: float) -> IdempotentRequest:
+    row = IdempotentRequest.objects.create(
+        api_key=api_key, key=f"k{hours_ago}", fingerprint="f", response_status=202
+    )
+    IdempotentRequest.objects.filter(pk=row.pk).update(created_at=NOW - timedelta(hours=hours_ago))
+    return row
+
+
 @pytest.fixture
 def data(settings):
     settings.RETENTION_WEBHOOK_BODY_DAYS = 7
     settings.RETENTION_STATUS_LOG_DAYS = 90
     settings.RETENTION_FINISHED_CAMPAIGN_DAYS = 30
+    settings.RETENTION_OUTBOUND_EVENT_DAYS = 3
+    settings.API_IDEMPOTENCY_HOURS = 48
+    subscription = EventSubscription.objects.create(name="crm", url="http://x.test/", secret="s")
+    api_key = create_api_key(name="crm", scopes=[]).api_key
+    S = OutboxEvent.State
     old_done = _campaign(Campaign.Status.COMPLETED, 31)
     recent_done = _campaign(Campaign.Status.CANCELLED, 29)
     # Running for months: its rows and statuses are all old, and must all stay.
@@ -79,7 +102,24 @@ def data(settings):
             "recent_done": _log(old_done.messages.last(), days_ago=89),
         },
         "campaigns": {"old": old_done, "recent": recent_done, "live": live, "paused": paused},
+        "events": {
+            "old_delivered": _event(subscription, S.DELIVERED, days_ago=4),
+            "old_pending": _event(subscription, S.PENDING, days_ago=4),
+            "old_dead": _event(subscription, S.DEAD, days_ago=4),
+            "recent_delivered": _event(subscription, S.DELIVERED, days_ago=2),
+        },
+        "keys": {
+            "old": _key_answer(api_key, hours_ago=49),
+            "recent": _key_answer(api_key, hours_ago=47),
+        },
     }
+
+
+def _remaining_events_and_keys(data):
+    return (
+        {k for k, v in data["events"].items() if OutboxEvent.objects.filter(pk=v.pk).exists()},
+        {k for k, v in data["keys"].items() if IdempotentRequest.objects.filter(pk=v.pk).exists()},
+    )
 
 
 def _remaining(data):
@@ -93,7 +133,18 @@ def _remaining(data):
 def test_purge_removes_only_what_is_past_retention(data):
     report = purge(batch_size=1)
     assert report.complete
-    assert report.counts == {"webhook_bodies": 1, "status_logs": 2, "queue_parameters": 3}
+    assert report.counts == {
+        "webhook_bodies": 1,
+        "status_logs": 2,
+        "queue_parameters": 3,
+        "outbound_events": 1,
+        "idempotency_keys": 1,
+    }
+    # Pending events and dead letters stay whatever their age: staff re-deliver those.
+    assert _remaining_events_and_keys(data) == (
+        {"old_pending", "old_dead", "recent_delivered"},
+        {"recent"},
+    )
     bodies, logs, with_parameters = _remaining(data)
     assert bodies == {"applied_just_inside", "old_pending", "new"}
     assert logs == {"old_live", "old_paused", "recent_done"}
@@ -103,7 +154,7 @@ def test_purge_removes_only_what_is_past_retention(data):
     # Rows stay, and with them the counters' truth.
     assert old.messages.count() == old.total == 3
     # A second run finds nothing (the purged campaign is not read again).
-    assert purge().counts == {"webhook_bodies": 0, "status_logs": 0, "queue_parameters": 0}
+    assert not any(purge().counts.values())
 
 
 def test_dry_run_counts_the_same_and_changes_nothing(data):
@@ -113,6 +164,8 @@ def test_dry_run_counts_the_same_and_changes_nothing(data):
         "would remove 1 applied webhook bodies",
         "would remove 2 status log rows",
         "would remove 3 queue rows' rendered parameters",
+        "would remove 1 delivered outbound events",
+        "would remove 1 expired idempotency keys",
     ]
     assert _remaining(data) == (set(data["bodies"]), set(data["logs"]), set(data["campaigns"]))
     out = StringIO()
@@ -131,7 +184,7 @@ def test_a_purged_campaign_cannot_be_requeued(data):
 def test_a_time_budget_stops_early_and_the_next_run_carries_on(data):
     first = purge(time_budget=0)
     assert not first.complete and sum(first.counts.values()) == 0
-    assert sum(scheduled_purge().values()) == 6
+    assert sum(scheduled_purge().values()) == 8
 
 
 def test_the_schedule_exists():

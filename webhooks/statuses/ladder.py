@@ -16,6 +16,7 @@ from integrations.events.publish import publish_message_statuses
 from messaging.errors import classify
 from messaging.models import OutboundMessage, OutboundStatus
 from messaging.policy.actions import Effects, Target, apply_effects, judge
+from messaging.policy.gate import deadline
 from messaging.sql_paths import postgres_fast_paths
 from webhooks.models import StatusLog
 from webhooks.statuses import portable
@@ -53,6 +54,7 @@ class Row:
     sender_id: int
     template_id: int
     phone: str
+    valid_until: datetime | None  # read only: the row's own validity
     status: int
     attempts: int
     wamid: str | None
@@ -68,9 +70,13 @@ class Row:
     read_at: datetime | None
     failed_at: datetime | None
     changed: bool = False
+    # Every rung this apply moved the row across, in order (accepted, sent, delivered, read,
+    # failed): each is one outbound event, so a batch holding sent, delivered and read of one
+    # message reports all three, and a read that skipped delivered reports delivered first.
+    moves: list[int] = field(default_factory=list)
 
 
-_ROW_COLUMNS = [f.name for f in fields(Row) if f.name != "changed"]
+_ROW_COLUMNS = [f.name for f in fields(Row) if f.name not in ("changed", "moves")]
 _WRITE_COLUMNS = _ROW_COLUMNS[_ROW_COLUMNS.index("status") :]  # everything from status on
 _PG_TYPES = {
     "id": "bigint",
@@ -122,13 +128,18 @@ def _step(row: Row, log: LogRow, outcome: Outcome, valid_until: dict[int, dateti
     if old < S.ACCEPTED:
         counts["sent"] += 1
         row.accepted_at = row.accepted_at or ts
+        row.moves.append(S.ACCEPTED)
     row.sent_at = row.sent_at or ts
+    if old < S.SENT:
+        row.moves.append(S.SENT)
     if new >= S.DELIVERED > old:
         counts["delivered"] += 1
         row.delivered_at = row.delivered_at or ts
+        row.moves.append(S.DELIVERED)
     if new == S.READ:
         counts["read"] += 1
         row.read_at = row.read_at or ts
+        row.moves.append(S.READ)
     row.status = new
     row.changed = True
     outcome.moved += 1
@@ -151,7 +162,7 @@ def _fail(
         rule,
         code=log.error_code,
         attempts=row.attempts,
-        valid_until=valid_until.get(row.campaign_id),
+        valid_until=deadline(valid_until.get(row.campaign_id), row.valid_until),
         target=Target(row.campaign_id, row.sender_id, row.template_id, row.phone),
         effects=outcome.effects,
     )
@@ -171,9 +182,11 @@ def _fail(
     if row.status < S.ACCEPTED:
         counts["sent"] += 1  # a status exists, so the API took it
         row.accepted_at = row.accepted_at or log.timestamp
+        row.moves.append(S.ACCEPTED)
     counts["failed"] += 1
     row.status = S.FAILED
     row.failed_at = log.timestamp
+    row.moves.append(S.FAILED)
 
 
 def _write(rows: dict[int, Row], links: list[tuple[int, int]], outcome: Outcome) -> None:
@@ -183,6 +196,9 @@ def _write(rows: dict[int, Row], links: list[tuple[int, int]], outcome: Outcome)
         portable.write([{c: getattr(r, c) for c in cols} for r in changed], links, outcome.wa_ids)
     else:
         _write_postgres(changed, links, outcome)
+    # Outbound events for the moves, in this transaction (integrations outbox): one per rung
+    # crossed, not one per row, so no intermediate status of a batch is lost.
+    publish_message_statuses([(r.id, s) for r in changed for s in r.moves])
     _count_and_act(outcome)
 
 
@@ -198,8 +214,6 @@ def _write_postgres(changed: list[Row], links: list[tuple[int, int]], outcome: O
                 + f" FROM json_to_recordset(%s::json) AS v({types}) WHERE o.id = v.id",
                 [_json([{c: getattr(r, c) for c in cols} for r in changed])],
             )
-            # Outbound events for the moves, in this transaction (integrations outbox).
-            publish_message_statuses([(r.id, r.status) for r in changed])
         if links:
             cursor.execute(
                 f"UPDATE {_LOG} l SET outbound_id = v.oid "  # noqa: S608

@@ -35,6 +35,8 @@ class Command(SafeCommand):
             "webhook_bodies": "applied webhook bodies",
             "status_logs": "status log rows",
             "queue_parameters": "queue rows' rendered parameters",
+            "outbound_events": "delivered outbound events",
+            "idempotency_keys": "expired idempotency keys",
         }
         for kind, count in report.counts.items():
             self.stdout.write(f"{verb} {count} {labels[kind]}")
