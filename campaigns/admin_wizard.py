@@ -11,6 +11,7 @@ import logging
 import re
 import secrets
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,10 @@ from django.urls import reverse
 from campaigns.csv_import.rendering import message_text
 from campaigns.forms import CampaignConfirmForm, CampaignUploadForm, check_templates
 from campaigns.models import Campaign, MessageTemplate, SenderNumber
-from messaging.campaign_import import create_campaign_from_csv, preview_csv
+from campaigns.plan_block import plan_block
+from messaging.campaign_import import create_campaign_from_csv
+from messaging.policy.fields import PolicyFieldError, campaign_policy
+from messaging.policy.plan import plan_import
 from messaging.test_send import staff_numbers
 
 logger = logging.getLogger(__name__)
@@ -107,6 +111,12 @@ def _context(
 
 
 PENDING_KEY = "campaign_upload_pending"
+_POLICY_LABELS = {
+    "valid_until": "Valid until",
+    "window": "Sending window",
+    "days": "Sending days",
+    "cap": "Frequency cap",
+}
 
 
 def _pending_upload(request: HttpRequest) -> dict[str, str] | None:
@@ -131,6 +141,10 @@ def _keep_upload(request: HttpRequest, uploaded: UploadedFile | None) -> dict[st
     return pending
 
 
+def _moment(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
 def upload_step(model_admin: admin.ModelAdmin[Campaign], request: HttpRequest) -> HttpResponse:
     form = CampaignUploadForm(request.POST or None, request.FILES or None)
     # Kept before validation, so an error anywhere never makes staff choose the file again.
@@ -150,16 +164,19 @@ def upload_step(model_admin: admin.ModelAdmin[Campaign], request: HttpRequest) -
         region = form.cleaned_data["default_region"] or None
         try:
             with Path(pending["path"]).open("rb") as csv_file:
-                result = preview_csv(
+                # The import preview (writes nothing) with the plan of every row it keeps.
+                plan, result = plan_import(
                     csv_file=csv_file,
                     sender=form.cleaned_data["sender"],
                     templates=templates,
                     default_region=region,
-                    limit=PREVIEW_ROWS,
+                    policy=form.policy,
+                    preview_rows=PREVIEW_ROWS,
                 )
         except ValueError as exc:  # CsvImportError, or templates the sender cannot use
             form.add_error("csv_file", str(exc))
         else:
+            valid_until = form.cleaned_data["valid_until"]
             request.session.pop(PENDING_KEY, None)
             token = pending["token"]
             request.session[SESSION_PREFIX + token] = {
@@ -170,7 +187,13 @@ def upload_step(model_admin: admin.ModelAdmin[Campaign], request: HttpRequest) -
                 "templates": [[t.pk, weight] for t, weight in templates],
                 "default_region": region,
                 "priority": form.cleaned_data["priority"],
-                "summary": _summary(result, templates),
+                "policy": {
+                    "valid_until": valid_until.isoformat() if valid_until else None,
+                    "window": form.cleaned_data["window"],
+                    "window_days": form.cleaned_data["window_days"],
+                    "frequency_cap": form.cleaned_data["frequency_cap"],
+                },
+                "summary": {**_summary(result, templates), "plan": plan.as_json()},
             }
             return HttpResponseRedirect(
                 reverse("admin:campaigns_campaign_add_confirm", args=[token])
@@ -214,6 +237,11 @@ def confirm_step(
         for errors in problems.values():
             for error in errors:
                 form.add_error(None, error)
+        policy: dict[str, Any] = {}
+        try:
+            policy = campaign_policy(**CampaignUploadForm.policy_settings(data.get("policy") or {}))
+        except PolicyFieldError as exc:
+            form.add_error(None, f"{_POLICY_LABELS[exc.field]}: {exc}. Upload again to change it.")
         if form.is_valid():
             when = form.cleaned_data["when"]
             try:
@@ -230,6 +258,7 @@ def confirm_step(
                         created_by=request.user if request.user.is_authenticated else None,
                         default_region=data["default_region"],
                         priority=data["priority"],
+                        policy=policy,
                     )
             except ValueError as exc:  # CsvImportError included
                 form.add_error(None, str(exc))
@@ -254,6 +283,11 @@ def confirm_step(
         form=form,
         upload=data,
         summary=data["summary"],
+        plan=plan_block(data["summary"].get("plan")),
+        policy={
+            **(data.get("policy") or {}),
+            "valid_until": _moment((data.get("policy") or {}).get("valid_until")),
+        },
         sender=sender,
         templates=templates,
         token=token,

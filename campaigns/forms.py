@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import phonenumbers
@@ -18,6 +19,7 @@ from campaigns.limits import (
     start_time_problem,
 )
 from campaigns.models import ContactList, MessageTemplate, SenderNumber, Suppression
+from messaging.policy.fields import PolicyFieldError, campaign_policy
 
 TEMPLATE_SLOTS = 4
 
@@ -61,6 +63,41 @@ class CampaignUploadForm(forms.Form):
         help_text="Country (ISO 3166 alpha-2, e.g. US) for numbers written without +country.",
     )
     priority = forms.IntegerField(initial=0, min_value=PRIORITY_MIN, max_value=PRIORITY_MAX)
+    # The send policy (messaging/policy), read by its own parsers in clean().
+    valid_until = forms.DateTimeField(
+        required=False,
+        label="Valid until",
+        help_text=f"Nothing is sent after this; unsent messages expire. Time zone "
+        f"{settings.TIME_ZONE}.",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+    window = forms.CharField(
+        required=False,
+        max_length=11,
+        label="Sending window",
+        help_text="In each recipient's local time, e.g. 09:00-20:00. Empty: the default "
+        "(for marketing templates, POLICY_MARKETING_WINDOW).",
+        widget=forms.TextInput(attrs={"placeholder": "09:00-20:00"}),
+    )
+    window_days = forms.CharField(
+        required=False,
+        max_length=40,
+        label="Sending days",
+        help_text="Weekdays of the window, e.g. mon-fri or sat,sun. Empty: every day.",
+    )
+    frequency_cap = forms.CharField(
+        required=False,
+        max_length=16,
+        label="Frequency cap",
+        help_text="Marketing messages per person across campaigns, e.g. 2/7d, or off. "
+        "Empty: the default (POLICY_MARKETING_CAP).",
+    )
+    POLICY_FIELDS = {
+        "valid_until": "valid_until",
+        "window": "window",
+        "days": "window_days",
+        "cap": "frequency_cap",
+    }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -113,7 +150,32 @@ class CampaignUploadForm(forms.Form):
                 for errors in check_templates(sender=sender, templates=[template]).values():
                     for error in errors:
                         self.add_error(f"template_{slot}", error)
+        if "window" in self.fields:
+            self._clean_policy(cleaned)
         return cleaned
+
+    def _clean_policy(self, cleaned: dict[str, Any]) -> None:
+        try:
+            self.policy = campaign_policy(**self.policy_settings(cleaned))
+        except PolicyFieldError as exc:
+            for field, message in exc.errors.items():
+                if field == "valid_until":
+                    message = "This moment is already past: nothing could be sent"
+                self.add_error(self.POLICY_FIELDS[field], f"{message[0].upper()}{message[1:]}.")
+
+    @staticmethod
+    def policy_settings(data: dict[str, Any]) -> dict[str, Any]:
+        """The policy settings as campaign_policy takes them, from cleaned data (or from the
+        wizard's session, where valid_until is ISO text)."""
+        valid_until = data.get("valid_until")
+        if isinstance(valid_until, str):
+            valid_until = datetime.fromisoformat(valid_until)
+        return {
+            "valid_until": valid_until,
+            "window": data.get("window") or "",
+            "days": data.get("window_days") or "",
+            "cap": data.get("frequency_cap") or "",
+        }
 
     def templates_with_weights(self) -> list[tuple[MessageTemplate, int]]:
         pairs = []
@@ -190,6 +252,10 @@ class AudienceDraftForm(CampaignUploadForm):
         # Stored contacts are E.164 already: no file, no region to read numbers with.
         del self.fields["csv_file"]
         del self.fields["default_region"]
+        # A draft from contacts takes the policy defaults (the wizard and create_campaign
+        # set them).
+        for name in self.POLICY_FIELDS.values():
+            del self.fields[name]
 
 
 class ListUploadForm(forms.Form):

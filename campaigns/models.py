@@ -388,3 +388,47 @@ class Segment(models.Model):
             parse_rules(self.rules)
         except SegmentError as exc:
             raise ValidationError({"rules": str(exc)}) from None
+
+
+class TemplatePrice(models.Model):
+    """What Meta charges for one template message to a country, per template category, as
+    staff enter it from Meta's rate card. The launch plan's cost estimate reads it; a country
+    and category without a row has no estimate (the plan lists it as not priced)."""
+
+    class Category(models.TextChoices):
+        MARKETING = "MARKETING"
+        UTILITY = "UTILITY"
+        AUTHENTICATION = "AUTHENTICATION"
+
+    country = models.CharField(
+        max_length=2, help_text="ISO 3166 alpha-2 code of the recipient's number, e.g. PT."
+    )
+    category = models.CharField(max_length=32, choices=Category.choices)
+    price = models.DecimalField(
+        max_digits=10,
+        decimal_places=5,
+        validators=[MinValueValidator(0)],
+        help_text="Per message, in the currency below.",
+    )
+    currency = models.CharField(max_length=3, default="USD")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["country", "category"], name="price_once_per_pair")
+        ]
+        ordering = ["country", "category"]
+
+    def __str__(self) -> str:
+        return f"{self.country} {self.category}: {self.price} {self.currency}"
+
+    def clean(self) -> None:
+        import phonenumbers
+        from django.core.exceptions import ValidationError
+
+        self.country = (self.country or "").strip().upper()
+        self.currency = (self.currency or "").strip().upper()
+        if self.country not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValidationError({"country": f"“{self.country}” is not a country code."})
+        if len(self.currency) != 3 or not self.currency.isalpha():
+            raise ValidationError({"currency": "Three letters, e.g. USD or EUR."})

@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from redis import Redis
 
+    from campaigns.models import SenderNumber
+
 MIN_RATE = 0.5
 # Throttle response: a trim of THROTTLE_TRIM msg/s (÷ 1 + latency) per 130429 answer; from
 # the SUSTAINED-th throttle of one episode on (throttles less than EPISODE_GAP apart), the rate
@@ -296,3 +298,12 @@ def bucket_for(*, sender_id: int, target: float, cap: float, initial: float | No
             bucket = LocalBucket(target=target, cap=cap, initial=initial)
             _local_buckets[sender_id] = bucket
         return bucket
+
+
+def starting_rate(number: SenderNumber) -> float:
+    """The rate a sender loop starts a number at (msg/s): its learned rate, within the
+    configured rate less the headroom. The launch plan's ETA uses the same figure."""
+    from django.conf import settings
+
+    target = number.rate_mps * settings.SENDER_RATE_HEADROOM
+    return min(number.learned_rate or target, target)

@@ -46,7 +46,7 @@ from messaging.graph_api import (
 )
 from messaging.models import OutboundStatus
 from messaging.outcomes import decide, record_answers
-from messaging.pacing import Bucket, bucket_for
+from messaging.pacing import Bucket, bucket_for, starting_rate
 from messaging.policy import gate
 from messaging.policy.actions import Effects, apply_effects
 from messaging.policy.budget import ledger_for
@@ -135,7 +135,7 @@ class NumberSender:
             cap=self.number.rate_mps,
             initial=self.number.learned_rate,
         )
-        self.rate = min(self.number.learned_rate or self.target, self.target)
+        self.rate = starting_rate(self.number)
         self.pool_size = max(IN_FLIGHT_SPARE, settings.SENDER_MAX_IN_FLIGHT)
         self.latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self.latency_p95 = ASSUMED_LATENCY

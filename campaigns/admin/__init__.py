@@ -10,6 +10,7 @@ from campaigns.admin.accounts import MessageTemplateAdmin, SenderNumberAdmin, Wh
 from campaigns.admin.audiences import ContactListAdmin, SegmentAdmin
 from campaigns.admin.campaign import TRANSITIONS, CampaignAdmin, CampaignTemplateInline
 from campaigns.admin.contacts import ContactAdmin, SuppressionAdmin
+from campaigns.admin.prices import TemplatePriceAdmin
 
 __all__ = [
     "TRANSITIONS",
@@ -21,5 +22,6 @@ __all__ = [
     "SegmentAdmin",
     "SenderNumberAdmin",
     "SuppressionAdmin",
+    "TemplatePriceAdmin",
     "WhatsAppAccountAdmin",
 ]

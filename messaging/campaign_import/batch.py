@@ -12,6 +12,7 @@ from messaging.campaign_import.job import (
     RejectionRow,
     _Job,
     _preview_message,
+    count_refusal,
 )
 from messaging.models import OutboundMessage, OutboundStatus
 from messaging.policy.imports import undeliverable_among
@@ -32,7 +33,7 @@ class _BatchImport:
         rejections: list[ImportRejection] = []
         for row in rows:
             if row.phone is None:
-                result.rejected += 1
+                count_refusal(result, row.reason)
                 if len(result.rejections) < REJECTIONS_SHOWN:
                     result.rejections.append(
                         RejectionRow(row.row_number, row.raw_phone, row.reason)
@@ -89,6 +90,10 @@ class _BatchImport:
             state["seq"] += 1
             planned.append((row, template_id, render_plan(plans[template_id], row.values)))
         if job.campaign is None:
+            if job.keep_rows:
+                kept = result.kept if result.kept is not None else []
+                kept += [(r.e164, r.values.get("timezone"), t) for r, t, _c in planned]
+                result.kept = kept
             for row, template_id, components in planned:
                 if len(result.preview) < job.preview_limit:
                     result.preview.append(_preview_message(job, row.e164, template_id, components))

@@ -36,8 +36,13 @@ class ImportResult:
     duplicates: int = 0
     suppressed: int = 0
     undeliverable: int = 0  # marked "not on WhatsApp" by a recent 131026
+    # Of `rejected`: refused by the send policy as marketing to a US number.
+    us_marketing: int = 0
     rejections: list[RejectionRow] = field(default_factory=list)
     preview: list[PreviewMessage] = field(default_factory=list)
+    # A preview asked to keep them (`keep_rows`): every row that would be queued, in send
+    # order, as (phone, its `timezone` column or None, template id). The launch plan reads it.
+    kept: list[tuple[str, str | None, int]] | None = None
 
     @property
     def created(self) -> Campaign:
@@ -61,6 +66,16 @@ class _Job:
     preview_limit: int
     # The send policy's refusal of a valid number (messaging.policy.imports), if any.
     phone_rule: Callable[[str], str] | None = None
+    keep_rows: bool = False  # a preview that fills ImportResult.kept
+
+
+def count_refusal(result: ImportResult, reason: str) -> None:
+    """One more rejected row; the send policy's +1 refusal is counted apart as well."""
+    from messaging.policy.imports import US_MARKETING_REASON
+
+    result.rejected += 1
+    if reason == US_MARKETING_REASON:
+        result.us_marketing += 1
 
 
 def _preview_message(

@@ -17,6 +17,7 @@ from messaging.campaign_import.job import (
     RejectionRow,
     _Job,
     _preview_message,
+    count_refusal,
 )
 from messaging.campaign_import.producer import _Chunk, _Producer
 from messaging.campaign_import.rendering_sql import _render_case
@@ -129,7 +130,8 @@ class _PostgresImport:
             f"DELETE FROM {batch} WHERE row_number = ANY(%s)",  # noqa: S608
             [[n for n, _p, _r in refused]],
         )
-        result.rejected += len(refused)
+        for _n, _p, reason in refused:
+            count_refusal(result, reason)
         return len(refused)
 
     @staticmethod
@@ -165,7 +167,8 @@ class _PostgresImport:
         self, cursor: Any, job: _Job, batch: str, chunk: _Chunk, seq: int, result: ImportResult
     ) -> int:
         result.duplicates += chunk.duplicates
-        result.rejected += len(chunk.rejected)
+        for _row, _value, reason in chunk.rejected:
+            count_refusal(result, reason)
         for row in chunk.rejected[: max(0, REJECTIONS_SHOWN - len(result.rejections))]:
             result.rejections.append(RejectionRow(*row))
         cursor.execute(f"TRUNCATE {batch}")
@@ -261,6 +264,17 @@ class _PostgresImport:
 
     @staticmethod
     def _preview_batch(cursor: Any, job: _Job, batch: str, seq: int, result: ImportResult) -> None:
+        if job.keep_rows:
+            cursor.execute(
+                f"SELECT phone, vals ->> 'timezone' FROM {batch} ORDER BY row_number"  # noqa: S608
+            )
+            period = len(job.pattern)
+            kept = result.kept if result.kept is not None else []
+            kept += [
+                (phone, zone, job.pattern[(seq + offset) % period])
+                for offset, (phone, zone) in enumerate(cursor.fetchall())
+            ]
+            result.kept = kept
         missing = job.preview_limit - len(result.preview)
         if missing <= 0:
             return

@@ -121,12 +121,15 @@ def preview(
     templates: Sequence[tuple[MessageTemplate, int]],
     default_region: str | None = None,
     limit: int = PREVIEW_SHOWN,
+    keep_rows: bool = False,
 ) -> ImportResult:
-    """What `create_campaign` would do with this audience, writing nothing."""
+    """What `create_campaign` would do with this audience, writing nothing. `keep_rows`
+    lists every row that would be queued in `ImportResult.kept` (for the launch plan)."""
     region = check_region(default_region or settings.WHATSAPP_DEFAULT_REGION)
     links = _check_templates(sender, templates)
     with audience, transaction.atomic():
         job = _job(audience, links, None, sender, 0, preview_limit=limit)
+        job.keep_rows = keep_rows
         result = _run(job, audience, region)
         # The temporary tables go with the rollback; no real table was written.
         transaction.set_rollback(True)

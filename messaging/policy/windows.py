@@ -49,10 +49,16 @@ class Window:
 
     def next_open(self, zone: ZoneInfo, at: datetime) -> datetime:
         """`at` if the window is open in `zone` then, else the moment it next opens."""
+        return self.span(zone, at)[0]
+
+    def span(self, zone: ZoneInfo, at: datetime) -> tuple[datetime, datetime]:
+        """The open period of `zone` that contains `at` or comes next: (`at` or when it
+        opens, when it closes)."""
         local = at.astimezone(zone)
         for opens, closes in self._intervals(zone, local.date()):
             if closes > local:
-                return at if opens <= local else opens.astimezone(UTC)
+                start = at if opens <= local else opens.astimezone(UTC)
+                return start, closes.astimezone(UTC)
         raise AssertionError("a window with allowed days opens within 8 days")
 
 
@@ -123,3 +129,14 @@ def opening(window: Window, zones: tuple[ZoneInfo, ...], at: datetime) -> dateti
         moment = later
     # No common opening (zones half a day apart): the strictest single zone decides.
     return max(window.next_open(zone, at) for zone in zones)
+
+
+def open_span(
+    window: Window, zones: tuple[ZoneInfo, ...], at: datetime
+) -> tuple[datetime, datetime]:
+    """`opening(window, zones, at)` and the moment after it when the window first closes in
+    one of the zones: every moment in between passes the gate (the plan uses it to judge
+    many rows of one zone without asking again)."""
+    opens = opening(window, zones, at)
+    closes = [c for o, c in (window.span(zone, opens) for zone in zones) if o == opens]
+    return opens, min(closes, default=opens + timedelta(seconds=1))

@@ -21,8 +21,8 @@ from campaigns.limits import (
 )
 from campaigns.models import Campaign, MessageTemplate, SenderNumber
 from messaging.campaign_import import CsvImportError, create_campaign_from_csv
-from messaging.policy.frequency import CapError, parse_cap
-from messaging.policy.windows import WindowError, parse_window
+from messaging.policy.fields import PolicyFieldError, campaign_policy
+from messaging.policy.plan import plan_import, plan_lines
 
 _TEMPLATE = re.compile(r"^(?P<name>[^:@]+)(?::(?P<lang>[^:@]+))?(?:@(?P<weight>[^:@]+))?$")
 
@@ -55,6 +55,12 @@ class Command(SafeCommand):
         parser.add_argument(
             "--frequency-cap", default="", help="marketing messages per person, e.g. 2/7d, or off"
         )
+        parser.add_argument(
+            "--plan",
+            action="store_true",
+            help="create nothing: print the launch plan (skips by reason, budget waves, time "
+            "zones, ETA, cost)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         name = text_option("--name", options["name"], model=Campaign, field="name")
@@ -82,6 +88,9 @@ class Command(SafeCommand):
         )
         if problem:
             raise CommandError(problem)
+        if options["plan"]:
+            self._plan(options, sender, templates, policy, start_at)
+            return
         try:
             result = create_campaign_from_csv(
                 name=name,
@@ -127,33 +136,59 @@ class Command(SafeCommand):
         if result.rejected > 10:
             self.stdout.write("  … the full list is the campaign's rejection report in admin")
 
+    def _plan(
+        self,
+        options: dict[str, Any],
+        sender: SenderNumber,
+        templates: list[tuple[MessageTemplate, int]],
+        policy: dict[str, Any],
+        start_at: datetime | None,
+    ) -> None:
+        """The launch plan of the file, from the import preview: nothing is written."""
+        try:
+            plan, preview = plan_import(
+                csv_file=options["csv"],
+                sender=sender,
+                templates=templates,
+                default_region=options["region"],
+                policy=policy,
+                start_at=start_at,
+            )
+        except CsvImportError as exc:
+            where = "" if str(exc).startswith(options["csv"]) else f"{options['csv']}: "
+            raise CommandError(f"{where}{exc}") from None
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        if options["json"]:
+            self.stdout.write(json.dumps({"plan": plan.as_json(), "queued": preview.queued}))
+            return
+        for line in plan_lines(plan):
+            self.stdout.write(line)
+
 
 def _policy(options: dict[str, Any]) -> dict[str, Any]:
     """--valid-until, --window, --days and --frequency-cap as the campaign's policy fields,
-    read by the policy's own parsers (one reading for the command and the engine)."""
-    fields: dict[str, Any] = {}
+    read by the policy's own parsers (one reading for the command, the wizard and the
+    engine)."""
+    valid_until = None
     if options["valid_until"]:
-        at = parse_datetime(options["valid_until"].strip())
-        if at is None:
+        valid_until = parse_datetime(options["valid_until"].strip())
+        if valid_until is None:
             raise CommandError(f"--valid-until {options['valid_until']!r}: expected ISO-8601")
-        if timezone.is_naive(at):
-            at = timezone.make_aware(at)
-        if at <= timezone.now():
-            raise CommandError(f"--valid-until {options['valid_until']!r}: already past")
-        fields["valid_until"] = at
     try:
-        window = parse_window(options["window"] or "", options["days"])
-        if options["days"] and window is None:
-            raise WindowError("--days needs --window")
-        parse_cap(options["frequency_cap"])
-    except (WindowError, CapError) as exc:
-        raise CommandError(str(exc)) from None
-    if window is not None:
-        fields.update(window_start=window.start, window_end=window.end)
-        fields["window_days"] = options["days"].strip().lower()
-    if options["frequency_cap"]:
-        fields["frequency_cap"] = options["frequency_cap"].strip().lower()
-    return fields
+        return campaign_policy(
+            valid_until=valid_until,
+            window=options["window"] or "",
+            days=options["days"],
+            cap=options["frequency_cap"],
+        )
+    except PolicyFieldError as exc:
+        flag = {"valid_until": "--valid-until", "days": "--days", "cap": "--frequency-cap"}
+        if exc.field == "valid_until":
+            raise CommandError(f"--valid-until {options['valid_until']!r}: {exc}") from None
+        if exc.field == "days" and not options["window"]:
+            raise CommandError("--days needs --window") from None
+        raise CommandError(f"{flag.get(exc.field, '--window')}: {exc}") from None
 
 
 def _template(sender: SenderNumber, spec: str) -> tuple[MessageTemplate, int]:
