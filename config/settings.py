@@ -184,6 +184,12 @@ SENDER_SLICE_SECONDS = env.float("SENDER_SLICE_SECONDS", default=30.0)
 # what it uses is rate × p95 latency × 1.25: 200/s at 3 s of latency needs about 750.
 SENDER_MAX_IN_FLIGHT = env.int("SENDER_MAX_IN_FLIGHT", default=768)
 
+# --- Campaign import (messaging/campaign_import; docs/benchmarks.md) --------------------------
+# Worker processes that normalise an import's numbers (phonenumbers is most of its Python CPU),
+# used for files of at least IMPORT_PHONE_PROCESSES_FROM_ROWS rows; 0 = in the import's thread.
+IMPORT_PHONE_PROCESSES = env.int("IMPORT_PHONE_PROCESSES", default=2)
+IMPORT_PHONE_PROCESSES_FROM_ROWS = env.int("IMPORT_PHONE_PROCESSES_FROM_ROWS", default=20_000)
+
 # --- Send policy (messaging/policy; docs/policy.md) -------------------------------------------
 # Default sending window for marketing campaigns in each recipient's local time, e.g.
 # "09:00-20:00" (empty = off), and its weekdays ("mon-fri"; empty = every day).

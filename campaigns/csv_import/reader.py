@@ -91,6 +91,7 @@ class CsvFile:
             if getattr(stream, "seekable", lambda: False)():
                 stream.seek(0)
         self._stream = stream
+        self.data_rows: int | None = None  # counted by check_whole_file
         try:
             self.layout = self._open(stream)
         except BaseException:
@@ -105,10 +106,12 @@ class CsvFile:
         """
         if not getattr(self._stream, "seekable", lambda: False)():
             return
+        count = 0
         for _ in self.records():
-            pass
+            count += 1
         self._stream.seek(0)
         self.layout = self._open(self._stream)
+        self.data_rows = count
 
     def close(self) -> None:
         if self._owned is not None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from campaigns.csv_import.phones import recipient_phone
 from campaigns.csv_import.reader import NAME_HEADER, CsvFile
@@ -29,19 +30,39 @@ class CsvRow:
         return self.phone
 
 
+_Payload = TypeVar("_Payload")
+# Rows handed to `PhoneBlocks.normalise` at a time.
+PHONE_BLOCK_ROWS = 5_000
+
+
+class PhoneBlocks(Protocol):
+    """Normalises blocks of numbers elsewhere (other processes), in order: for each
+    (payload, stripped raw numbers) it yields (payload, `recipient_phone` of each number)."""
+
+    def normalise(
+        self, blocks: Iterable[tuple[_Payload, list[str]]], region: str
+    ) -> Iterator[tuple[_Payload, list[tuple[str | None, str]]]]: ...
+
+
 def parse_rows(
     csv_file: CsvFile,
     *,
     region: str,
     needed: dict[str, str] | None = None,
     phone_rule: Callable[[str], str] | None = None,
+    phones: PhoneBlocks | None = None,
 ) -> Iterator[CsvRow]:
     """Every data row of `csv_file`, normalised and checked, streaming. `phone_rule` (the
-    send policy's, e.g. no marketing to US numbers) gives a reason to refuse a valid number."""
+    send policy's, e.g. no marketing to US numbers) gives a reason to refuse a valid number.
+    With `phones`, the numbers are normalised there, a block at a time (the same function,
+    so the same rows come out)."""
     layout = csv_file.layout
     phone_index = layout.phone_index
     value_columns = layout.value_columns
     needed = needed or {}
+    if phones is not None:
+        yield from _parse_in_blocks(csv_file, phones, region, needed, phone_rule)
+        return
     for row_number, fields in csv_file.records():
         values = {}
         for index, column in value_columns:
@@ -58,6 +79,44 @@ def parse_rows(
         )
 
 
+def _parse_in_blocks(
+    csv_file: CsvFile,
+    phones: PhoneBlocks,
+    region: str,
+    needed: dict[str, str],
+    phone_rule: Callable[[str], str] | None,
+) -> Iterator[CsvRow]:
+    phone_index = csv_file.layout.phone_index
+    value_columns = csv_file.layout.value_columns
+
+    def blocks() -> Iterator[tuple[list[tuple[int, list[str]]], list[str]]]:
+        block: list[tuple[int, list[str]]] = []
+        for record in csv_file.records():
+            block.append(record)
+            if len(block) >= PHONE_BLOCK_ROWS:
+                yield block, [fields[phone_index].strip() for _, fields in block]
+                block = []
+        if block:
+            yield block, [fields[phone_index].strip() for _, fields in block]
+
+    for block, results in phones.normalise(blocks(), region):
+        for (row_number, fields), checked in zip(block, results, strict=True):
+            values = {}
+            for index, column in value_columns:
+                value = fields[index].strip()
+                if value:
+                    values[column] = value
+            yield check_row(
+                row_number,
+                fields[phone_index],
+                values,
+                region=region,
+                needed=needed,
+                phone_rule=phone_rule,
+                checked=checked,
+            )
+
+
 def check_row(
     row_number: int,
     raw_phone: str,
@@ -67,10 +126,12 @@ def check_row(
     needed: dict[str, str],
     normalised: bool = False,
     phone_rule: Callable[[str], str] | None = None,
+    checked: tuple[str | None, str] | None = None,
 ) -> CsvRow:
     """One audience row checked as a CSV row is: the number normalised to E.164 (unless it
-    already is, `normalised`), refused by the send policy's `phone_rule` if it says so (e.g.
-    no marketing to US numbers), and every column a template needs filled with a usable value.
+    already is, `normalised`, or `checked` holds `recipient_phone`'s answer for it), refused
+    by the send policy's `phone_rule` if it says so (e.g. no marketing to US numbers), and
+    every column a template needs filled with a usable value.
 
     Every audience (a CSV, API rows, contacts chosen in admin) goes through here, so a row is
     accepted or rejected for the same reasons whatever it came from.
@@ -80,6 +141,8 @@ def check_row(
     phone: str | None
     if normalised:
         phone, reason = raw, ""
+    elif checked is not None:
+        phone, reason = checked
     else:
         phone, reason = recipient_phone(raw, region)
     if phone is not None and phone_rule is not None:
