@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -173,6 +174,55 @@ def render_plan(plan: TemplatePlan, values: dict[str, str]) -> list[dict[str, An
         item["parameters"] = parameters
         rendered.append(item)
     return rendered
+
+
+def plan_json(plan: TemplatePlan) -> Callable[[dict[str, str]], str]:
+    """A function giving `render_plan(plan, values)` as JSON text, for rows whose values
+    `check_row` has already checked (the import COPYs the text as is): the constant parts are
+    encoded once, so a row costs one `json.dumps` per variable (tested against render_plan)."""
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    # The text in order: constant strings, and the slots whose values go between them.
+    pieces: list[str | Slot] = ["["]
+    for number, component in enumerate(plan.components):
+        head: dict[str, Any] = {"type": component.type}
+        if component.sub_type is not None:
+            head["sub_type"] = component.sub_type
+            head["index"] = component.index
+        pieces.append(("," if number else "") + encode(head)[:-1] + ',"parameters":[')
+        for i, slot in enumerate(component.slots):
+            pieces += [",", slot] if i else [slot]
+        pieces.append("]}")
+    pieces.append("]")
+    merged: list[str | Slot] = []
+    for piece in pieces:
+        if isinstance(piece, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += piece
+        else:
+            merged.append(piece)
+
+    def slot_json(slot: Slot, value: str) -> str:
+        if slot.kind == "text":
+            if slot.parameter_name is None:
+                return '{"type":"text","text":' + encode(value) + "}"
+            return (
+                '{"type":"text","text":'
+                + encode(value)
+                + ',"parameter_name":'
+                + encode(slot.parameter_name)
+                + "}"
+            )
+        if slot.kind == "coupon_code":
+            return '{"type":"coupon_code","coupon_code":' + encode(value) + "}"
+        media = {"link": value} if is_link(value) else {"id": value}
+        return encode({"type": slot.kind, slot.kind: media})
+
+    def render(values: dict[str, str]) -> str:
+        return "".join(
+            piece if isinstance(piece, str) else slot_json(piece, values.get(piece.column, ""))
+            for piece in merged
+        )
+
+    return render
 
 
 def _parameter(slot: Slot, value: str, plan: TemplatePlan) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.db import connection
 
-from campaigns.csv_import import CsvRow, render_plan, value_problem_sql
+from campaigns.csv_import import CsvRow, plan_json, render_plan, value_problem_sql
 from campaigns.models import Contact, ImportRejection
 from messaging.campaign_import.job import (
     REJECTIONS_SHOWN,
@@ -160,22 +160,37 @@ class _PostgresImport:
             cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute(
             f"CREATE TEMPORARY TABLE {batch} (row_number integer NOT NULL, "
-            'phone text COLLATE "C" NOT NULL, name text, vals jsonb)'
+            'phone text COLLATE "C" NOT NULL, name text, vals jsonb, template_id bigint, '
+            "parameters jsonb)"
         )
 
     def _chunk(
         self, cursor: Any, job: _Job, batch: str, chunk: _Chunk, seq: int, result: ImportResult
     ) -> int:
+        """One chunk of a file: numbers that may not be messaged found first (one query), so
+        the send order, and with it each row's template, is known here and the parameters
+        are rendered in this thread (which otherwise waits for PostgreSQL), then the rows
+        COPYed with them and written."""
         result.duplicates += chunk.duplicates
         for _row, _value, reason in chunk.rejected:
             count_refusal(result, reason)
         for row in chunk.rejected[: max(0, REJECTIONS_SHOWN - len(result.rejections))]:
             result.rejections.append(RejectionRow(*row))
-        cursor.execute(f"TRUNCATE {batch}")
-        with cursor.cursor.copy(f"COPY {batch} (row_number, phone, name, vals) FROM STDIN") as copy:
-            for kept_row in chunk.kept:
-                copy.write_row(kept_row)
-        seq = self._apply_loaded(cursor, job, batch, len(chunk.kept), seq, result)
+        kept = self._deliverable(cursor, chunk.kept, result)
+        if job.campaign is None:
+            self._preview_rows(job, kept, seq, result)
+        elif kept:
+            renderers = {p.template_id: plan_json(p) for p in job.plans}
+            pattern, period = job.pattern, len(job.pattern)
+            cursor.execute(f"TRUNCATE {batch}")
+            with cursor.cursor.copy(
+                f"COPY {batch} (row_number, phone, name, vals, template_id, parameters) FROM STDIN"
+            ) as copy:
+                for offset, (row_number, phone, name, vals, values) in enumerate(kept):
+                    template_id = pattern[(seq + offset) % period]
+                    parameters = renderers[template_id](values)
+                    copy.write_row((row_number, phone, name, vals, template_id, parameters))
+            self._write(cursor, job, batch, seq, rendered=True)
         if job.campaign is not None and chunk.rejected:
             table = ImportRejection._meta.db_table
             with cursor.cursor.copy(
@@ -183,7 +198,57 @@ class _PostgresImport:
             ) as copy:
                 for row_number, value, reason in chunk.rejected:
                     copy.write_row((job.campaign.pk, row_number, value, reason))
-        return seq
+        return seq + len(kept)
+
+    @staticmethod
+    def _deliverable(
+        cursor: Any, rows: list[tuple[int, str, str, str, dict[str, str]]], result: ImportResult
+    ) -> list[tuple[int, str, str, str, dict[str, str]]]:
+        """The rows whose numbers may be queued; suppressed (the opt-out policy's rule) and
+        not-on-WhatsApp numbers (the import policy's) are counted and left out, in that
+        order, as `_apply_loaded` does for rows already in the database."""
+        if not rows:
+            return rows
+        suppressed, s_params = suppressed_sql("p.phone")
+        not_on_whatsapp, u_params = undeliverable_sql("p.phone")
+        # OFFSET 0 keeps the subquery whole, so each predicate runs once per number.
+        cursor.execute(
+            "SELECT phone, s FROM (SELECT p.phone, "  # noqa: S608
+            f"{suppressed} AS s, {not_on_whatsapp} AS u FROM unnest(%s::text[]) AS p(phone) "
+            "OFFSET 0) x WHERE s OR u",
+            [*s_params, *u_params, [row[1] for row in rows]],
+        )
+        blocked = dict(cursor.fetchall())
+        if not blocked:
+            return rows
+        suppressed_count = sum(1 for s in blocked.values() if s)
+        result.suppressed += suppressed_count
+        result.undeliverable += len(blocked) - suppressed_count
+        return [row for row in rows if row[1] not in blocked]
+
+    @staticmethod
+    def _preview_rows(
+        job: _Job,
+        rows: list[tuple[int, str, str, str, dict[str, str]]],
+        seq: int,
+        result: ImportResult,
+    ) -> None:
+        """`_preview_batch` for a CSV's chunk, which stays in Python."""
+        period = len(job.pattern)
+        if job.keep_rows:
+            kept = result.kept if result.kept is not None else []
+            kept += [
+                (phone, values.get("timezone"), job.pattern[(seq + offset) % period])
+                for offset, (_, phone, _, _, values) in enumerate(rows)
+            ]
+            result.kept = kept
+        plans = {p.template_id: p for p in job.plans}
+        for offset, (_, phone, _, _, values) in enumerate(
+            rows[: max(0, job.preview_limit - len(result.preview))]
+        ):
+            template_id = job.pattern[(seq + offset) % period]
+            components = render_plan(plans[template_id], values)
+            result.preview.append(_preview_message(job, phone, template_id, components))
 
     def _apply_loaded(
         self,
@@ -216,8 +281,17 @@ class _PostgresImport:
 
     @staticmethod
     def _write(
-        cursor: Any, job: _Job, batch: str, seq: int, *, upsert_contacts: bool = True
+        cursor: Any,
+        job: _Job,
+        batch: str,
+        seq: int,
+        *,
+        upsert_contacts: bool = True,
+        rendered: bool = False,
     ) -> None:
+        """Contacts upserted and queue rows inserted from the batch table; with `rendered`
+        its rows carry their template and parameters already (a CSV's chunk), else they are
+        assigned and rendered here (a selection that never left the database)."""
         contact = Contact._meta.db_table
         campaign = job.campaign
         assert campaign is not None
@@ -233,6 +307,18 @@ class _PostgresImport:
                 "OR NOT c.attributes @> EXCLUDED.attributes",
                 [job.now],
             )
+        if rendered:
+            cursor.execute(
+                f"INSERT INTO {OutboundMessage._meta.db_table} (campaign_id, contact_id, "  # noqa: S608
+                "template_id, sender_id, phone, parameters, priority, status, attempts, "
+                "next_attempt_at, claimed_by, error_category, error_detail) "
+                f"SELECT %s, (SELECT c.id FROM {contact} c WHERE c.phone = q.phone COLLATE "
+                '"default"), q.template_id, %s, q.phone, q.parameters, %s, %s, 0, %s, '
+                # The batch holds the chunk in file order, which is send order.
+                f"'', '', '' FROM {batch} q ORDER BY q.row_number",
+                [campaign.pk, job.sender.pk, job.priority, OutboundStatus.QUEUED, job.now],
+            )
+            return
         render_sql, render_params = _render_case(job.plans)
         period = len(job.pattern)
         cursor.execute(

@@ -18,7 +18,8 @@ CHUNK_ROWS = 50_000
 
 @dataclass
 class _Chunk:
-    kept: list[tuple[int, str, str, str]] = field(default_factory=list)  # first rows of numbers
+    # First rows of numbers: row number, E.164, name, values as JSON text, values.
+    kept: list[tuple[int, str, str, str, dict[str, str]]] = field(default_factory=list)
     rejected: list[tuple[int, str, str]] = field(default_factory=list)  # row, value, reason
     duplicates: int = 0
 
@@ -87,7 +88,9 @@ class _Producer:
                         chunk.duplicates += 1
                     else:
                         seen.add(key)
-                        chunk.kept.append((row.row_number, row.phone, row.name, dumps(row.values)))
+                        chunk.kept.append(
+                            (row.row_number, row.phone, row.name, dumps(row.values), row.values)
+                        )
                 if size >= self._chunk_size:
                     if not self._put(chunk):
                         return
