@@ -12,6 +12,25 @@ from django.db.models import Q
 from campaigns.suppression import phone_hash
 
 
+class TierSource(models.TextChoices):
+    """Who last set a messaging limit (or a number's quality and status)."""
+
+    DEFAULT = "", "default (never synced)"
+    GRAPH = "graph", "Graph API (sync_numbers)"
+    WEBHOOK = "webhook", "Meta webhook"
+    STAFF = "staff", "staff (admin)"
+
+
+# The messaging limits Meta gives a portfolio (docs/policy.md, "Messaging limit").
+MESSAGING_TIERS = [
+    ("TIER_250", "250 recipients / 24 h"),
+    ("TIER_2K", "2,000 recipients / 24 h"),
+    ("TIER_10K", "10,000 recipients / 24 h"),
+    ("TIER_100K", "100,000 recipients / 24 h"),
+    ("TIER_UNLIMITED", "unlimited"),
+]
+
+
 class Portfolio(models.Model):
     """A business portfolio (Meta Business Manager). Since October 2025 the messaging limit
     (unique users reached by templates outside a customer-service window, per moving 24 h)
@@ -20,9 +39,13 @@ class Portfolio(models.Model):
     business_id = models.CharField("business id", max_length=64, unique=True)
     name = models.CharField(max_length=200, blank=True)
     # TIER_250, TIER_2K, TIER_10K, TIER_100K, TIER_UNLIMITED; from the Graph API
-    # (sync_numbers, the business_capability_update webhook) or set by staff.
+    # (sync_numbers, the business_capability_update webhook) or set by staff. Written only
+    # through messaging.numbers, which logs the change and alerts.
     messaging_tier = models.CharField(max_length=32, default="TIER_250")
     tier_updated_at = models.DateTimeField(null=True, blank=True)
+    tier_source = models.CharField(
+        max_length=16, choices=TierSource.choices, default=TierSource.DEFAULT, blank=True
+    )
 
     def __str__(self) -> str:
         return self.name or self.business_id
@@ -51,9 +74,16 @@ class WhatsAppAccount(models.Model):
 
 class SenderNumber(models.Model):
     class Status(models.TextChoices):
+        # The Graph API's phone-number `status` values we act on or show.
         CONNECTED = "CONNECTED"
         FLAGGED = "FLAGGED"
         RESTRICTED = "RESTRICTED"
+        BANNED = "BANNED"
+        RATE_LIMITED = "RATE_LIMITED"
+        PENDING = "PENDING"
+        UNVERIFIED = "UNVERIFIED"
+        MIGRATED = "MIGRATED"
+        DELETED = "DELETED"
         DISCONNECTED = "DISCONNECTED"
 
     class Quality(models.TextChoices):
@@ -77,6 +107,16 @@ class SenderNumber(models.Model):
         max_length=16, choices=Quality.choices, default=Quality.UNKNOWN
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.CONNECTED)
+    # Who set the tier, quality and status last, and when (messaging.numbers writes them).
+    tier_source = models.CharField(
+        max_length=16, choices=TierSource.choices, default=TierSource.DEFAULT, blank=True
+    )
+    state_updated_at = models.DateTimeField(null=True, blank=True)
+    # What the last sync_numbers read (verified_name, name_status) or why it could not.
+    verified_name = models.CharField(max_length=200, blank=True)
+    name_status = models.CharField(max_length=32, blank=True)
+    synced_at = models.DateTimeField(null=True, blank=True)
+    sync_error = models.CharField(max_length=500, blank=True)
     # The rate the engine learned after throttling (AIMD); survives restarts. Null = configured.
     learned_rate = models.FloatField(null=True, blank=True)
     learned_rate_at = models.DateTimeField(null=True, blank=True)

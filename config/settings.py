@@ -276,6 +276,8 @@ ALERT_STALLED_MINUTES = env.int("ALERT_STALLED_MINUTES", default=10)
 ALERT_WEBHOOK_BACKLOG = env.int("ALERT_WEBHOOK_BACKLOG", default=10_000)
 ALERT_WEBHOOK_SILENCE_MINUTES = env.int("ALERT_WEBHOOK_SILENCE_MINUTES", default=15)
 ALERT_CLUSTER_MINUTES = env.int("ALERT_CLUSTER_MINUTES", default=5)
+# A messaging limit, quality or number status change stays on the banner this long.
+ALERT_LIMIT_CHANGE_HOURS = env.float("ALERT_LIMIT_CHANGE_HOURS", default=24.0)
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
 EMAIL_HOST = env("EMAIL_HOST", default="localhost")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="wacampaigns@localhost")

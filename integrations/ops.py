@@ -16,6 +16,7 @@ from django.utils import timezone
 from campaigns.models import Campaign, SenderNumber
 from integrations.models import Alert, OutboxEvent
 from messaging.models import OutboundMessage, OutboundStatus
+from messaging.policy import budget
 from webhooks.models import RawEvent
 
 
@@ -42,7 +43,11 @@ def alert_report() -> dict[str, Any]:
 
 
 def _gauge(
-    lines: list[str], name: str, help_text: str, samples: Mapping[str, float], label: str
+    lines: list[str],
+    name: str,
+    help_text: str,
+    samples: Mapping[str, float],
+    label: str,
 ) -> None:
     lines.append(f"# HELP {name} {help_text}")
     lines.append(f"# TYPE {name} gauge")
@@ -87,6 +92,7 @@ def metric_lines() -> list[str]:
         {str(p): in_flight.get(p, 0) for p, _, _ in numbers},
         "sender",
     )
+    _budget_gauges(lines)
     oldest = RawEvent.objects.filter(applied_at__isnull=True).aggregate(at=Min("received_at"))["at"]
     lag = (timezone.now() - oldest).total_seconds() if oldest else 0.0
     lines += [
@@ -131,6 +137,33 @@ def metric_lines() -> list[str]:
         "code",
     )
     return lines
+
+
+def _budget_gauges(lines: list[str]) -> None:
+    """Per portfolio (label "<id>", or "account_<id>" for an account without one, which is
+    its own): its limit and what is left of it in the moving 24 h. A ledger with no limit
+    enforced (TIER_UNLIMITED, never synced) has no sample."""
+    ledgers = [ledger for ledger in budget.all_ledgers() if ledger.limit is not None]
+    left = budget.left(ledgers, timezone.now())
+
+    def label(key: str) -> str:
+        kind, _, pk = key.partition(":")
+        return pk if kind == "portfolio" else f"{kind}_{pk}"
+
+    _gauge(
+        lines,
+        "wac_portfolio_budget_limit",
+        "Messaging limit: unique recipients per moving 24 h.",
+        {label(lg.key): lg.limit or 0 for lg in ledgers},
+        "portfolio",
+    )
+    _gauge(
+        lines,
+        "wac_portfolio_budget_left",
+        "Recipients the portfolio may still reach outside a service window now.",
+        {label(key): value or 0 for key, value in left.items()},
+        "portfolio",
+    )
 
 
 def alert_report_counts() -> dict[str, int]:

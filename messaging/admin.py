@@ -21,7 +21,7 @@ from messaging.errors import (
     UNKNOWN_RULE,
     Category,
 )
-from messaging.models import OutboundMessage, OutboundStatus
+from messaging.models import NumberChange, OutboundMessage, OutboundStatus
 from messaging.policy.optout import suppressed_numbers
 from messaging.services import TransitionError, requeue_failed
 
@@ -217,3 +217,27 @@ def _suppressed_warning(eligible: QuerySet[OutboundMessage]) -> str:
         f" {count} of them are to numbers that have opted out: those stay as they are and "
         "will not be sent."
     )
+
+
+@admin.register(NumberChange)
+class NumberChangeAdmin(admin.ModelAdmin[NumberChange]):
+    """The history of messaging limits, quality ratings and number statuses: who changed
+    what, when (written by messaging.numbers only)."""
+
+    list_display = ["changed_at", "subject", "field", "old", "new", "direction", "source", "detail"]
+    list_filter = ["field", "source", "direction"]
+    list_select_related = ["portfolio", "sender"]
+    show_full_result_count = False
+
+    @admin.display(description="portfolio or number")
+    def subject(self, obj: NumberChange) -> str:
+        return str(obj.portfolio) if obj.portfolio is not None else str(obj.sender)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

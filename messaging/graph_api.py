@@ -219,3 +219,59 @@ def fetch_templates(
                 break
             url = next_page
     return templates
+
+
+# What sync_numbers reads of a phone number (docs/whatsapp-api.md, "Phone numbers").
+PHONE_NUMBER_FIELDS = (
+    "display_phone_number",
+    "verified_name",
+    "name_status",
+    "quality_rating",
+    "status",
+    "whatsapp_business_manager_messaging_limit",
+)
+
+
+class GraphError(Exception):
+    """A management call the API refused or never answered; the message says which and why."""
+
+    def __init__(self, message: str, *, code: int | None = None, http_status: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.http_status = http_status
+
+
+def fetch_phone_number(
+    *, phone_number_id: str, waba_id: str, base_url: str | None = None
+) -> dict[str, Any]:
+    """`GET /{PHONE_NUMBER_ID}?fields=…`: the number's name, quality, status and messaging
+    limit, as the API gives them. Raises GraphError with Meta's code and message."""
+    base = (base_url or settings.WHATSAPP_API_BASE_URL).rstrip("/")
+    url = f"{base}/{settings.WHATSAPP_API_VERSION}/{phone_number_id}"
+    try:
+        with requests.Session() as session:
+            session.trust_env = False
+            response = session.get(
+                url,
+                params={"fields": ",".join(PHONE_NUMBER_FIELDS)},
+                headers={"Authorization": f"Bearer {access_token(waba_id)}"},
+                timeout=(3.05, 30),
+            )
+    except requests.RequestException as exc:
+        raise GraphError(f"no answer from the Graph API ({type(exc).__name__})") from None
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise GraphError(
+            f"HTTP {response.status_code} without a JSON object", http_status=response.status_code
+        )
+    error = data.get("error")
+    if response.status_code >= 400 or isinstance(error, dict):
+        error = error if isinstance(error, dict) else {}
+        code = error.get("code") if isinstance(error.get("code"), int) else None
+        message = str(error.get("message") or f"HTTP {response.status_code}")[:300]
+        label = f"error {code}: " if code is not None else ""
+        raise GraphError(f"{label}{message}", code=code, http_status=response.status_code)
+    return data

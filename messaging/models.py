@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from campaigns.models import Campaign, Contact, MessageTemplate, SenderNumber
+from campaigns.models import Campaign, Contact, MessageTemplate, Portfolio, SenderNumber, TierSource
 
 
 class OutboundStatus(models.IntegerChoices):
@@ -178,3 +178,46 @@ class PreviewSend(models.Model):
 
     def __str__(self) -> str:
         return f"test {self.template} to {self.to}"
+
+
+class NumberChange(models.Model):
+    """One change of a messaging limit, a number's quality or its status, whoever made it
+    (sync_numbers, a webhook, staff): the history staff read and what the
+    `messaging_limit_changed` alert announces, once per row."""
+
+    class Field(models.TextChoices):
+        TIER = "tier", "messaging limit"
+        QUALITY = "quality", "quality rating"
+        STATUS = "status", "status"
+
+    # Exactly one of the two: a portfolio's limit, or a number's limit, quality or status.
+    portfolio = models.ForeignKey(
+        Portfolio, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    sender = models.ForeignKey(
+        SenderNumber, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    field = models.CharField(max_length=16, choices=Field.choices)
+    old = models.CharField(max_length=32, blank=True)
+    new = models.CharField(max_length=32)
+    # "up", "down" or "" (a status change, or a value we cannot rank).
+    direction = models.CharField(max_length=4, blank=True)
+    source = models.CharField(max_length=16, choices=TierSource.choices)
+    # The webhook's event (DOWNGRADE, FLAGGED…), or what staff or the command said.
+    detail = models.CharField(max_length=200, blank=True)
+    changed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(portfolio__isnull=True) ^ Q(sender__isnull=True),
+                name="number_change_one_subject",
+            ),
+        ]
+        indexes = [
+            # The alert condition reads the changes of the last hours, newest first.
+            models.Index(fields=["-changed_at"], name="number_change_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_field_display()} {self.old or '—'} → {self.new}"

@@ -1,4 +1,5 @@
-"""Template status/quality and phone-number quality webhooks: record them, pause what they hit."""
+"""Template status/quality, phone-number quality and business-capability webhooks: record
+them (numbers through messaging.numbers), pause what they hit."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Q
 
-from campaigns.models import MessageTemplate, SenderNumber
-from integrations.events.payloads import publish_number_change, publish_template_change
+from campaigns.models import MessageTemplate, SenderNumber, TierSource
+from integrations.events.payloads import publish_template_change
+from messaging.numbers import NumberReport, record_business_limit, record_number_state
+from messaging.policy import budget
 from messaging.services import pause_active_campaigns
 from webhooks.payload import AccountEvent
 
@@ -18,8 +21,6 @@ logger = logging.getLogger(__name__)
 
 # Template statuses that still send; every other one (PAUSED, DISABLED, REJECTED…) pauses.
 SENDABLE_TEMPLATE_STATUSES = {"APPROVED", "REINSTATED"}
-# Number events that mean worse quality or a lower limit.
-BAD_NUMBER_EVENTS = {"DOWNGRADE", "FLAGGED"}
 
 
 def _templates(event: AccountEvent) -> list[MessageTemplate]:
@@ -64,40 +65,54 @@ def _template_quality(event: AccountEvent) -> None:
         _pause_template_users(template, f"Template {template} quality is RED")
 
 
+def _number_report(value: dict[str, Any]) -> NumberReport:
+    """phone_number_quality_update as a report. The limit is the portfolio's
+    (`max_daily_conversations_per_business`, else the deprecated `current_limit`), except
+    in THROUGHPUT_UPGRADE, where `current_limit` names the throughput, not the limit."""
+    kind = str(value.get("event") or "").upper()
+    rating = str(value.get("quality_rating") or value.get("current_quality_rating") or "").upper()
+    quality = rating if rating in SenderNumber.Quality.values else None
+    status = None
+    if kind == "FLAGGED":
+        status = SenderNumber.Status.FLAGGED
+        quality = quality or SenderNumber.Quality.RED
+    elif kind == "UNFLAGGED":
+        status = SenderNumber.Status.CONNECTED
+    tier = budget.tier_from_graph(value.get("max_daily_conversations_per_business"))
+    if not tier and kind != "THROUGHPUT_UPGRADE":
+        tier = budget.tier_from_graph(value.get("current_limit"))
+    return NumberReport(tier=tier or None, quality=quality, status=status, event=kind[:40])
+
+
 def _number_quality(event: AccountEvent) -> None:
     value: dict[str, Any] = event.value
     digits = "".join(ch for ch in str(value.get("display_phone_number") or "") if ch.isdigit())
-    kind = str(value.get("event") or "").upper()
-    rating = str(value.get("quality_rating") or value.get("current_quality_rating") or "").upper()
     if not digits:
         return
+    report = _number_report(value)
     numbers = SenderNumber.objects.filter(
         display_number="+" + digits, account__waba_id=event.waba_id
-    )
-    changes: dict[str, str] = {}
-    if rating in SenderNumber.Quality.values:
-        changes["quality_rating"] = rating
-    if kind == "FLAGGED":
-        changes["status"] = SenderNumber.Status.FLAGGED
-        changes.setdefault("quality_rating", SenderNumber.Quality.RED)
-    elif kind == "UNFLAGGED":
-        changes["status"] = SenderNumber.Status.CONNECTED
-    if isinstance(value.get("current_limit"), str):
-        changes["messaging_tier"] = value["current_limit"][:32]
-    for number in numbers:
-        if changes:
-            SenderNumber.objects.filter(pk=number.pk).update(**changes)
-        publish_number_change(number, event=kind, changes=changes)
-        if kind in BAD_NUMBER_EVENTS or rating == "RED":
-            reason = f"Number {number.display_number}: quality {kind or rating}"
-            logger.warning("sender %s: %s", number.pk, reason)
-            pause_active_campaigns(reason=reason[:255], sender_id=number.pk)
+    ).values_list("pk", flat=True)
+    for sender_id in numbers:
+        record_number_state(sender_id=sender_id, report=report, source=TierSource.WEBHOOK)
+
+
+def _business_capability(event: AccountEvent) -> None:
+    """The portfolio's messaging limit changed (-1 = unlimited)."""
+    value = event.value
+    limit = value.get("max_daily_conversations_per_business")
+    if limit is None:
+        limit = value.get("max_daily_conversation_per_phone")  # removed in 2026
+    tier = budget.tier_from_graph(limit)
+    if tier:
+        record_business_limit(waba_id=event.waba_id, tier=tier, source=TierSource.WEBHOOK)
 
 
 HANDLERS = {
     "message_template_status_update": _template_status,
     "message_template_quality_update": _template_quality,
     "phone_number_quality_update": _number_quality,
+    "business_capability_update": _business_capability,
 }
 
 

@@ -291,6 +291,7 @@ ACCOUNT_FIELDS = (
     "message_template_status_update",
     "message_template_quality_update",
     "phone_number_quality_update",
+    "business_capability_update",
 )
 
 

@@ -6,7 +6,12 @@ messaging.policy (opt-outs), reads through the selectors.
 
 from __future__ import annotations
 
-from campaigns.admin.accounts import MessageTemplateAdmin, SenderNumberAdmin, WhatsAppAccountAdmin
+from campaigns.admin.accounts import (
+    MessageTemplateAdmin,
+    PortfolioAdmin,
+    SenderNumberAdmin,
+    WhatsAppAccountAdmin,
+)
 from campaigns.admin.audiences import ContactListAdmin, SegmentAdmin
 from campaigns.admin.campaign import TRANSITIONS, CampaignAdmin, CampaignTemplateInline
 from campaigns.admin.contacts import ContactAdmin, SuppressionAdmin
@@ -19,6 +24,7 @@ __all__ = [
     "ContactAdmin",
     "ContactListAdmin",
     "MessageTemplateAdmin",
+    "PortfolioAdmin",
     "SegmentAdmin",
     "SenderNumberAdmin",
     "SuppressionAdmin",

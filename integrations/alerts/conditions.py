@@ -17,7 +17,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from campaigns.models import Campaign, SenderNumber, WhatsAppAccount
-from messaging.models import PENDING_STATUSES, OutboundMessage, OutboundStatus
+from messaging.models import PENDING_STATUSES, NumberChange, OutboundMessage, OutboundStatus
 from messaging.services import is_manual_pause
 from webhooks.models import RawEvent, StatusLog
 
@@ -67,6 +67,52 @@ def number_quality(now: datetime) -> list[Firing]:
         )
         for n in bad.distinct()
     ]
+
+
+def limit_changes(now: datetime) -> list[Firing]:
+    """Each change of a messaging limit, quality rating or number status in the last
+    ALERT_LIMIT_CHANGE_HOURS: told once (an event, not a state: no reminder, no resolved
+    notice) and shown on the banner until it is that old."""
+    since = now - timedelta(hours=settings.ALERT_LIMIT_CHANGE_HOURS)
+    changes = (
+        NumberChange.objects.filter(changed_at__gte=since)
+        .select_related("portfolio", "sender")
+        .order_by("changed_at", "pk")
+    )
+    return [
+        Firing(f"limit_change:{c.pk}", "messaging_limit_changed", _said(c))
+        for c in changes
+        if not _number_quality_tells(c)
+    ]
+
+
+BAD_QUALITY = frozenset({SenderNumber.Quality.YELLOW, SenderNumber.Quality.RED})
+
+
+def _number_quality_tells(change: NumberChange) -> bool:
+    """A quality or status change into or out of a bad state is what `number_quality`
+    raises or resolves: told there, not twice. A change between two bad states (YELLOW to
+    RED, FLAGGED to RESTRICTED) and every limit change are told here."""
+    if change.field == NumberChange.Field.QUALITY:
+        return (change.old in BAD_QUALITY) != (change.new in BAD_QUALITY)
+    if change.field == NumberChange.Field.STATUS:
+        connected = SenderNumber.Status.CONNECTED
+        return (change.old == connected) != (change.new == connected)
+    return False
+
+
+def _said(change: NumberChange) -> str:
+    subject = (
+        f"Portfolio {change.portfolio}"
+        if change.portfolio is not None
+        else f"Number {change.sender.display_number if change.sender else '?'}"
+    )
+    went = {"up": "went up", "down": "went down"}.get(change.direction, "changed")
+    detail = f", {change.detail}" if change.detail else ""
+    return (
+        f"{subject}: {change.get_field_display()} {went}, {change.old or 'unset'} → "
+        f"{change.new} (from {change.get_source_display()}{detail})"
+    )
 
 
 def stalled_campaigns(now: datetime) -> list[Firing]:
@@ -172,12 +218,18 @@ CHECKS: dict[str, Callable[[datetime], list[Firing]]] = {
     "campaign_paused": self_paused_campaigns,
     "token_failed": token_failures,
     "number_quality": number_quality,
+    "messaging_limit_changed": limit_changes,
     "campaign_stalled": stalled_campaigns,
     "webhook_backlog": webhook_backlog,
     "webhook_silent": webhook_silence,
     "redis_down": redis_down,
     "cluster_down": cluster_down,
 }
+
+
+# Conditions that announce something that happened: told once when raised, never reminded,
+# and dropped without a "resolved" notice when they age out.
+EVENT_CONDITIONS = frozenset({"messaging_limit_changed"})
 
 
 def current(now: datetime | None = None) -> tuple[list[Firing], set[str]]:

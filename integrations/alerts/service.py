@@ -47,6 +47,8 @@ def evaluate(now: datetime | None = None) -> dict[str, int]:
             )
             notices.append((f"ALERT: {f.message}"[:200], f.message))
             counts["raised"] += 1
+        elif f.condition in conditions.EVENT_CONDITIONS:
+            continue  # told once, when it happened
         elif alert.notified_at is None or now - alert.notified_at >= repeat:
             alert.notified_at, alert.message = now, f.message[:500]
             alert.save(update_fields=["notified_at", "message"])
@@ -57,8 +59,10 @@ def evaluate(now: datetime | None = None) -> dict[str, int]:
             continue  # still true, or its check could not run this time: keep it
         alert.active, alert.resolved_at = False, now
         alert.save(update_fields=["active", "resolved_at"])
-        notices.append((f"RESOLVED: {alert.message}"[:200], f"Resolved at {now}: {alert.message}"))
         counts["resolved"] += 1
+        if alert.condition in conditions.EVENT_CONDITIONS:
+            continue  # an event that aged out: nothing was "resolved"
+        notices.append((f"RESOLVED: {alert.message}"[:200], f"Resolved at {now}: {alert.message}"))
     # Tell staff (and the banner) only once the state is committed, so a rollback never does.
     transaction.on_commit(lambda: _notify_all(notices))
     transaction.on_commit(_refresh_banner)

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db.models import F, Max, Q
+from django.db.models import Case, CharField, Count, F, Max, Q, Value, When
 from django.db.models.functions import Coalesce
 
 from campaigns.models import Contact, SenderNumber
-from messaging.models import OutboundMessage, OutboundStatus
+from messaging.models import PENDING_STATUSES, OutboundMessage, OutboundStatus
 
 SEED_WAIT_STEPS = 100  # × 50 ms
 _TIER = re.compile(r"^TIER_(\d+)(K?)$")
@@ -47,12 +47,17 @@ def tier_limit(tier: str) -> int | None:
 
 
 def tier_from_graph(value: object) -> str:
-    """`whatsapp_business_manager_messaging_limit` ("TIER_2K") or the webhook's number
-    (-1 = unlimited) as our tier name."""
+    """`whatsapp_business_manager_messaging_limit` ("TIER_2K"), or a webhook's number of
+    recipients (2000, "2000"; -1 = unlimited), as our tier name; "" when it names no limit
+    (TIER_NOT_SET, missing, unreadable)."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value.strip())
     if isinstance(value, int | float) and not isinstance(value, bool):
         number = int(value)
         if number < 0:
             return UNLIMITED
+        if number == 0:
+            return ""
         return (
             f"TIER_{number // 1000}K" if number >= 1000 and number % 1000 == 0 else f"TIER_{number}"
         )
@@ -92,6 +97,105 @@ def ledger_for(sender_id: int) -> Ledger:
         min(limits) if limits else None,
         tuple(pk for pk, _ in numbers),
     )
+
+
+def all_ledgers() -> list[Ledger]:
+    """Every ledger numbers draw on: one per portfolio with numbers, one per account without a
+    portfolio (the gauge and the admin show what is left of each). One query."""
+    numbers = SenderNumber.objects.values_list(
+        "pk",
+        "account_id",
+        "account__portfolio_id",
+        "account__portfolio__messaging_tier",
+        "messaging_tier",
+    ).order_by("pk")
+    portfolios: dict[int, tuple[str, list[int]]] = {}
+    accounts: dict[int, list[tuple[int, str]]] = {}
+    for pk, account_id, portfolio_id, portfolio_tier, tier in numbers:
+        if portfolio_id is not None:
+            portfolios.setdefault(portfolio_id, (portfolio_tier, []))[1].append(pk)
+        else:
+            accounts.setdefault(account_id, []).append((pk, tier))
+    result = [
+        Ledger(f"portfolio:{pk}", tier_limit(tier), tuple(ids))
+        for pk, (tier, ids) in sorted(portfolios.items())
+    ]
+    for account_id, rows in sorted(accounts.items()):
+        limits = [limit for _n, tier in rows if (limit := tier_limit(tier)) is not None]
+        result.append(
+            Ledger(
+                f"account:{account_id}", min(limits) if limits else None, tuple(n for n, _ in rows)
+            )
+        )
+    return result
+
+
+def left(ledger_list: list[Ledger], now: datetime) -> dict[str, int | None]:
+    """Recipients each ledger may still reach now (None = no limit). From the Redis ledger
+    the engine admits against when it exists, else from PostgreSQL, which it would be
+    rebuilt from."""
+    limited = [ledger for ledger in ledger_list if ledger.limit is not None]
+    counts: dict[str, int] = {}
+    if limited and settings.REDIS_URL:
+        import redis
+
+        from messaging.redis_client import get_redis
+
+        horizon = (now - window()).timestamp()
+        try:
+            pipe = get_redis().pipeline()
+            for ledger in limited:
+                pipe.exists(f"wac:budget:{ledger.key}:seeded")
+                pipe.zcount(f"wac:budget:{ledger.key}", f"({horizon}", "+inf")
+            replies = pipe.execute()
+        except redis.RedisError:
+            replies = []
+        for i, ledger in enumerate(limited):
+            if replies and replies[2 * i]:
+                counts[ledger.key] = int(replies[2 * i + 1])
+    counts.update(_counted(([lg for lg in limited if lg.key not in counts]), now - window()))
+    return {
+        ledger.key: None if ledger.limit is None else max(0, ledger.limit - counts[ledger.key])
+        for ledger in ledger_list
+    }
+
+
+def _counted(ledger_list: list[Ledger], since: datetime) -> dict[str, int]:
+    """Unique recipients per ledger since `since`, from the queue, in one query."""
+    ledger_list = [ledger for ledger in ledger_list if ledger.sender_ids]
+    counts = {ledger.key: 0 for ledger in ledger_list}
+    if not ledger_list:
+        return counts
+    which = Case(
+        *[When(sender_id__in=lg.sender_ids, then=Value(lg.key)) for lg in ledger_list],
+        output_field=CharField(),
+    )
+    rows = (
+        OutboundMessage.objects.filter(
+            sender_id__in=[pk for lg in ledger_list for pk in lg.sender_ids],
+            status__in=COUNTED,
+        )
+        .filter(Q(accepted_at__gte=since) | Q(accepted_at__isnull=True, claimed_at__gte=since))
+        .annotate(ledger=which)
+        .values("ledger")
+        .annotate(n=Count("phone", distinct=True))
+        .order_by()
+    )
+    counts.update({row["ledger"]: row["n"] for row in rows})
+    return counts
+
+
+def release_waiting(ledger: Ledger, now: datetime) -> int:
+    """A limit went up: rows waiting for budget may go now, not when the old limit would
+    have freed a slot. Returns how many were made due."""
+    from messaging.policy.gate import WAIT_BUDGET
+
+    return OutboundMessage.objects.filter(
+        sender_id__in=ledger.sender_ids,
+        status__in=PENDING_STATUSES,
+        error_category=WAIT_BUDGET,
+        next_attempt_at__gt=now,
+    ).update(next_attempt_at=now)
 
 
 def window() -> timedelta:

@@ -67,6 +67,8 @@ class SimulatorApp:
             return self._send(parts[1], request)
         if len(parts) == 3 and parts[2] == "message_templates" and request.method == "GET":
             return self._templates(request)
+        if len(parts) == 2 and request.method == "GET":
+            return self._phone_number(parts[1], request)
         self.state.record_error(100)
         return Response(404, error_body(100, f"Unknown path {request.method} {path}"), JSON)
 
@@ -233,6 +235,34 @@ class SimulatorApp:
             return self._error(100, body["message"], 0.0)
         return Response(200, json.dumps(body).encode(), JSON)
 
+    def _phone_number(self, phone_number_id: str, request: Request) -> Response:
+        """GET /{PHONE_NUMBER_ID}?fields=…: the fields asked for (all we know without)."""
+        cfg = self.config
+        if not self._authorized(request, cfg):
+            return self._error(190, "Invalid OAuth access token - Cannot parse access token", 0.0)
+        known: dict[str, Any] = {
+            "id": phone_number_id,
+            "display_phone_number": cfg.display_phone_number,
+            "verified_name": cfg.verified_name,
+            "name_status": "APPROVED",
+            "quality_rating": cfg.quality_rating,
+            "status": cfg.number_status,
+            "whatsapp_business_manager_messaging_limit": cfg.messaging_tier,
+            "throughput": {"level": "HIGH" if cfg.mps_for(phone_number_id) > 80 else "STANDARD"},
+        }
+        override = dict(cfg.numbers.get(phone_number_id, {}))
+        if "error" in override:
+            code = int(override["error"])
+            return self._error(code, f"Object with ID '{phone_number_id}' cannot be read", 0.0)
+        if "messaging_tier" in override:
+            override["whatsapp_business_manager_messaging_limit"] = override.pop("messaging_tier")
+        known.update(override)
+        fields = _query_value(request.query, "fields")
+        if fields:
+            asked = {f.strip() for f in fields.split(",") if f.strip()}
+            known = {k: v for k, v in known.items() if k in asked or k == "id"}
+        return Response(200, json.dumps(known).encode(), JSON)
+
     # -- control ------------------------------------------------------------------------
 
     def _control(self, request: Request) -> Response:
@@ -258,6 +288,8 @@ class SimulatorApp:
                 return _json(200, self._template_event(patch))
             if route == ("POST", "/_sim/number_event"):
                 return _json(200, self._number_event(patch))
+            if route == ("POST", "/_sim/capability_event"):
+                return _json(200, self._capability_event(patch))
         except ValueError as exc:
             return _json(400, {"error": str(exc)})
         return _json(404, {"error": f"no control route {request.method} {request.path}"})
@@ -309,7 +341,8 @@ class SimulatorApp:
         return {"field": field_name, "value": value}
 
     def _number_event(self, patch: dict[str, Any]) -> dict[str, Any]:
-        """Send a phone_number_quality_update: {"event": "FLAGGED", "current_limit"?}."""
+        """Send a phone_number_quality_update: {"event": "FLAGGED", "current_limit"?,
+        "quality_rating"?}. A limit or rating given also becomes what the number GET says."""
         event = str(patch.get("event", "")).upper()
         if event not in _NUMBER_EVENTS:
             raise ValueError(f"event {event!r}: expected one of {sorted(_NUMBER_EVENTS)}")
@@ -320,8 +353,37 @@ class SimulatorApp:
             "event": event,
             "current_limit": str(patch.get("current_limit") or "TIER_2K"),
         }
+        changes: dict[str, Any] = {}
+        if patch.get("current_limit") and event in {"DOWNGRADE", "UPGRADE"}:
+            value["old_limit"] = self.config.messaging_tier
+            changes["messaging_tier"] = value["current_limit"]
+        if patch.get("quality_rating"):
+            value["quality_rating"] = str(patch["quality_rating"]).upper()
+            changes["quality_rating"] = value["quality_rating"]
+        if event == "FLAGGED":
+            changes["number_status"] = "FLAGGED"
+        elif event == "UNFLAGGED":
+            changes["number_status"] = "CONNECTED"
         self.webhooks.post_event("phone_number_quality_update", value)
+        if changes:
+            self.config = self.config.replace(**changes)
         return {"field": "phone_number_quality_update", "value": value}
+
+    def _capability_event(self, patch: dict[str, Any]) -> dict[str, Any]:
+        """Send a business_capability_update with the portfolio's new limit:
+        {"max_daily_conversations_per_business": 2000} (-1 = unlimited); the number GET
+        reports the same tier from then on."""
+        limit = patch.get("max_daily_conversations_per_business")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit == 0 or limit < -1:
+            raise ValueError("max_daily_conversations_per_business: a positive integer or -1")
+        value = {
+            "max_daily_conversations_per_business": limit,
+            "max_phone_numbers_per_business": int(patch.get("max_phone_numbers_per_business", 2)),
+        }
+        tier = "TIER_UNLIMITED" if limit < 0 else _tier_name(limit)
+        self.webhooks.post_event("business_capability_update", value)
+        self.config = self.config.replace(messaging_tier=tier)
+        return {"field": "business_capability_update", "value": value}
 
     def _stats(self, *, full: bool) -> dict[str, Any]:
         data = self.state.stats(full=full)
@@ -331,6 +393,17 @@ class SimulatorApp:
         data["webhooks"]["pending"] = self.webhooks.pending()
         data["config"] = self.config.as_json()
         return data
+
+
+def _tier_name(limit: int) -> str:
+    return f"TIER_{limit // 1000}K" if limit >= 1000 and limit % 1000 == 0 else f"TIER_{limit}"
+
+
+def _query_value(query: str, name: str) -> str:
+    from urllib.parse import parse_qs
+
+    values = parse_qs(query).get(name)
+    return values[0] if values else ""
 
 
 def _json(status: int, payload: dict[str, Any]) -> Response:

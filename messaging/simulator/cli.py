@@ -71,6 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NUMBER_ID=PORTFOLIO",
         help='portfolio of a number (unlisted numbers share "default")',
     )
+    add("--messaging-tier", default=d.messaging_tier, help="what the number GET reports")
+    add("--quality-rating", default=d.quality_rating, help="GREEN, YELLOW, RED or UNKNOWN")
+    add("--number-status", default=d.number_status, help="CONNECTED, FLAGGED, RESTRICTED…")
     add("--us-marketing-blocked", action="store_true", help="131049 for marketing to US +1")
     add("--marketing-cap", type=int, default=0, help="marketing templates per user (0 off)")
     add("--marketing-cap-window", type=float, default=d.marketing_cap_window_s, help="seconds")
@@ -153,6 +156,9 @@ def build(options: dict[str, Any]) -> tuple[SimulatorApp, ServerOptions]:
         marketing_cap=options["marketing_cap"],
         marketing_cap_window_s=options["marketing_cap_window"],
         limit_errors_via=options["limit_errors_via"],
+        messaging_tier=options["messaging_tier"],
+        quality_rating=options["quality_rating"],
+        number_status=options["number_status"],
         seed=options["seed"],
     )
     if options["webhook_workers"] < 1:

@@ -63,6 +63,14 @@ class SimConfig:
     # Where those refusals show: "response" (an error answer) or "webhook" (accepted, then a
     # failed status webhook, as Meta mostly reports 131049).
     limit_errors_via: str = "response"
+    # What GET /{PHONE_NUMBER_ID} answers (sync_numbers): every number reports these, unless
+    # `numbers` overrides some of them for one phone-number-id (an "error" code there makes
+    # the GET fail with it, e.g. {"1065": {"error": 100}}).
+    messaging_tier: str = "TIER_UNLIMITED"
+    quality_rating: str = "GREEN"
+    number_status: str = "CONNECTED"
+    verified_name: str = "Simulated Business"
+    numbers: dict[str, dict[str, Any]] = field(default_factory=dict)
     seed: int | None = None
 
     def mps_for(self, phone_number_id: str) -> int:
@@ -176,6 +184,8 @@ def _coerce(name: str, value: Any) -> Any:
         return {str(k): int(v) for k, v in dict(value).items()}
     if name == "portfolios":
         return {str(k): str(v) for k, v in dict(value).items()}
+    if name == "numbers":
+        return {str(k): dict(v) for k, v in dict(value).items()}
     if name in _INTEGERS:
         if isinstance(value, float) and not value.is_integer():
             raise ValueError("expected a whole number")
@@ -184,7 +194,17 @@ def _coerce(name: str, value: Any) -> Any:
         if not isinstance(value, bool):
             raise ValueError(f"{name}: expected true or false, got {value!r}")
         return value
-    if name in {"token", "app_secret", "waba_id", "display_phone_number", "limit_errors_via"}:
+    if name in {
+        "token",
+        "app_secret",
+        "waba_id",
+        "display_phone_number",
+        "limit_errors_via",
+        "messaging_tier",
+        "quality_rating",
+        "number_status",
+        "verified_name",
+    }:
         return str(value)
     if name in {"webhook_url", "seed"}:
         return value

@@ -76,6 +76,13 @@ class SimulatorHandle:
         """Send a phone_number_quality_update webhook (event, current_limit)."""
         return self._call("POST", "/_sim/number_event", event)
 
+    def capability_event(self, **event: Any) -> dict[str, Any]:
+        """Send a business_capability_update (max_daily_conversations_per_business)."""
+        return self._call("POST", "/_sim/capability_event", event)
+
+    def phone_number_url(self, phone_number_id: str, *, version: str = "v23.0") -> str:
+        return f"{self.base_url}/{version}/{phone_number_id}"
+
     def stop(self, timeout: float = 5.0) -> None:
         if self.process.poll() is not None:
             return

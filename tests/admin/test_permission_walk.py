@@ -33,7 +33,8 @@ from django.utils import timezone
 from django_q.models import OrmQ, Task
 
 from campaigns.admin.campaign import TRANSITIONS
-from campaigns.models import Campaign
+from campaigns.models import Campaign, Portfolio
+from messaging.models import NumberChange
 from tests.factories import (
     CampaignFactory,
     ContactFactory,
@@ -135,6 +136,10 @@ def _one_of_each(staff: User) -> dict[type[Model], Model]:
         ),
         OrmQ.objects.create(key="walk", payload="x", lock=now),
         StaffReply.objects.create(sender=sender, user_phone=inbound.user_phone, text="hi"),
+        Portfolio.objects.create(business_id="walk"),
+        NumberChange.objects.create(
+            sender=sender, field="quality", old="GREEN", new="RED", source="graph", changed_at=now
+        ),
     ]
     found: dict[type[Model], Model] = {}
     for model in admin.site._registry:

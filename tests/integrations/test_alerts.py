@@ -11,11 +11,12 @@ from django.core import mail
 from django.utils import timezone
 from django_q.models import Schedule
 
-from campaigns.models import Campaign, SenderNumber, WhatsAppAccount
+from campaigns.models import Campaign, Portfolio, SenderNumber, TierSource, WhatsAppAccount
 from integrations.alerts.service import evaluate
 from integrations.models import Alert
 from messaging import services
 from messaging.models import OutboundStatus
+from messaging.numbers import NumberReport, record_number_state, set_portfolio_tier
 from tests import factories
 from tests.integrations.receiver import Receiver
 from webhooks.models import RawEvent
@@ -62,6 +63,13 @@ def red_number(account, **_):
     return lambda: SenderNumber.objects.filter(pk=number.pk).update(quality_rating="GREEN")
 
 
+def restricted_number(account, **_):
+    number = factories.SenderFactory(account=account)
+    report = NumberReport(status="RESTRICTED")
+    record_number_state(sender_id=number.pk, report=report, source=TierSource.GRAPH)
+    return lambda: SenderNumber.objects.filter(pk=number.pk).update(status="CONNECTED")
+
+
 def webhook_backlog(account, settings, **_):
     settings.ALERT_WEBHOOK_BACKLOG = 2
     RawEvent.objects.bulk_create(RawEvent(body=b"{}") for _ in range(3))
@@ -100,6 +108,7 @@ def cluster_down(account, **_):
         ("token_failed", break_token),
         ("campaign_paused", self_pause),
         ("number_quality", red_number),
+        ("number_quality", restricted_number),
         ("webhook_backlog", webhook_backlog),
         ("webhook_silent", webhook_silence),
         ("redis_down", redis_down),
@@ -164,3 +173,72 @@ def test_a_running_campaign_without_progress_is_stalled(
         assert evaluate(later)["raised"] == 1
         Campaign.objects.filter(pk=campaign.pk).update(sent=1)
         assert evaluate(later + timedelta(minutes=1))["resolved"] == 1
+
+
+def test_a_tier_drop_is_told_once_and_leaves_the_banner_quietly(
+    account, chat, settings, admin_client, django_capture_on_commit_callbacks
+):
+    portfolio = Portfolio.objects.create(business_id="9", name="Acme", tier_source="graph")
+    Portfolio.objects.filter(pk=portfolio.pk).update(messaging_tier="TIER_10K")
+    WhatsAppAccount.objects.filter(pk=account.pk).update(portfolio=portfolio)
+    number = factories.SenderFactory(account=account)
+    now = timezone.now()
+    for _ in range(2):  # the webhook and then sync_numbers report the same drop
+        record_number_state(
+            sender_id=number.pk,
+            report=NumberReport(tier="TIER_2K", event="DOWNGRADE"),
+            source=TierSource.WEBHOOK,
+            now=now,
+        )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert evaluate(now)["raised"] == 1
+        for minutes in (1, settings.ALERT_REPEAT_MINUTES, 3 * settings.ALERT_REPEAT_MINUTES):
+            assert evaluate(now + timedelta(minutes=minutes)) == {
+                "raised": 0,
+                "reminded": 0,
+                "resolved": 0,
+            }
+    assert [m.subject for m in mail.outbox] == [
+        "[wacampaigns] ALERT: Portfolio Acme: messaging limit went down, TIER_10K → TIER_2K "
+        "(from Meta webhook, DOWNGRADE)"
+    ]
+    assert len(chat.requests) == 1
+    assert "went down" in admin_client.get("/admin/").content.decode()
+    health = admin_client.get("/health/").json()
+    assert health["alerts"]["messaging_limit_changed"] == {"firing": 1}
+
+    after = now + timedelta(hours=settings.ALERT_LIMIT_CHANGE_HOURS, minutes=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert evaluate(after)["resolved"] == 1
+    assert len(mail.outbox) == 1 and len(chat.requests) == 1  # no "resolved" for an event
+    assert b'id="alert-banner"' not in admin_client.get("/admin/").content
+
+
+def test_each_change_is_its_own_alert_up_and_down(
+    account, chat, django_capture_on_commit_callbacks
+):
+    portfolio = Portfolio.objects.create(business_id="10", name="Beta", tier_source="staff")
+    factories.SenderFactory(account=account)
+    WhatsAppAccount.objects.filter(pk=account.pk).update(portfolio=portfolio)
+    set_portfolio_tier(portfolio_id=portfolio.pk, tier="TIER_2K", source=TierSource.STAFF)
+    with django_capture_on_commit_callbacks(execute=True):
+        evaluate()
+    set_portfolio_tier(portfolio_id=portfolio.pk, tier="TIER_250", source=TierSource.GRAPH)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert evaluate()["raised"] == 1
+    assert ["went up" in m.subject for m in mail.outbox] == [True, False]
+    assert "went down" in mail.outbox[1].subject
+
+
+def test_a_quality_that_worsens_while_alerting_is_told(
+    account, chat, django_capture_on_commit_callbacks
+):
+    number = factories.SenderFactory(account=account)
+    for quality in ("YELLOW", "RED"):
+        record_number_state(
+            sender_id=number.pk, report=NumberReport(quality=quality), source=TierSource.WEBHOOK
+        )
+        with django_capture_on_commit_callbacks(execute=True):
+            assert evaluate()["raised"] == 1
+    assert "quality YELLOW" in mail.outbox[0].subject  # number_quality raised
+    assert "quality rating went down, YELLOW → RED" in mail.outbox[1].subject

@@ -115,3 +115,47 @@ def test_metrics_show_the_engine_events_and_alert_gauges(admin_client):
         "wac_failed_messages_by_code",
     ):
         assert f"# TYPE {name} gauge" in text
+
+
+def test_metrics_show_the_budget_left_per_portfolio(admin_client, redis_client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from campaigns.models import Portfolio
+    from messaging.policy import budget
+
+    portfolio = Portfolio.objects.create(business_id="1", messaging_tier="TIER_2K")
+    numbers = factories.SenderFactory.create_batch(
+        2, account=factories.AccountFactory(portfolio=portfolio)
+    )
+    alone = factories.SenderFactory(messaging_tier="TIER_250")
+    factories.SenderFactory(messaging_tier="TIER_UNLIMITED")
+    # Three recipients from PostgreSQL (no Redis ledger yet): one an hour ago, one a day ago
+    # (out of the window), one on the other number of the portfolio.
+    now = timezone.now()
+    for number, at in ((numbers[0], now - timedelta(hours=1)), (numbers[1], now)):
+        campaign = factories.CampaignFactory(sender=number)
+        factories.OutboundMessageFactory(
+            campaign=campaign, status=OutboundStatus.SENT, accepted_at=at
+        )
+    factories.OutboundMessageFactory(
+        campaign=factories.CampaignFactory(sender=numbers[0]),
+        status=OutboundStatus.READ,
+        accepted_at=now - timedelta(hours=25),
+    )
+
+    samples = _samples(admin_client.get("/metrics").content.decode())
+
+    key = f'wac_portfolio_budget_left{{portfolio="{portfolio.pk}"}}'
+    assert samples[key] == 1998
+    assert samples[f'wac_portfolio_budget_limit{{portfolio="{portfolio.pk}"}}'] == 2000
+    assert samples[f'wac_portfolio_budget_left{{portfolio="account_{alone.account_id}"}}'] == 250
+    assert not [name for name in samples if "budget" in name and "unlimited" in name]
+    assert len([name for name in samples if name.startswith("wac_portfolio_budget_left")]) == 2
+
+    # Once the engine's ledger exists in Redis, the gauge reads it.
+    ledger = budget.ledger_for(numbers[0].pk)
+    budget.ledgers().admit(ledger, ["+351910000001"], now, judging=[])
+    samples = _samples(admin_client.get("/metrics").content.decode())
+    assert samples[key] == 1997
