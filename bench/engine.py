@@ -194,8 +194,11 @@ def run_bare(sim, *, messages: int, rate: float, threads: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_senders(sim, *, processes: int, max_seconds: float, workdir: Path) -> list[dict]:
-    t0 = time.monotonic()
+def run_senders(
+    sim, *, processes: int, max_seconds: float, workdir: Path, t0: float | None = None
+) -> list[dict]:
+    """Run the counting senders to the end; `t0` (monotonic) is where their histograms start."""
+    t0 = time.monotonic() if t0 is None else t0
     env = {
         **os.environ,
         "WHATSAPP_API_BASE_URL": sim.base_url,

@@ -221,3 +221,43 @@ class NumberChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_field_display()} {self.old or '—'} → {self.new}"
+
+
+class PacingState(models.Model):
+    """A sender number's pacing bucket in PostgreSQL, for while Redis cannot be reached.
+
+    One row per number (messaging/pacing_failover.py). `mode` says which store paces the
+    number for every worker: "redis" normally, "postgres" from the first worker that lost Redis
+    until one switches it back. Times are seconds on PostgreSQL's clock (epoch), so every
+    machine reads one clock.
+    """
+
+    class Mode(models.TextChoices):
+        REDIS = "redis"
+        POSTGRES = "postgres"
+
+    sender = models.OneToOneField(
+        SenderNumber, primary_key=True, on_delete=models.CASCADE, related_name="+"
+    )
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.REDIS)
+    since = models.DateTimeField(null=True, blank=True)  # when `mode` last changed
+    # GCRA: the theoretical arrival time of the next free slot.
+    tat = models.FloatField(default=0.0)
+    # The adaptive rate (messaging/pacing.py RateState).
+    rate = models.FloatField(default=0.0)
+    ceiling = models.FloatField(default=0.0)
+    throttled_at = models.FloatField(default=0.0)
+    changed_at = models.FloatField(default=0.0)
+    episode = models.IntegerField(default=0)
+    streak = models.IntegerField(default=0)
+    # The switch to PostgreSQL: no slot before `grace_until` unless every worker that was
+    # serving (`expected_workers`) has joined (`pg_workers`, their ids) and so declared the
+    # slots it still held from Redis.
+    grace_until = models.FloatField(default=0.0)
+    expected_workers = models.IntegerField(default=1)
+    pg_workers = models.JSONField(default=list)
+    # Last time a worker found Redis unreachable: the switch back waits for a quiet spell.
+    redis_failed_at = models.FloatField(default=0.0)
+
+    def __str__(self) -> str:
+        return f"pacing of {self.sender_id}: {self.mode}"

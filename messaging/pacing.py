@@ -23,7 +23,9 @@ Three pieces, each one Lua script (atomic, timed by the Redis server's clock):
 Each worker also keeps a heartbeat in Redis, so the number's rate can be shared by the number of
 workers serving it from a worker's first claim.
 
-Without Redis (the SQLite quickstart) a single process keeps the same state in memory. Every
+While Redis cannot be reached the number's bucket is a PostgreSQL row, shared the same way
+(messaging/pacing_failover.py). Without Redis at all (the SQLite quickstart) a single process
+keeps the same state in memory. Every
 method takes an optional `now` (seconds) for tests; without it the server's clock is used.
 """
 
@@ -171,6 +173,23 @@ return redis.call('ZCARD', KEYS[1])
 )
 
 
+# KEYS[1] = bucket hash. ARGV = now, offset, rate, ceiling. The bucket after an outage: its
+# next slot no sooner than `offset` s from now (where PostgreSQL's bucket had got to), at the
+# rate PostgreSQL had; the throttle episode starts afresh.
+_SEED = (
+    _NOW
+    + """
+local tat = tonumber(redis.call('HGET', KEYS[1], 'tat') or '0')
+local from = now + tonumber(ARGV[2])
+if tat < from then tat = from end
+redis.call('HSET', KEYS[1], 'tat', tostring(tat), 'rate', ARGV[3], 'ceiling', ARGV[4])
+redis.call('HDEL', KEYS[1], 'throttled', 'episode', 'streak', 'changed')
+redis.call('EXPIRE', KEYS[1], 604800)
+return 1
+"""
+)
+
+
 def _clock(now: float | None) -> float:
     return -1.0 if now is None else now
 
@@ -193,6 +212,8 @@ class RedisBucket:
         self._throttled = client.register_script(_THROTTLED)
         self._recover = client.register_script(_RECOVER)
         self._serving = client.register_script(_SERVING)
+        self._seed = client.register_script(_SEED)
+        self.client = client
 
     def reserve(self, n: int, *, now: float | None = None) -> Reservation:
         args = [_clock(now), self.target, self.initial, n, self.cap, GUARD_WINDOW]
@@ -212,6 +233,57 @@ class RedisBucket:
         args: list[str | float] = [_clock(now), worker_id, HEARTBEAT_TTL]
         return int(self._serving(keys=[self.key + ":workers"], args=args))
 
+    def seed(self, *, offset: float, rate: float, ceiling: float) -> None:
+        """Take over from PostgreSQL: no slot sooner than `offset` s from now."""
+        self._seed(keys=[self.key], args=[-1.0, offset, rate, ceiling])
+
+    def ping(self) -> bool:
+        return bool(self.client.ping())
+
+
+@dataclass(slots=True)
+class RateState:
+    """The adaptive part of a bucket (rate, ceiling, throttle episode), for the Python buckets.
+
+    The Redis scripts above apply the same two steps in Lua; LocalBucket and the PostgreSQL
+    bucket (messaging/pacing_failover.py) call `throttle_step` and `recover_step`.
+    """
+
+    rate: float
+    ceiling: float
+    throttled_at: float = float("-inf")
+    changed: float = float("-inf")
+    episode: int = 0
+    streak: int = 0
+
+
+def throttle_step(state: RateState, *, target: float, latency: float, now: float) -> float:
+    """One 130429 answer: trim the rate; the SUSTAINED-th of an episode sets the ceiling."""
+    if now - state.throttled_at > EPISODE_GAP:
+        state.episode = 0
+    state.episode += 1
+    state.rate = max(MIN_RATE, min(state.rate, target) - _trim(latency))
+    if state.episode >= SUSTAINED:
+        state.ceiling = min(state.ceiling, state.rate)
+    state.throttled_at, state.streak = now, 0
+    return state.rate
+
+
+def recover_step(state: RateState, *, target: float, now: float) -> float | None:
+    """After QUIET s without a throttle, one step up per STEP_INTERVAL; the new rate or None."""
+    if state.rate >= target:
+        return None
+    if now - state.throttled_at < QUIET or now - state.changed < STEP_INTERVAL:
+        return None
+    if state.rate < state.ceiling:
+        state.rate = min(state.ceiling, state.rate + target * FAST_STEP)
+    else:
+        state.rate = min(target, state.rate + target * PROBE_STEP * 2**state.streak)
+        state.streak += 1
+        state.ceiling = max(state.ceiling, state.rate)
+    state.changed = now
+    return state.rate
+
 
 class LocalBucket:
     """The same algorithms for one process, when there is no Redis."""
@@ -219,15 +291,15 @@ class LocalBucket:
     def __init__(self, *, target: float, cap: float, initial: float | None = None) -> None:
         self.target = target
         self.cap = cap
-        self.rate = min(initial or target, target)
-        self.ceiling = self.rate
+        rate = min(initial or target, target)
+        self.state = RateState(rate=rate, ceiling=rate)
         self.tat = 0.0
-        self.throttled_at = float("-inf")
-        self.changed = float("-inf")
-        self.episode = 0
-        self.streak = 0
         self.slots: deque[float] = deque()  # the guard: slots handed out lately
         self._lock = threading.Lock()
+
+    @property
+    def rate(self) -> float:
+        return self.state.rate
 
     def reserve(self, n: int, *, now: float | None = None) -> Reservation:
         with self._lock:
@@ -242,37 +314,19 @@ class LocalBucket:
                     tat = slots[-int(self.cap)] + GUARD_WINDOW + 1e-6
                 slots.append(tat)
                 offsets.append(tat - now)
-                tat += 1 / self.rate
+                tat += 1 / self.state.rate
             self.tat = tat
-            return Reservation(offsets, self.rate)
+            return Reservation(offsets, self.state.rate)
 
     def throttled(self, *, latency: float = 0.0, now: float | None = None) -> float:
         with self._lock:
             now = time.monotonic() if now is None else now
-            if now - self.throttled_at > EPISODE_GAP:
-                self.episode = 0
-            self.episode += 1
-            self.rate = max(MIN_RATE, min(self.rate, self.target) - _trim(latency))
-            if self.episode >= SUSTAINED:
-                self.ceiling = min(self.ceiling, self.rate)
-            self.throttled_at, self.streak = now, 0
-            return self.rate
+            return throttle_step(self.state, target=self.target, latency=latency, now=now)
 
     def recover(self, *, now: float | None = None) -> float | None:
         with self._lock:
             now = time.monotonic() if now is None else now
-            if self.rate >= self.target:
-                return None
-            if now - self.throttled_at < QUIET or now - self.changed < STEP_INTERVAL:
-                return None
-            if self.rate < self.ceiling:
-                self.rate = min(self.ceiling, self.rate + self.target * FAST_STEP)
-            else:
-                self.rate = min(self.target, self.rate + self.target * PROBE_STEP * 2**self.streak)
-                self.streak += 1
-                self.ceiling = max(self.ceiling, self.rate)
-            self.changed = now
-            return self.rate
+            return recover_step(self.state, target=self.target, now=now)
 
     def serving(self, worker_id: str, *, now: float | None = None) -> int:
         return 1  # without Redis there is one process
@@ -282,15 +336,29 @@ _local_buckets: dict[int, LocalBucket] = {}
 _local_lock = threading.Lock()
 
 
-def bucket_for(*, sender_id: int, target: float, cap: float, initial: float | None) -> Bucket:
-    """The bucket of a sender number: Redis when REDIS_URL is set, else this process's own."""
+def bucket_for(
+    *, sender_id: int, target: float, cap: float, initial: float | None, worker_id: str = ""
+) -> Bucket:
+    """The bucket of a sender number: Redis when REDIS_URL is set (PostgreSQL while Redis is
+    unreachable, messaging/pacing_failover.py), else this process's own."""
     from django.conf import settings
+    from django.db import connection
 
     if settings.REDIS_URL:
         from messaging.redis_client import get_redis
 
-        return RedisBucket(
+        shared = RedisBucket(
             get_redis(), key=f"wac:pace:{sender_id}", target=target, cap=cap, initial=initial
+        )
+        if connection.vendor != "postgresql":
+            return shared
+        from messaging.pacing_failover import FailoverBucket, PostgresBucket
+
+        return FailoverBucket(
+            shared,
+            PostgresBucket(sender_id=sender_id, target=target, cap=cap),
+            worker_id=worker_id or f"{id(shared):x}",
+            initial=shared.initial,
         )
     with _local_lock:
         bucket = _local_buckets.get(sender_id)

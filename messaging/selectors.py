@@ -229,3 +229,23 @@ def policy_waits(campaign: Campaign) -> list[WaitingReason]:
         .order_by("error_category")
     )
     return [WaitingReason(key, n, POLICY_WAITS[key], soonest) for key, n, soonest in rows]
+
+
+@dataclass(frozen=True)
+class DegradedNumber:
+    sender_id: int
+    display_number: str
+    since: datetime | None
+
+
+def paced_by_postgres() -> list[DegradedNumber]:
+    """Sender numbers paced by PostgreSQL right now because Redis was lost (degraded mode,
+    messaging/pacing_failover.py): one query on a table of one row per number."""
+    from messaging.models import PacingState
+
+    rows = (
+        PacingState.objects.filter(mode=PacingState.Mode.POSTGRES)
+        .select_related("sender")
+        .order_by("since")
+    )
+    return [DegradedNumber(r.sender_id, r.sender.display_number, r.since) for r in rows]

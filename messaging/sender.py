@@ -134,6 +134,7 @@ class NumberSender:
             target=self.target,
             cap=self.number.rate_mps,
             initial=self.number.learned_rate,
+            worker_id=worker_id,
         )
         self.rate = starting_rate(self.number)
         self.pool_size = max(IN_FLIGHT_SPARE, settings.SENDER_MAX_IN_FLIGHT)

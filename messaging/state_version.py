@@ -3,7 +3,9 @@
 Sender loops read them (one Redis MGET, not SQL) several times a second and re-read the
 campaigns table, or re-check the numbers they hold against the suppression list, only when one
 moved: a pause or an opt-out is seen within a fraction of a second without polling the database.
-Without Redis, `current()` is None and callers poll on a timer instead.
+Without Redis, or while it cannot be reached, `current()` is None and callers poll the
+database on a timer instead (the sender: every REFRESH_INTERVAL), so a pause is still seen
+within about a second.
 """
 
 from __future__ import annotations
@@ -40,11 +42,14 @@ def _bump(key: str) -> None:
 def current(key: str = CAMPAIGNS) -> int | None:
     if not settings.REDIS_URL:
         return None
-    from messaging.redis_client import get_redis
+    from messaging import redis_client
 
+    if redis_client.seems_down():
+        return None
     try:
-        return int(get_redis().get(key) or 0)
+        return int(redis_client.get_redis().get(key) or 0)
     except redis.RedisError:
+        redis_client.failed()
         return None
 
 
@@ -52,11 +57,14 @@ def both() -> tuple[int | None, int | None]:
     """(campaigns, suppressions) in one round trip: the sender's feeder reads this every tick."""
     if not settings.REDIS_URL:
         return None, None
-    from messaging.redis_client import get_redis
+    from messaging import redis_client
 
+    if redis_client.seems_down():
+        return None, None
     try:
-        campaigns, suppressions = get_redis().mget(CAMPAIGNS, SUPPRESSIONS)
+        campaigns, suppressions = redis_client.get_redis().mget(CAMPAIGNS, SUPPRESSIONS)
     except redis.RedisError:
+        redis_client.failed()
         return None, None
     return int(campaigns or 0), int(suppressions or 0)
 

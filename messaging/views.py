@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET
 
 from integrations.alerts.service import evaluate_if_due
 from integrations.ops import alert_report, metric_lines, staff_or_token
-from messaging.selectors import ops_metrics
+from messaging.selectors import ops_metrics, paced_by_postgres
 
 logger = logging.getLogger(__name__)
 
@@ -51,22 +51,26 @@ def _check_redis(url: str) -> bool:
 @never_cache
 @require_GET
 def health(request: HttpRequest) -> JsonResponse:
-    """200 when the database (and Redis, if configured) answer; 503 naming the failing part."""
+    """200 "ok"; 200 "degraded" while Redis is away or numbers are still paced by PostgreSQL
+    (everything works, slower: docs/operations.md, "When Redis is down"); 503 "error" when
+    the database does not answer. Each part is named."""
     database = "ok" if _check_database() else "error"
     redis_url = getattr(settings, "REDIS_URL", "")
     redis_state = "disabled"
     if redis_url:
         redis_state = "ok" if _check_redis(redis_url) else "error"
-    healthy = database == "ok" and redis_state != "error"
-    body: dict[str, object] = {
-        "status": "ok" if healthy else "error",
-        "database": database,
-        "redis": redis_state,
-    }
+    body: dict[str, object] = {"status": "error", "database": database, "redis": redis_state}
     if database == "ok":
+        numbers = [n.sender_id for n in paced_by_postgres()]
+        degraded = redis_state == "error" or bool(numbers)
+        body["status"] = "degraded" if degraded else "ok"
+        body["pacing"] = {
+            "store": "postgresql" if numbers else ("redis" if redis_url else "local"),
+            "numbers_on_postgresql": numbers,
+        }
         evaluate_if_due()  # monitors polling /health/ keep alerts going without the cluster
         body["alerts"] = alert_report()
-    return JsonResponse(body, status=200 if healthy else 503)
+    return JsonResponse(body, status=200 if database == "ok" else 503)
 
 
 def _proc_status_kib(field: str) -> int | None:

@@ -193,7 +193,35 @@ def redis_down(now: datetime) -> list[Firing]:
 
     if _check_redis(settings.REDIS_URL):
         return []
-    return [Firing("redis_down", "redis_down", "Redis does not answer: pacing and locks are down")]
+    return [
+        Firing(
+            "redis_down",
+            "redis_down",
+            "Redis does not answer: sending goes on in degraded mode (pacing, task locks and "
+            "the messaging-limit ledger on PostgreSQL; pauses seen by polling)",
+        )
+    ]
+
+
+def pacing_degraded(now: datetime) -> list[Firing]:
+    """Numbers paced by PostgreSQL: Redis was lost, or is not yet trusted again."""
+    from messaging.selectors import paced_by_postgres
+
+    numbers = paced_by_postgres()
+    if not numbers:
+        return []
+    since = min((n.since for n in numbers if n.since), default=None)
+    names = ", ".join(n.display_number for n in numbers[:5])
+    more = f" and {len(numbers) - 5} more" if len(numbers) > 5 else ""
+    when = f" since {timezone.localtime(since):%H:%M:%S}" if since else ""
+    return [
+        Firing(
+            "pacing_degraded",
+            "pacing_degraded",
+            f"Degraded mode{when}: {names}{more} paced by PostgreSQL (Redis unreachable); "
+            "the rate cap holds, back to Redis by itself once it answers",
+        )
+    ]
 
 
 def cluster_down(now: datetime) -> list[Firing]:
@@ -223,6 +251,7 @@ CHECKS: dict[str, Callable[[datetime], list[Firing]]] = {
     "webhook_backlog": webhook_backlog,
     "webhook_silent": webhook_silence,
     "redis_down": redis_down,
+    "pacing_degraded": pacing_degraded,
     "cluster_down": cluster_down,
 }
 

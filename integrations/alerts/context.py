@@ -1,5 +1,6 @@
 """The admin banner: active alerts on every admin page for staff, read from the cache that
-each evaluation writes (no database query per page)."""
+each evaluation writes (no database query per page), or from PostgreSQL while the cache
+(Redis) is away or before the first evaluation (integrations/alerts/service.py banner())."""
 
 from __future__ import annotations
 

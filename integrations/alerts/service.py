@@ -4,6 +4,7 @@ condition per ALERT_REPEAT_MINUTES while it lasts, and one when it clears."""
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -83,19 +84,58 @@ def _refresh_banner() -> None:
 
 
 def banner() -> list[dict]:
-    """The active alerts as of the last evaluation (message, raised_at)."""
+    """The active alerts as of the last evaluation (message, raised_at).
+
+    The cache is Redis: while it cannot be read, the banner comes from PostgreSQL: the alerts,
+    and the degraded mode as it is now, before any evaluation has seen it. A cache that answers
+    but has no banner yet (never evaluated) costs no query. django-redis, ignoring a lost
+    connection, answers get() with the default and has_key() with None.
+    """
+    missing = object()
     try:
-        return cache.get(BANNER_KEY) or []
+        cached = cache.get(BANNER_KEY, missing)
+        if cached is not missing:
+            return cached
+        answered = cache.has_key(BANNER_KEY) is not None
     except Exception:
+        answered = False
+    if answered:
         return []
+    try:
+        rows: list[dict] = [
+            dict(row)
+            for row in Alert.objects.filter(active=True)
+            .order_by("raised_at")
+            .values("message", "raised_at")
+        ]
+        keys = set(Alert.objects.filter(active=True).values_list("key", flat=True))
+        now = timezone.now()
+        rows += [
+            {"message": f.message, "raised_at": now}
+            for f in conditions.pacing_degraded(now)
+            if f.key not in keys
+        ]
+    except Exception:
+        logger.warning("alert banner not read", exc_info=True)
+        return []
+    return rows
+
+
+_evaluated_at = 0.0  # this process's last evaluation, while the cache cannot say
 
 
 def evaluate_if_due() -> None:
     """From /health/: evaluate at most once a minute, so alerts fire even with no cluster."""
+    global _evaluated_at
     try:
-        if not cache.add(EVALUATE_LOCK, 1, timeout=60):
-            return
+        added = cache.add(EVALUATE_LOCK, 1, timeout=60)
     except Exception:
+        added = None
+    if added is None:  # the cache (Redis) is away: once a minute per process instead
+        if time.monotonic() - _evaluated_at < 60:
+            return
+        _evaluated_at = time.monotonic()
+    elif not added:
         return
     try:
         evaluate()

@@ -5,7 +5,10 @@ Every worker on every machine shares one ledger per portfolio in Redis: a sorted
 numbers scored by when they were last messaged. Admitting a batch is one Lua call, so two
 workers can never both take the last slot. PostgreSQL stays the source of truth: a ledger that
 is missing (Redis restarted or flushed) is rebuilt from the queue rows of the last 24 h before
-anything is admitted. Without Redis (the single-process demo) the ledger lives in memory.
+anything is admitted. While Redis cannot be reached the ledger is read from PostgreSQL itself
+(`PostgresLedgers`, one worker at a time per ledger), and the Redis copy, which missed those
+admissions, is rebuilt once Redis answers again. Without Redis (the single-process demo) the
+ledger lives in memory.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import redis
 from django.conf import settings
+from django.db import connection, transaction
 from django.db.models import Case, CharField, Count, F, Max, Q, Value, When
 from django.db.models.functions import Coalesce
 
@@ -269,8 +274,22 @@ class RedisLedgers:
     def admit(
         self, ledger: Ledger, phones: list[str], now: datetime, *, judging: list[int]
     ) -> Admission:
+        try:
+            return self._admit(ledger, phones, now, judging=judging)
+        except redis.RedisError:
+            _missed_by_redis.add(ledger.key)
+            return _postgres.admit(ledger, phones, now, judging=judging)
+
+    def _admit(
+        self, ledger: Ledger, phones: list[str], now: datetime, *, judging: list[int]
+    ) -> Admission:
         assert ledger.limit is not None
         keys = [f"wac:budget:{ledger.key}", f"wac:budget:{ledger.key}:seeded"]
+        if ledger.key in _missed_by_redis:
+            # Admitted from PostgreSQL while Redis was away: Redis' copy lacks those, so it is
+            # rebuilt from PostgreSQL (by whichever worker gets there first).
+            self.client.delete(keys[1])
+            _missed_by_redis.discard(ledger.key)
         args = [now.timestamp(), window().total_seconds(), ledger.limit, *phones]
         reply = self.script(keys=keys, args=args)
         for _ in range(SEED_WAIT_STEPS):
@@ -303,6 +322,46 @@ class RedisLedgers:
         finally:
             self.client.delete(lock)
         return True
+
+
+class PostgresLedgers:
+    """While Redis is away: the ledger is the queue rows themselves.
+
+    A transaction-level advisory lock per ledger, held until the claim that admits commits,
+    makes workers on every machine judge one after another, each seeing the rows the last one
+    claimed. It reads the whole 24 h of the ledger per claim: slower than Redis, never wrong.
+    """
+
+    def admit(
+        self, ledger: Ledger, phones: list[str], now: datetime, *, judging: list[int]
+    ) -> Admission:
+        assert ledger.limit is not None
+        from messaging.locks import ADVISORY_NAMESPACE, _advisory_id
+
+        stamp = now.timestamp()
+        with transaction.atomic():  # inside the claim's transaction: the lock lasts until it ends
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    key = _advisory_id(f"wac:budget:{ledger.key}")
+                    cursor.execute(
+                        "SELECT pg_advisory_xact_lock(%s, %s)", [ADVISORY_NAMESPACE, key]
+                    )
+            book = messaged_since(ledger, now - window(), excluding=judging)
+        admitted = set()
+        for phone in phones:
+            if phone in book or len(book) < ledger.limit:
+                book[phone] = stamp
+                admitted.add(phone)
+        oldest = min(book.values(), default=None)
+        next_free = None
+        if len(admitted) < len(phones) and oldest is not None:
+            next_free = _next_free(oldest, now)
+        return Admission(admitted, next_free)
+
+
+_postgres = PostgresLedgers()
+# Ledgers this process admitted from PostgreSQL since it last reached Redis.
+_missed_by_redis: set[str] = set()
 
 
 class LocalLedgers:

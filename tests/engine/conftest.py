@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
+import time
+
 import pytest
 from django.utils import timezone
 
@@ -57,3 +62,67 @@ def make_campaign(*, sender, templates, contacts: int, status="running", **field
         for i, person in enumerate(people)
     )
     return campaign
+
+
+@pytest.fixture
+def own_redis():
+    """A redis-server of this test's own, on a free port; the test may stop and restart it."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server not installed")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    def launch() -> subprocess.Popen:
+        process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        import redis
+
+        client = redis.Redis(port=port)
+        _wait_until(lambda: _pings(client), timeout=10)
+        return process
+
+    class OwnRedis:
+        url = f"redis://127.0.0.1:{port}/0"
+        process = launch()
+
+        def stop(self) -> None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+        def start(self) -> None:
+            self.process = launch()
+
+    handle = OwnRedis()
+    yield handle
+    if handle.process.poll() is None:
+        handle.stop()
+
+
+def _pings(client) -> bool:
+    import redis
+
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+def _wait_until(condition, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)

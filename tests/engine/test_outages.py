@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import glob
 import os
-import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -19,7 +17,7 @@ import pytest
 from django.db import connection
 
 from campaigns.models import Campaign
-from messaging.models import OutboundMessage, OutboundStatus
+from messaging.models import OutboundMessage, OutboundStatus, PacingState
 from tests.engine.conftest import make_campaign
 from tests.engine.test_workers import start_workers, wait_all
 
@@ -71,58 +69,41 @@ def test_a_postgres_restart_costs_seconds_not_workers(sim, sender, template):
     assert (campaign.status, campaign.sent) == (Campaign.Status.COMPLETED, 600)
 
 
-@pytest.fixture
-def own_redis():
-    """A redis-server of this test's own, on a free port; the test may stop and restart it."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server not installed")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-
-    def start() -> subprocess.Popen:
-        process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        import redis
-
-        client = redis.Redis(port=port)
-        _wait_for(lambda: _pings(client), timeout=10)
-        return process
-
-    class OwnRedis:
-        url = f"redis://127.0.0.1:{port}/0"
-        process = start()
-
-        def stop(self) -> None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-
-        def start(self) -> None:
-            self.process = start()
-
-    handle = OwnRedis()
-    yield handle
-    if handle.process.poll() is None:
-        handle.stop()
-
-
-def _pings(client) -> bool:
+def test_redis_stopped_mid_run_pacing_moves_to_postgres_and_back(sim, sender, template, own_redis):
     import redis
 
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
+    sender.rate_mps = 100  # target 90/s over both workers; the simulator refuses a 101st
+    sender.save()
+    sim.configure(mps=100)
+    campaign = make_campaign(sender=sender, templates=[template], contacts=1500)
+    connection.close()
+    workers = start_workers(2, sim, seconds=120, extra_env={"REDIS_URL": own_redis.url})
+    _wait_for(lambda: sim.stats()["accepted"] >= 200)
+
+    own_redis.stop()
+    stopped_at = sim.stats()["accepted"]
+    _wait_for(
+        lambda: PacingState.objects.filter(sender=sender, mode=PacingState.Mode.POSTGRES).exists()
+    )
+    _wait_for(lambda: sim.stats()["accepted"] >= stopped_at + 300)  # sending goes on
+    assert all(w.poll() is None for w in workers)
+    own_redis.start()  # empty, as after a restart
+    restarted_at = sim.stats()["accepted"]
+    _wait_for(
+        lambda: PacingState.objects.filter(sender=sender, mode=PacingState.Mode.REDIS).exists()
+    )
+    switched_back_at = sim.stats()["accepted"]
+    wait_all(workers, timeout=120)
+
+    stats = sim.stats()
+    assert [w.returncode for w in workers] == [0, 0]
+    assert restarted_at < 1500 and switched_back_at < 1500  # both switches happened mid-run
+    assert stats["errors"] == {}  # never over the cap: no 130429
+    assert stats["max_accepted_1s_by_number"][sender.phone_number_id] <= 100
+    assert stats["callbacks"]["more_than_once"] == 0, stats["callbacks"]["duplicates"]
+    assert stats["callbacks"]["exactly_once"] == 1500
+    assert OutboundMessage.objects.filter(status=OutboundStatus.ACCEPTED).count() == 1500
+    campaign.refresh_from_db()
+    assert (campaign.status, campaign.sent) == (Campaign.Status.COMPLETED, 1500)
+    # Paced by Redis again after the switch back: its bucket is there.
+    assert redis.Redis.from_url(own_redis.url).exists(f"wac:pace:{sender.pk}")

@@ -111,3 +111,44 @@ def test_a_spawned_cluster_worker_starts_the_keeper_which_restarts_the_dispatche
         assert keeper.start() is None
     finally:
         keeper.stop_all()
+
+
+@pytest.fixture
+def redis_away(settings):
+    """REDIS_URL points at a closed port (locks, pacing and state version fall back)."""
+    import socket
+
+    from messaging.redis_client import get_redis
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        settings.REDIS_URL = f"redis://127.0.0.1:{probe.getsockname()[1]}/0"
+    get_redis.cache_clear()
+    yield
+    get_redis.cache_clear()
+
+
+def test_a_slice_runs_once_without_redis(sim, sender, template, settings, redis_away):
+    settings.SENDER_SLICE_SECONDS = 30
+    sender.rate_mps = 20
+    sender.save()
+    campaign = make_campaign(sender=sender, templates=[template], contacts=100)
+    sent: list[int] = []
+
+    def first() -> None:
+        try:
+            sent.append(tasks.run_sender_slice(sender.pk, 0))
+        finally:
+            connection.close()
+
+    runner = threading.Thread(target=first)
+    runner.start()
+    try:
+        _wait_for(lambda: sim.stats()["accepted"] >= 5, "the slice to send")
+        assert locks.is_held(f"wac:lock:slice:{sender.pk}:0")  # in PostgreSQL
+        assert tasks.run_sender_slice(sender.pk, 0) == 0  # a second copy is turned away
+    finally:
+        runner.join(timeout=120)
+    campaign.refresh_from_db()
+    assert sent == [100] and campaign.sent == 100
+    assert sim.stats()["callbacks"]["more_than_once"] == 0

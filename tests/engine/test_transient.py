@@ -83,3 +83,52 @@ def test_without_redis_a_lock_is_a_postgres_advisory_lock(redis_away):
     again = locks.acquire("wac:lock:slice:1:0", 60)
     assert again is not None
     locks.release(again)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lock_kept_across_a_redis_outage_is_never_held_twice(monkeypatch, redis_client):
+    from messaging.redis_client import get_redis
+
+    live = get_redis()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = redis.Redis(port=probe.getsockname()[1], socket_connect_timeout=1)
+    key = "wac:lock:slice:7:0"
+    holder = locks.acquire(key, 60)
+    assert holder is not None and holder.token and holder.session is None
+
+    monkeypatch.setattr(locks, "get_redis", lambda: dead)  # Redis lost
+    assert locks.extend(holder, 5)  # the holder goes on, now holding PostgreSQL's lock too
+    assert holder.session is not None
+    assert locks.is_held(key)
+    assert locks.acquire(key, 60) is None  # no second copy during the outage
+
+    monkeypatch.setattr(locks, "get_redis", lambda: live)  # back, and the key expired
+    redis_client.delete(key)
+    assert locks.is_held(key)
+    assert locks.acquire(key, 60) is None  # still the outage's holder's
+    locks.release(holder)
+    # The server drops a closed session's advisory locks as its backend exits, a moment later.
+    deadline = time.monotonic() + 30
+    while locks.is_held(key):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    again = locks.acquire(key, 60)
+    assert again is not None and again.token
+    locks.release(again)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_copy_started_during_the_outage_stops_the_old_holder(monkeypatch, redis_client):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = redis.Redis(port=probe.getsockname()[1], socket_connect_timeout=1)
+    key = "wac:lock:slice:7:1"
+    holder = locks.acquire(key, 60)
+    assert holder is not None
+    monkeypatch.setattr(locks, "get_redis", lambda: dead)
+    other = locks.acquire(key, 60)  # took the advisory lock before the holder's heartbeat
+    assert other is not None and other.session is not None
+    assert not locks.extend(holder, 5)  # the old holder learns it must stop
+    locks.release(other)
+    locks.release(holder)

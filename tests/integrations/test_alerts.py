@@ -15,7 +15,7 @@ from campaigns.models import Campaign, Portfolio, SenderNumber, TierSource, What
 from integrations.alerts.service import evaluate
 from integrations.models import Alert
 from messaging import services
-from messaging.models import OutboundStatus
+from messaging.models import OutboundStatus, PacingState
 from messaging.numbers import NumberReport, record_number_state, set_portfolio_tier
 from tests import factories
 from tests.integrations.receiver import Receiver
@@ -97,6 +97,12 @@ def redis_down(account, settings, **_):
     return restore
 
 
+def pacing_on_postgres(account, **_):
+    number = factories.SenderFactory(account=account)
+    PacingState.objects.create(sender=number, mode=PacingState.Mode.POSTGRES)
+    return lambda: PacingState.objects.filter(sender=number).update(mode="redis")
+
+
 def cluster_down(account, **_):
     Schedule.objects.update(next_run=timezone.now() - timedelta(hours=1))
     return lambda: Schedule.objects.update(next_run=timezone.now() + timedelta(minutes=1))
@@ -112,6 +118,7 @@ def cluster_down(account, **_):
         ("webhook_backlog", webhook_backlog),
         ("webhook_silent", webhook_silence),
         ("redis_down", redis_down),
+        ("pacing_degraded", pacing_on_postgres),
         ("cluster_down", cluster_down),
     ],
 )

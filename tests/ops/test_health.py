@@ -34,18 +34,50 @@ def test_health_reports_redis_disabled_without_a_redis_url(client):
     assert response.json()["redis"] == "disabled"
 
 
-def test_health_is_503_naming_redis_when_redis_is_unreachable(client):
+def test_health_is_degraded_naming_redis_when_redis_is_unreachable(client):
     url = f"redis://:s3cret-password@127.0.0.1:{_closed_port()}/0"
     with override_settings(REDIS_URL=url):
         response = client.get("/health/")
-    assert response.status_code == 503
+    # Sending goes on without Redis (pacing on PostgreSQL): degraded, not down.
+    assert response.status_code == 200
     body = response.json()
     assert {k: body[k] for k in ("status", "database", "redis")} == {
-        "status": "error",
+        "status": "degraded",
         "database": "ok",
         "redis": "error",
     }
     assert b"s3cret-password" not in response.content
+
+
+def test_health_shows_numbers_paced_by_postgres(client, sender):
+    from messaging.models import PacingState
+
+    assert client.get("/health/").json()["pacing"] == {
+        "store": "redis",
+        "numbers_on_postgresql": [],
+    }
+    PacingState.objects.create(sender=sender, mode=PacingState.Mode.POSTGRES)
+    body = client.get("/health/").json()
+    assert body["status"] == "degraded"
+    assert body["pacing"] == {"store": "postgresql", "numbers_on_postgresql": [sender.pk]}
+
+
+def test_the_admin_banner_reads_postgres_while_the_cache_is_away(admin_client, sender):
+    from messaging.models import PacingState
+
+    PacingState.objects.create(sender=sender, mode=PacingState.Mode.POSTGRES)
+    url = f"redis://127.0.0.1:{_closed_port()}/0"
+    caches = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": url,
+            "OPTIONS": {"IGNORE_EXCEPTIONS": True, "SOCKET_CONNECT_TIMEOUT": 1},
+        }
+    }
+    with override_settings(CACHES=caches, REDIS_URL=url):  # Django resets its caches for this
+        page = admin_client.get("/admin/")
+    assert page.status_code == 200
+    assert b"paced by PostgreSQL" in page.content
 
 
 def test_health_needs_no_login_and_is_not_cached(client):
