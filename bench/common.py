@@ -90,6 +90,15 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / _TICKS
 
 
+def postgres_cpu_seconds(database_url: str) -> float:
+    """CPU seconds of the database so far: the postmaster, its live children, and the children
+    it has reaped (a backend whose connection closed counts too, through cutime/cstime)."""
+    pids = postgres_pids(database_url)
+    fields = _stat_fields(pids[0])
+    reaped = (int(fields[13]) + int(fields[14])) / _TICKS if fields else 0.0
+    return cpu_seconds(pids) + reaped
+
+
 def postgres_pids(database_url: str) -> list[int]:
     """The postmaster of scripts/services.sh's cluster for this URL's port, and its children
     (backends, autovacuum, checkpointer…): the database's whole CPU, for this helper's own

@@ -75,6 +75,7 @@ class Result:
     failed: int = 0
     dead: int = 0
     skipped: bool = False
+    retry_in: float | None = None  # after a failure: seconds until the batch is due again
 
 
 def deliver_subscription(subscription: EventSubscription, *, now: datetime | None = None) -> Result:
@@ -112,7 +113,8 @@ def deliver_subscription(subscription: EventSubscription, *, now: datetime | Non
             result.delivered = len(ids)
             return result
         attempts = max(r[4] for r in rows) + 1
-        retry_at = now + timedelta(seconds=retry_delay(attempts))
+        result.retry_in = retry_delay(attempts)
+        retry_at = now + timedelta(seconds=result.retry_in)
         give_up = now - timedelta(hours=settings.EVENTS_RETRY_HOURS)
         cursor.execute(
             f"UPDATE {_OUTBOX} SET attempts = attempts + 1, last_error = %s, "  # noqa: S608

@@ -25,6 +25,10 @@ from messaging.redis_client import get_redis
 logger = logging.getLogger(__name__)
 
 RUNNER_LOCK = "wac:lock:events"
+# A batch due again within this long is retried by the same thread after a sleep, not left
+# to the next look for due subscriptions: a receiver's passing failure then holds its later
+# events for the first backoff step only (EVENTS_RETRY_BASE_SECONDS).
+SHORT_RETRY_SECONDS = 1.0
 KICK_KEY = "wac:events:kick"
 
 
@@ -46,6 +50,12 @@ def _deliver_one(subscription: EventSubscription, deadline: float) -> int:
     try:
         while time.monotonic() < deadline:
             result = deliver_subscription(subscription)
+            retry_in = result.retry_in
+            if result.failed and retry_in is not None and retry_in <= SHORT_RETRY_SECONDS:
+                if time.monotonic() + retry_in >= deadline:
+                    break
+                time.sleep(retry_in)
+                continue
             if result.skipped or result.failed or result.dead:
                 break
             sent += result.delivered

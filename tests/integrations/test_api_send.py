@@ -249,3 +249,33 @@ def test_marketing_templates_and_a_paused_stream_are_refused(api, sender, templa
     assert paused.json()["error"]["code"] == "stream_paused"
     assert "132015" in paused.json()["error"]["message"]
     assert OutboundMessage.objects.count() == 1
+
+
+def test_concurrent_sends_to_one_new_number_all_queue_with_one_contact(api_key, sender, template):
+    """The one-statement enqueue misses a contact another request created after its snapshot:
+    it falls back to the ORM path, which sees it; nothing is refused or lost."""
+    from campaigns.models import Contact
+
+    api_for_thread = [Api(api_key.secret) for _ in range(10)]
+    answers: list = []
+    start = threading.Barrier(10)
+
+    def call(client):
+        start.wait()
+        try:
+            answers.append(
+                client.post("/messages", template_body(sender, template, to="+14155550177"))
+            )
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=call, args=(c,)) for c in api_for_thread]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(a.status_code for a in answers) == [202] * 10
+    rows = OutboundMessage.objects.filter(phone="+14155550177")
+    assert rows.count() == 10 and len({a.json()["id"] for a in answers}) == 10
+    assert Contact.objects.filter(phone="+14155550177").count() == 1
+    assert Campaign.objects.get(pk=rows[0].campaign_id).total == 10
