@@ -181,15 +181,18 @@ class _PostgresImport:
             self._preview_rows(job, kept, seq, result)
         elif kept:
             renderers = {p.template_id: plan_json(p) for p in job.plans}
+            dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
             pattern, period = job.pattern, len(job.pattern)
             cursor.execute(f"TRUNCATE {batch}")
             with cursor.cursor.copy(
                 f"COPY {batch} (row_number, phone, name, vals, template_id, parameters) FROM STDIN"
             ) as copy:
-                for offset, (row_number, phone, name, vals, values) in enumerate(kept):
+                for offset, (row_number, phone, name, values) in enumerate(kept):
                     template_id = pattern[(seq + offset) % period]
                     parameters = renderers[template_id](values)
-                    copy.write_row((row_number, phone, name, vals, template_id, parameters))
+                    copy.write_row(
+                        (row_number, phone, name, dumps(values), template_id, parameters)
+                    )
             self._write(cursor, job, batch, seq, rendered=True)
         if job.campaign is not None and chunk.rejected:
             table = ImportRejection._meta.db_table
@@ -202,8 +205,8 @@ class _PostgresImport:
 
     @staticmethod
     def _deliverable(
-        cursor: Any, rows: list[tuple[int, str, str, str, dict[str, str]]], result: ImportResult
-    ) -> list[tuple[int, str, str, str, dict[str, str]]]:
+        cursor: Any, rows: list[tuple[int, str, str, dict[str, str]]], result: ImportResult
+    ) -> list[tuple[int, str, str, dict[str, str]]]:
         """The rows whose numbers may be queued; suppressed (the opt-out policy's rule) and
         not-on-WhatsApp numbers (the import policy's) are counted and left out, in that
         order, as `_apply_loaded` does for rows already in the database."""
@@ -229,7 +232,7 @@ class _PostgresImport:
     @staticmethod
     def _preview_rows(
         job: _Job,
-        rows: list[tuple[int, str, str, str, dict[str, str]]],
+        rows: list[tuple[int, str, str, dict[str, str]]],
         seq: int,
         result: ImportResult,
     ) -> None:
@@ -239,11 +242,11 @@ class _PostgresImport:
             kept = result.kept if result.kept is not None else []
             kept += [
                 (phone, values.get("timezone"), job.pattern[(seq + offset) % period])
-                for offset, (_, phone, _, _, values) in enumerate(rows)
+                for offset, (_, phone, _, values) in enumerate(rows)
             ]
             result.kept = kept
         plans = {p.template_id: p for p in job.plans}
-        for offset, (_, phone, _, _, values) in enumerate(
+        for offset, (_, phone, _, values) in enumerate(
             rows[: max(0, job.preview_limit - len(result.preview))]
         ):
             template_id = job.pattern[(seq + offset) % period]

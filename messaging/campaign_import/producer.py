@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import queue
 import threading
 from collections.abc import Iterator
@@ -18,8 +17,9 @@ CHUNK_ROWS = 50_000
 
 @dataclass
 class _Chunk:
-    # First rows of numbers: row number, E.164, name, values as JSON text, values.
-    kept: list[tuple[int, str, str, str, dict[str, str]]] = field(default_factory=list)
+    # First rows of numbers: row number, E.164, name, values (JSON text only once COPYed, so
+    # the chunks in flight hold one copy of them).
+    kept: list[tuple[int, str, str, dict[str, str]]] = field(default_factory=list)
     rejected: list[tuple[int, str, str]] = field(default_factory=list)  # row, value, reason
     duplicates: int = 0
 
@@ -73,7 +73,6 @@ class _Producer:
         return False
 
     def _run(self) -> None:
-        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
         seen: set[int] = set()
         chunk = _Chunk()
         size = 0
@@ -88,9 +87,7 @@ class _Producer:
                         chunk.duplicates += 1
                     else:
                         seen.add(key)
-                        chunk.kept.append(
-                            (row.row_number, row.phone, row.name, dumps(row.values), row.values)
-                        )
+                        chunk.kept.append((row.row_number, row.phone, row.name, row.values))
                 if size >= self._chunk_size:
                     if not self._put(chunk):
                         return
