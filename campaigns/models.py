@@ -293,6 +293,27 @@ class Campaign(models.Model):
     max_failure_rate = models.FloatField(null=True, blank=True)
     max_opt_out_rate = models.FloatField(null=True, blank=True)
 
+    # Automatic template winner (messaging.winner), off unless a measure is chosen: the first
+    # `winner_test_share` % of the rows go out split by weight, then the rest waits until every
+    # template has `winner_min_delivered` delivered messages and the two-proportion test names
+    # a better one (the rest is re-split to it), or `winner_wait_minutes` pass (sent as split).
+    class WinnerMeasure(models.TextChoices):
+        OFF = "", "off"
+        READ = "read rate", "read rate"
+        REPLY = "reply rate", "reply rate"
+
+    winner_measure = models.CharField(
+        max_length=16, choices=WinnerMeasure.choices, blank=True, default=""
+    )
+    winner_test_share = models.PositiveSmallIntegerField(
+        default=20, validators=[MinValueValidator(1), MaxValueValidator(100)]
+    )
+    winner_min_delivered = models.PositiveIntegerField(default=200)
+    winner_wait_minutes = models.PositiveIntegerField(default=240)
+    winner_waiting_since = models.DateTimeField(null=True, blank=True)
+    winner_decided_at = models.DateTimeField(null=True, blank=True)
+    winner_decision = models.CharField(max_length=500, blank=True)
+
     # Counters kept exact by F() updates in the transaction that records the event, so lists
     # never count the queue. Cumulative: a read message also counts as delivered and sent.
     total = models.PositiveIntegerField(default=0)

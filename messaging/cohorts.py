@@ -28,9 +28,13 @@ RETRYABLE_CATEGORIES = sorted(
         if is_retryable(rule)
     }
 )
-# Rows the sender is done with and that did (or did not) reach the person.
+# Rows the sender is done with and that did (or did not) reach the person. Not delivered:
+# accepted or sent without a delivery receipt, failed, and expired (never sent: the campaign's
+# valid_until passed first; the person never saw it, so a follow-up may well reach them).
+# Cancelled rows stay out of every cohort: staff stopped them, or the person opted out after
+# the claim (messaging.queue.cancel_claimed), and neither is a reason to write to them again.
 _REACHED = (S.DELIVERED, S.READ)
-_NOT_DELIVERED = (S.ACCEPTED, S.SENT, S.FAILED)
+_NOT_DELIVERED = (S.ACCEPTED, S.SENT, S.FAILED, S.EXPIRED)
 
 
 class Outcome(TextChoices):
@@ -38,7 +42,11 @@ class Outcome(TextChoices):
     READ_NOT_REPLIED = "read_not_replied", "read, not replied"
     REPLIED = "replied", "replied"
     FAILED_RETRYABLE = "failed_retryable", "failed with a retryable reason"
-    NOT_DELIVERED = "not_delivered", "not delivered (failed or no delivery receipt)"
+    NOT_DELIVERED = (
+        "not_delivered",
+        "not delivered (failed, expired or no delivery receipt)",
+    )
+    EXPIRED = "expired", "expired (never sent before the campaign's validity ended)"
     DELIVERED = "delivered", "delivered (or read)"
     READ = "read", "read"
     FAILED = "failed", "failed"
@@ -51,6 +59,7 @@ COHORTS = (
     Outcome.FAILED_RETRYABLE,
     Outcome.REPLIED,
     Outcome.NOT_DELIVERED,
+    Outcome.EXPIRED,
 )
 
 
@@ -104,6 +113,8 @@ def recipients(
             return rows.filter(status__in=_NOT_DELIVERED)
         case Outcome.DELIVERED:
             return rows.filter(status__in=_REACHED)
+        case Outcome.EXPIRED:
+            return rows.filter(status=S.EXPIRED)
         case Outcome.READ:
             return rows.filter(status=S.READ)
         case _:

@@ -261,3 +261,32 @@ class PacingState(models.Model):
 
     def __str__(self) -> str:
         return f"pacing of {self.sender_id}: {self.mode}"
+
+
+class CampaignMinute(models.Model):
+    """What happened to a campaign's messages in one minute: rows whose accepted, delivered,
+    read or failed time falls in it, and replies attributed to the campaign received in it.
+
+    Moved in the transactions that move the rows (messaging.minutes), so the chart reads one
+    row per minute instead of the campaign's queue rows.
+    """
+
+    # The unique (campaign, minute) index serves every lookup; no index of its own.
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    minute = models.DateTimeField()
+    # Signed: a transaction may take one away (a retry clears `accepted_at`) before it adds.
+    accepted = models.IntegerField(default=0)
+    delivered = models.IntegerField(default=0)
+    read = models.IntegerField(default=0)
+    failed = models.IntegerField(default=0)
+    replied = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "minute"], name="campaign_minute_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"campaign {self.campaign_id} at {self.minute:%Y-%m-%d %H:%M}"

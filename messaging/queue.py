@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, Contact
 from integrations.events.publish import publish_message_statuses
+from messaging import minutes
 from messaging.models import OutboundMessage, OutboundStatus
 
 TABLE = OutboundMessage._meta.db_table
@@ -232,7 +233,8 @@ WITH v AS (
         expired = c.expired + counts.expired
     FROM counts WHERE c.id = counts.campaign_id
         AND (counts.sent > 0 OR counts.failed > 0 OR counts.expired > 0)
-)
+    RETURNING c.id
+){minutes.RECORD_CTE}
 SELECT id, campaign_id, status FROM moved
 """  # noqa: S608
 
@@ -273,7 +275,7 @@ def _record_outcomes(
         [o.error_detail[:500] for o in outcomes],
     ]
     with connection.cursor() as cursor:
-        cursor.execute(_RECORD_SQL, [*columns, now, now, now, list(from_statuses)])
+        cursor.execute(_RECORD_SQL, [*columns, now, now, now, list(from_statuses), now])
         return cursor.fetchall()
 
 
@@ -284,6 +286,7 @@ def _record_orm(
     outcomes: list[RowOutcome], from_statuses: tuple[int, ...], now: datetime
 ) -> list[tuple[int, int, int]]:
     moved = []
+    deltas = minutes.Deltas()
     with transaction.atomic():
         for o in outcomes:
             fields: dict[str, Any] = {
@@ -311,6 +314,10 @@ def _record_orm(
             counter = _COUNTERS.get(o.status)
             if counter:
                 Campaign.objects.filter(pk=campaign_id).update(**{counter: F(counter) + 1})
+            if o.status in (S.ACCEPTED, S.FAILED):
+                # The rows this moves had neither time (minutes: + at now, like the SQL).
+                deltas.add(campaign_id, now, "accepted" if o.status == S.ACCEPTED else "failed")
+        minutes.write(deltas)
     return moved
 
 

@@ -6,15 +6,17 @@ Admin actions, management commands, the sender and the webhooks all go through t
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import Count, F
+from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
 from campaigns.models import ERASED_PHONE_PREFIX, Campaign, CampaignTemplate
 from integrations.events.payloads import publish_campaign_state
+from messaging import minutes
 from messaging.models import PENDING_STATUSES, OutboundMessage, OutboundStatus
 from messaging.policy.optout import suppressed_numbers, suppressed_sql
 from messaging.state_version import bump_on_commit
@@ -34,10 +36,12 @@ UNFINISHED_STATUSES = (
 # Pauses people asked for; every other pause_reason is the engine's own (an alert to staff).
 STAFF_PAUSE_REASON = "Paused by staff"
 API_PAUSE_PREFIX = "Paused through the API"
+# The automatic template winner's planned wait after its test share (messaging.winner).
+WINNER_PAUSE_REASON = "Template test: waiting for its results"
 
 
 def is_manual_pause(reason: str) -> bool:
-    return reason.startswith((STAFF_PAUSE_REASON, API_PAUSE_PREFIX))
+    return reason.startswith((STAFF_PAUSE_REASON, API_PAUSE_PREFIX, WINNER_PAUSE_REASON))
 
 
 class TransitionError(Exception):
@@ -219,6 +223,18 @@ def requeue_failed(*, campaign_id: int, message_ids: list[int] | None = None) ->
     # A row the API accepted and a webhook later failed is in `sent` too; its resend will be
     # counted again, so it leaves `sent` now, with its old wamid.
     was_sent = rows.filter(status=OutboundStatus.FAILED, accepted_at__isnull=False).count()
+    # The per-minute counts lose the times the update clears (grouped, one query).
+    cleared = minutes.Deltas()
+    for column, kind in (("accepted_at", "accepted"), ("failed_at", "failed")):
+        grouped = (
+            rows.filter(**{f"{column}__isnull": False})
+            .annotate(m=TruncMinute(column, tzinfo=UTC))
+            .values_list("m")
+            .annotate(n=Count("*"))
+            .order_by()
+        )
+        for minute, n in grouped:
+            cleared.add(campaign_id, minute, kind, -n)
     count = rows.update(
         status=OutboundStatus.RETRY,
         attempts=0,
@@ -234,6 +250,7 @@ def requeue_failed(*, campaign_id: int, message_ids: list[int] | None = None) ->
         Campaign.objects.filter(pk=campaign_id).update(
             failed=F("failed") - failed, sent=F("sent") - was_sent
         )
+    minutes.write(cleared)
     if count and campaign.status == Status.COMPLETED:
         # Completed is final for staff transitions, but new work reopens it.
         Campaign.objects.filter(pk=campaign_id).update(status=Status.RUNNING, finished_at=None)

@@ -169,7 +169,13 @@ def keep_dispatcher() -> None:
 
 
 def watchdog() -> None:
-    """Every minute: restart the dispatcher chain if it is gone."""
+    """Every minute: restart the dispatcher chain if it is gone, check template winners."""
+    from messaging.winner import check_winners
+
+    try:
+        check_winners()
+    except Exception:  # the dispatcher check below must run whatever happens here
+        logger.exception("template winner checks failed")
     if not _patiently(lambda: locks.is_held(DISPATCH_LOCK), "watchdog", 30):
         logger.warning("dispatcher not running: starting it")
         _chain("messaging.tasks.dispatch", group="dispatch")

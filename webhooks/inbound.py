@@ -13,6 +13,7 @@ from django.db import connection, transaction
 
 from campaigns.models import Contact, SenderNumber, Suppression
 from integrations.events.payloads import publish_inbound
+from messaging import minutes
 from messaging.models import OutboundMessage, OutboundStatus
 from messaging.policy.optout import opt_in, opt_out
 from messaging.sql_paths import postgres_fast_paths
@@ -125,6 +126,7 @@ def record_inbound(*, events: Sequence[InboundEvent]) -> list[int]:
         ).values_list("wamid", "campaign_id")
     )
     to_answer, opted_out = [], set()
+    replies = minutes.Deltas()
     last_inbound: dict[str, datetime] = {}
     received: list[dict] = []
     for event in events:
@@ -155,6 +157,8 @@ def record_inbound(*, events: Sequence[InboundEvent]) -> list[int]:
         )
         if inbound_id is None:
             continue  # a redelivery: already stored and acted on
+        if attributed is not None:
+            replies.add(attributed, event.timestamp, "replied")
         for phone in phones:
             last_inbound[phone] = max(event.timestamp, last_inbound.get(phone, event.timestamp))
         received.append(
@@ -181,6 +185,8 @@ def record_inbound(*, events: Sequence[InboundEvent]) -> list[int]:
     publish_inbound(received)  # outbound events, in this transaction
     if opted_out:
         opt_out(phones=opted_out, source=Suppression.Source.KEYWORD, reason="opt-out keyword")
+    # Last: after anything that locks a campaign row (messaging.minutes' lock order).
+    minutes.write(replies)
     return to_answer
 
 

@@ -119,6 +119,20 @@ class CampaignAdmin(CampaignAudienceViews, admin.ModelAdmin[Campaign]):
             "Audience",
             {"fields": [("total", "rejected_count", "duplicate_count", "suppressed_count")]},
         ),
+        (
+            "Template test (automatic winner, messaging/winner.py)",
+            {
+                "fields": [
+                    "winner_measure",
+                    ("winner_test_share", "winner_min_delivered", "winner_wait_minutes"),
+                    "winner_decision",
+                ],
+                "description": "Off unless a measure is chosen. The first share (%) goes out "
+                "split; the rest waits until every template has the minimum delivered and one "
+                "is better with 95% confidence (it then gets the rest), or the wait (minutes) "
+                "ends (the rest goes out as split).",
+            },
+        ),
         ("Audit", {"fields": ["created_by", "created_at", "updated_at"]}),
     ]
     # Everything but the name, priority and validity is the engine's or a service's to change.
@@ -141,6 +155,7 @@ class CampaignAdmin(CampaignAudienceViews, admin.ModelAdmin[Campaign]):
         "rejected_count",
         "duplicate_count",
         "suppressed_count",
+        "winner_decision",
         "created_by",
         "created_at",
         "updated_at",

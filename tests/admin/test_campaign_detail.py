@@ -72,7 +72,9 @@ def test_change_page_query_count_does_not_grow_with_the_queue(
         admin_client.get(_change_url(campaign))
 
 
-def test_only_name_priority_and_validity_are_editable_on_a_draft(admin_client, sender):
+def test_only_name_priority_validity_and_template_test_are_editable_on_a_draft(
+    admin_client, sender
+):
     campaign = factories.CampaignFactory(sender=sender, name="Before", total=10)
     response = admin_client.post(
         _change_url(campaign),
@@ -86,11 +88,18 @@ def test_only_name_priority_and_validity_are_editable_on_a_draft(admin_client, s
             "total": 1,
             "template_links-TOTAL_FORMS": 0,
             "template_links-INITIAL_FORMS": 0,
+            "winner_measure": "read rate",
+            "winner_test_share": 10,
+            "winner_min_delivered": 300,
+            "winner_wait_minutes": 60,
+            "winner_decision": "forged",
         },
     )
     assert response.status_code == 302
     campaign.refresh_from_db()
     assert (campaign.name, campaign.priority) == ("After", 5)
+    assert (campaign.winner_measure, campaign.winner_test_share) == ("read rate", 10)
+    assert campaign.winner_decision == ""  # the winner's to write, never a form's
     assert campaign.status == Campaign.Status.DRAFT and campaign.sent == 0
 
 

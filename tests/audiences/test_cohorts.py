@@ -144,3 +144,30 @@ def test_a_follow_up_fills_positional_variables_from_the_campaigns_own_columns(
     )
     assert again == sent
     assert sent[0][0][0]["parameters"][0]["text"] == "A1"
+
+
+def _ended(campaign, template, label, status, i):
+    contact = factories.ContactFactory(
+        phone=factories.e164(100 + i), name=label, attributes={"city": "Faro", "code": f"C{i}"}
+    )
+    return factories.OutboundMessageFactory(
+        campaign=campaign, contact=contact, template=template, status=status
+    )
+
+
+@pytest.mark.parametrize(
+    ("outcome", "expected"),
+    [
+        # Never sent (valid_until passed first): the person never saw it, so not delivered.
+        (Outcome.NOT_DELIVERED, ["failed_retryable", "failed_final", "sent_only", "expired"]),
+        (Outcome.EXPIRED, ["expired"]),
+        # Expired is not a failure: the failure cohorts stay failures.
+        (Outcome.FAILED_RETRYABLE, ["failed_retryable"]),
+    ],
+)
+def test_expired_rows_are_not_delivered_and_cancelled_rows_are_in_no_cohort(
+    finished, template, sql_path, outcome, expected
+):
+    _ended(finished, template, "expired", OutboundStatus.EXPIRED, 7)
+    _ended(finished, template, "cancelled", OutboundStatus.CANCELLED, 8)
+    assert names(follow_up_campaign(campaign=finished, outcome=outcome).campaign) == expected

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, Contact
 from integrations.events.publish import publish_message_statuses
+from messaging import minutes
 from messaging.errors import classify
 from messaging.models import OutboundMessage, OutboundStatus
 from messaging.policy.actions import Effects, Target, apply_effects, judge
@@ -74,9 +75,17 @@ class Row:
     # failed): each is one outbound event, so a batch holding sent, delivered and read of one
     # message reports all three, and a read that skipped delivered reports delivered first.
     moves: list[int] = field(default_factory=list)
+    # The counted timestamps as locked, so the per-minute counts move by what changed.
+    locked_times: tuple[datetime | None, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.locked_times = self.counted_times()
+
+    def counted_times(self) -> tuple[datetime | None, ...]:
+        return tuple(getattr(self, name) for name in minutes.ROW_TIMESTAMPS)
 
 
-_ROW_COLUMNS = [f.name for f in fields(Row) if f.name not in ("changed", "moves")]
+_ROW_COLUMNS = [f.name for f in fields(Row) if f.name not in ("changed", "moves", "locked_times")]
 _WRITE_COLUMNS = _ROW_COLUMNS[_ROW_COLUMNS.index("status") :]  # everything from status on
 _PG_TYPES = {
     "id": "bigint",
@@ -199,7 +208,7 @@ def _write(rows: dict[int, Row], links: list[tuple[int, int]], outcome: Outcome)
     # Outbound events for the moves, in this transaction (integrations outbox): one per rung
     # crossed, not one per row, so no intermediate status of a batch is lost.
     publish_message_statuses([(r.id, s) for r in changed for s in r.moves])
-    _count_and_act(outcome)
+    _count_and_act(outcome, changed)
 
 
 def _write_postgres(changed: list[Row], links: list[tuple[int, int]], outcome: Outcome) -> None:
@@ -231,13 +240,18 @@ def _write_postgres(changed: list[Row], links: list[tuple[int, int]], outcome: O
             )
 
 
-def _count_and_act(outcome: Outcome) -> None:
-    """Counters moved by exactly what moved, then the effects the error codes ask for."""
+def _count_and_act(outcome: Outcome, changed: list[Row]) -> None:
+    """Counters moved by exactly what moved, the per-minute counts after them (the lock
+    order every writer keeps, messaging.minutes), then the effects the error codes ask for."""
     for campaign_id in sorted(outcome.counts):
         delta = {k: v for k, v in outcome.counts[campaign_id].items() if v}
         if delta:
             Campaign.objects.filter(pk=campaign_id).update(
                 **{k: F(k) + v for k, v in delta.items()}
             )
+    deltas = minutes.Deltas()
+    for row in changed:
+        deltas.move_row(row.campaign_id, row.locked_times, row.counted_times())
+    minutes.write(deltas)
     if outcome.effects:
         apply_effects(outcome.effects)
