@@ -380,6 +380,7 @@ class CampaignAdmin(CampaignAudienceViews, admin.ModelAdmin[Campaign]):
                     if n
                 ],
                 transitions=campaign_page.permitted_transitions(self, request, campaign),
+                plan_wanted=campaign.status not in campaign_page.FINAL_STATUSES,
                 queue_url=reverse("admin:messaging_outboundmessage_changelist")
                 + f"?campaign__id__exact={campaign.pk}",
                 **self.audience_context(campaign),

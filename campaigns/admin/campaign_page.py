@@ -213,7 +213,7 @@ def plan_fragment(
     if data is None:
         data = plan_campaign(campaign).as_json()
         cache.set(key, data, PLAN_CACHE_SECONDS)
-    context = {"plan": plan_block(data), "left": True}
+    context = {"plan": plan_block(data), "left": has_started(campaign)}
     response = TemplateResponse(request, "admin/campaigns/campaign/plan.html", context)
     response["Cache-Control"] = "no-store"
     return response

@@ -123,3 +123,17 @@ def test_the_running_campaign_page_shows_the_plan_and_what_waits(staff_browser, 
     waves = page.find_all("#plan-waves tbody tr")
     assert [row.text.split()[-1] for row in waves] == ["250", "50"]
     page.screenshot("campaign-plan-1440")
+
+
+def test_a_draft_campaign_page_shows_its_plan(staff_browser, sender, template):
+    campaign = campaign_to(
+        sender, template, phones("+35191260", 5), status="draft", window_start=time(9)
+    )
+    campaign.window_end = time(20)
+    campaign.save()
+    page = staff_browser()
+    page.open(f"/admin/campaigns/campaign/{campaign.pk}/change/")
+
+    page.wait_for_text("#launch-plan h2", "Plan")
+    assert page.text("#plan-to-send") == "5 of 5"
+    assert page.text("#plan-window").startswith("09:00-20:00")
