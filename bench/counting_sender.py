@@ -11,6 +11,9 @@ Installed at import time, before the command runs, without touching the engine's
   merge the histograms of several processes. The array is allocated once, before the run, so
   it does not show up as growth in the peak RSS.
 
+With WAC_BENCH_SEND_TIMES set, the wall-clock start of every accepted send is also kept per
+callback data ("out:<row id>"), for bench/transactional.py.
+
 At exit the process writes its figures as JSON to WAC_BENCH_OUT: CPU (user+sys) and peak RSS of
 the run itself (after Django's start-up) and of the whole process, statement counts by kind.
 """
@@ -85,13 +88,18 @@ def main(argv: list[str]) -> None:
         return execute_command(self, *args, **options)
 
     send = GraphApiClient.send
+    send_times: dict[str, float] | None = {} if os.environ.get("WAC_BENCH_SEND_TIMES") else None
 
     def timed_send(self, **kwargs):
         started = time.monotonic()
+        wall_start = time.time()
         outcome = send(self, **kwargs)
         with lock:
             if outcome.kind == OutcomeKind.ACCEPTED:
                 counts["accepted"] += 1
+                if send_times is not None:
+                    callback = kwargs["payload"].get("biz_opaque_callback_data", "")
+                    send_times[callback] = wall_start
                 index = int((started - t0) / BUCKET_S)
                 if 0 <= index < len(histogram):
                     histogram[index] += 1
@@ -143,6 +151,9 @@ def main(argv: list[str]) -> None:
         }
         with open(os.environ["WAC_BENCH_OUT"], "w", encoding="utf-8") as out:
             json.dump(result, out)
+        if send_times is not None:
+            with open(os.environ["WAC_BENCH_SEND_TIMES"], "w", encoding="utf-8") as out:
+                json.dump(send_times, out)
 
 
 if __name__ == "__main__":
