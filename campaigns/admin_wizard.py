@@ -258,7 +258,7 @@ def confirm_step(
                         created_by=request.user if request.user.is_authenticated else None,
                         default_region=data["default_region"],
                         priority=data["priority"],
-                        policy=policy,
+                        policy={**policy, **form.policy()},
                     )
             except ValueError as exc:  # CsvImportError included
                 form.add_error(None, str(exc))

@@ -18,7 +18,7 @@ from campaigns.limits import (
     PRIORITY_MIN,
     start_time_problem,
 )
-from campaigns.models import ContactList, MessageTemplate, SenderNumber, Suppression
+from campaigns.models import Campaign, ContactList, MessageTemplate, SenderNumber, Suppression
 from messaging.policy.fields import PolicyFieldError, campaign_policy
 
 TEMPLATE_SLOTS = 4
@@ -209,8 +209,63 @@ class CampaignConfirmForm(forms.Form):
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
     )
 
+    canary_percent = forms.FloatField(
+        required=False,
+        min_value=0,
+        max_value=100,
+        label="Canary (% of the rows)",
+        help_text="Send this share first and hold the rest until its statuses are in; the "
+        "rest then goes, or the campaign pauses if too many fail or opt out. Empty: no canary.",
+    )
+    canary_rate = forms.FloatField(
+        required=False,
+        min_value=0.01,
+        label="Canary rate (messages/s)",
+        help_text="Empty: the number's rate.",
+    )
+    max_failure_rate = forms.FloatField(
+        required=False,
+        min_value=0,
+        max_value=100,
+        label="Pause above (% failed)",
+        help_text=f"Recipient failures, for the canary and the circuit breaker. Empty: "
+        f"{settings.POLICY_MAX_FAILURE_RATE:.0%}.",
+    )
+    max_opt_out_rate = forms.FloatField(
+        required=False,
+        min_value=0,
+        max_value=100,
+        label="Pause the canary above (% opted out)",
+        help_text=f"Empty: {settings.POLICY_MAX_OPT_OUT_RATE:.0%}.",
+    )
+
+    def policy(self) -> dict[str, Any]:
+        """The campaign's canary and threshold fields (shares as the model keeps them)."""
+        data = self.cleaned_data
+        fields: dict[str, Any] = {}
+        if data.get("canary_percent"):
+            fields["canary_percent"] = data["canary_percent"]
+        if data.get("canary_rate") is not None:
+            fields["canary_rate"] = data["canary_rate"]
+        for name in ("max_failure_rate", "max_opt_out_rate"):
+            if data.get(name) is not None:
+                fields[name] = data[name] / 100
+        return fields
+
     def clean(self) -> dict[str, Any]:
+        from messaging.policy.canary import settings_problem
+
         cleaned = super().clean() or {}
+        if not self.errors:
+            fields = self.policy()
+            canary_problem = settings_problem(
+                percent_=fields.get("canary_percent", 0.0),
+                rate=fields.get("canary_rate"),
+                max_failure=fields.get("max_failure_rate"),
+                max_opt_out=fields.get("max_opt_out_rate"),
+            )
+            if canary_problem:
+                self.add_error(None, canary_problem)
         if cleaned.get("when") == self.SCHEDULE:
             start_at = cleaned.get("start_at")
             if start_at is None:
@@ -324,3 +379,42 @@ class RescheduleForm(forms.Form):
         if start_time_problem(start_at):  # the one rule the wizard and create_campaign use
             raise ValidationError("The start time is in the past: start the campaign instead.")
         return start_at
+
+
+class CampaignAdminForm(forms.ModelForm[Campaign]):
+    """The campaign's change form: the canary and thresholds checked by the policy's rule."""
+
+    class Meta:
+        model = Campaign
+        # The admin's fieldsets say which fields the page edits.
+        fields = ["canary_percent", "canary_rate", "max_failure_rate", "max_opt_out_rate"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "canary_percent" in self.fields:
+            self.fields["canary_percent"].required = False  # empty = no canary
+
+    def clean(self) -> dict[str, Any]:
+        from messaging.policy.canary import settings_problem
+
+        cleaned = super().clean() or {}
+        if "canary_percent" in self.fields and cleaned.get("canary_percent") is None:
+            cleaned["canary_percent"] = 0.0
+        instance = self.instance
+
+        def value(name: str) -> Any:
+            return (
+                cleaned.get(name, getattr(instance, name))
+                if name in self.fields
+                else (getattr(instance, name))
+            )
+
+        problem = settings_problem(
+            percent_=value("canary_percent") or 0.0,
+            rate=value("canary_rate"),
+            max_failure=value("max_failure_rate"),
+            max_opt_out=value("max_opt_out_rate"),
+        )
+        if problem:
+            raise ValidationError(problem)
+        return cleaned

@@ -286,9 +286,13 @@ class Campaign(models.Model):
         default=0, validators=[MinValueValidator(0), MaxValueValidator(100)]
     )
     canary_rate = models.FloatField(null=True, blank=True)
-    canary_state = models.CharField(max_length=16, blank=True)  # "", running, passed
+    # "" (none), running, passed, failed (messaging.policy.canary).
+    canary_state = models.CharField(max_length=16, blank=True)
     canary_size = models.PositiveIntegerField(default=0)
     canary_done_at = models.DateTimeField(null=True, blank=True)
+    # The number's quality when the canary began (a fall is a block signal) and the verdict's
+    # figures, for the campaign page.
+    canary_report = models.JSONField(default=dict, blank=True)
     # Thresholds (share 0–1) overriding POLICY_* settings for the canary and circuit breaker.
     max_failure_rate = models.FloatField(null=True, blank=True)
     max_opt_out_rate = models.FloatField(null=True, blank=True)

@@ -14,6 +14,7 @@ from django.utils import timezone
 from campaigns.models import Campaign
 from messaging import queue, state_version
 from messaging.models import PENDING_STATUSES, OutboundMessage
+from messaging.policy import canary
 from messaging.policy.gate import expire_due_campaigns, expire_due_rows
 from messaging.services import complete_if_finished, start_due_campaigns
 
@@ -30,6 +31,7 @@ def run_maintenance() -> dict[str, int]:
     started = start_due_campaigns()
     expire_due_campaigns()
     expire_due_rows()
+    canary.check_running()  # verdicts that come with time (no webhook to trigger them)
     expired = queue.recover_expired_leases(lease_seconds=settings.SENDER_LEASE_SECONDS)
     reconciled = queue.reconcile_unknown(
         window_seconds=settings.SENDER_RECONCILE_SECONDS, policy=settings.SENDER_UNKNOWN_POLICY

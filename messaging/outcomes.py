@@ -13,7 +13,9 @@ from messaging import queue
 from messaging.errors import HTTP_TRANSIENT_RULE
 from messaging.graph_api import OutcomeKind, SendOutcome
 from messaging.models import OutboundStatus as S
+from messaging.policy import breaker
 from messaging.policy.actions import Effects, Target, judge
+from messaging.policy.breaker import Sample
 from messaging.policy.gate import deadline
 from messaging.queue import ClaimedMessage, RowOutcome
 
@@ -38,7 +40,18 @@ def record_answers(
         )
         for message, outcome in answers
     ]
-    return queue.record_outcomes(outcomes), effects
+    moved = queue.record_outcomes(outcomes)
+    # The circuit breaker (and a running canary) hear of what was really written.
+    written = {row_id for row_id, _campaign, _status in moved}
+    breaker.observe(
+        (
+            Sample(message.campaign_id, None if row.status == S.ACCEPTED else row.error_code)
+            for (message, _answer), row in zip(answers, outcomes, strict=True)
+            if row.id in written and (row.status == S.ACCEPTED or row.error_code is not None)
+        ),
+        effects,
+    )
+    return moved, effects
 
 
 def decide(

@@ -211,6 +211,7 @@ POLICY_WAITS = {
     "wait:window": "waiting for the sending window to open in the recipient's time zone",
     "wait:frequency_cap": "waiting: the person reached the marketing frequency cap",
     "wait:budget": "waiting for the portfolio's messaging limit (24 h unique recipients)",
+    "wait:canary": "held until the canary's verdict",
 }
 
 
@@ -228,7 +229,24 @@ def policy_waits(campaign: Campaign) -> list[WaitingReason]:
         .annotate(n=Count("*"), soonest=Min("next_attempt_at"))
         .order_by("error_category")
     )
-    return [WaitingReason(key, n, POLICY_WAITS[key], soonest) for key, n, soonest in rows]
+    return [
+        WaitingReason(key, n, _wait_text(campaign, key), _wait_until(key, soonest))
+        for key, n, soonest in rows
+    ]
+
+
+def _wait_text(campaign: Campaign, key: str) -> str:
+    if key == "wait:canary" and campaign.canary_size:
+        return (
+            f"{POLICY_WAITS[key]} ({campaign.canary_size} canary messages, "
+            f"{campaign.canary_percent:g} %)"
+        )
+    return POLICY_WAITS[key]
+
+
+def _wait_until(key: str, soonest: datetime | None) -> datetime | None:
+    # Held canary rows have no time: the verdict releases them.
+    return None if key == "wait:canary" else soonest
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from campaigns.models import ERASED_PHONE_PREFIX, Campaign, CampaignTemplate
 from integrations.events.payloads import publish_campaign_state
 from messaging import minutes
 from messaging.models import PENDING_STATUSES, OutboundMessage, OutboundStatus
+from messaging.policy import breaker, canary
 from messaging.policy.optout import suppressed_numbers, suppressed_sql
 from messaging.state_version import bump_on_commit
 
@@ -74,13 +75,16 @@ def start_campaign(*, campaign_id: int, at: datetime | None = None) -> Campaign:
     now = timezone.now()
     if at is not None and at > now:
         return _move(campaign, Status.SCHEDULED, start_at=at, pause_reason="")
-    return _move(
+    campaign = _move(
         campaign,
         Status.RUNNING,
         start_at=campaign.start_at or now,
         started_at=campaign.started_at or now,
         pause_reason="",
     )
+    # A campaign's first run starts its canary, if it has one (the rest is held).
+    canary.begin(campaign, now=now)
+    return campaign
 
 
 @transaction.atomic
@@ -129,11 +133,17 @@ def resume_campaign(*, campaign_id: int) -> Campaign:
     campaign = _lock(campaign_id)
     if campaign.status != Status.PAUSED:
         raise TransitionError(f"Campaign {campaign.pk} is {campaign.status}, not paused")
+    # Staff decided: the failures before the pause no longer count, and a failed canary's
+    # held rows go.
+    transaction.on_commit(lambda: breaker.reset(campaign_id))
+    canary.resumed(campaign)
     if campaign.start_at and campaign.start_at > timezone.now():
         return _move(campaign, Status.SCHEDULED, pause_reason="")
-    return _move(
+    campaign = _move(
         campaign, Status.RUNNING, pause_reason="", started_at=campaign.started_at or timezone.now()
     )
+    canary.begin(campaign)  # a campaign paused before it first ran
+    return campaign
 
 
 @transaction.atomic

@@ -32,6 +32,7 @@ from campaigns.admin_helpers import (
     require_permission,
 )
 from campaigns.csv_export import csv_download
+from campaigns.forms import CampaignAdminForm
 from campaigns.models import Campaign, CampaignTemplate
 from campaigns.results import figures
 from messaging import selectors as queue_selectors
@@ -116,6 +117,19 @@ class CampaignAdmin(CampaignAudienceViews, admin.ModelAdmin[Campaign]):
         (None, {"fields": ["name", "status", "pause_reason", "sender", "priority"]}),
         ("Schedule", {"fields": ["start_at", "valid_until", "started_at", "finished_at"]}),
         (
+            "Canary and circuit breaker",
+            {
+                "fields": [
+                    ("canary_percent", "canary_rate"),
+                    ("max_failure_rate", "max_opt_out_rate"),
+                    ("canary_state", "canary_size", "canary_done_at"),
+                    "canary_verdict",
+                ],
+                "description": "The canary is picked when the campaign first runs; the "
+                "thresholds are shares (0.2 = 20 %), empty for the POLICY_* settings.",
+            },
+        ),
+        (
             "Audience",
             {"fields": [("total", "rejected_count", "duplicate_count", "suppressed_count")]},
         ),
@@ -159,8 +173,25 @@ class CampaignAdmin(CampaignAudienceViews, admin.ModelAdmin[Campaign]):
         "created_by",
         "created_at",
         "updated_at",
+        "canary_state",
+        "canary_size",
+        "canary_done_at",
+        "canary_verdict",
     ]
     change_form_template = "admin/campaigns/campaign/change_form.html"
+    form = CampaignAdminForm
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Campaign | None = None) -> Any:
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and (obj.canary_state or obj.started_at is not None):
+            # The canary is picked at the first start: changing it later would mean nothing.
+            fields += ["canary_percent", "canary_rate"]
+        return fields
+
+    @admin.display(description="canary verdict")
+    def canary_verdict(self, campaign: Campaign) -> str:
+        report = campaign.canary_report or {}
+        return " · ".join(str(report[k]) for k in ("verdict", "resumed") if report.get(k)) or "-"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
         return selectors.campaigns_for_list(super().get_queryset(request))

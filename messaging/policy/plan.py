@@ -41,6 +41,7 @@ from campaigns.models import (
 from messaging.models import PENDING_STATUSES, OutboundMessage
 from messaging.pacing import starting_rate
 from messaging.policy import budget, frequency, gate
+from messaging.policy.canary import HOLD
 from messaging.policy.imports import US_MARKETING_REASON
 from messaging.policy.optout import suppressed_among
 from messaging.policy.windows import Window, open_span, opening, zones_for
@@ -522,7 +523,9 @@ def _judge_chunk(
         if key is None:
             key = keys[zones] = "/".join(sorted({z.key for z in zones}))  # as the gate names it
             zone_of.setdefault(key, zones)
-        ready = max(start, recipient.not_before or start)
+        # A row held for the canary's verdict: the plan assumes the canary passes.
+        not_before = None if recipient.not_before == HOLD else recipient.not_before
+        ready = max(start, not_before or start)
         capped_until = None
         if cap is not None and recipient.template_id in rules.capped_templates:
             free_at = frequency.free_at(cap, sends.get(recipient.phone, []), start)

@@ -215,3 +215,30 @@ def test_weights_and_second_template_reach_the_campaign(admin_client, sender, ac
 def test_unknown_token_redirects_to_upload(admin_client):
     response = admin_client.get(reverse("admin:campaigns_campaign_add_confirm", args=["x" * 32]))
     assert response.status_code == 302 and response["Location"] == ADD_URL
+
+
+def test_confirm_sets_the_canary_and_thresholds(admin_client, sender, template):
+    confirm_url = _upload(admin_client, sender, template)["Location"]
+    refused = admin_client.post(confirm_url, {"when": "start_now", "canary_rate": "1"})
+    assert refused.status_code == 200
+    assert "A canary rate needs a canary share." in refused.content.decode()
+    assert Campaign.objects.count() == 0
+    admin_client.post(
+        confirm_url,
+        {
+            "when": "start_now",
+            "canary_percent": "50",
+            "canary_rate": "1",
+            "max_failure_rate": "10",
+            "max_opt_out_rate": "1",
+        },
+    )
+    campaign = Campaign.objects.get()
+    assert (campaign.canary_percent, campaign.canary_rate) == (50.0, 1.0)
+    assert (campaign.max_failure_rate, campaign.max_opt_out_rate) == (0.1, 0.01)
+    # Started: one of the two rows is the canary, the other waits for its verdict.
+    assert (campaign.canary_state, campaign.canary_size) == ("running", 1)
+    held = OutboundMessage.objects.filter(campaign=campaign, error_category="wait:canary")
+    assert held.count() == 1
+    page = admin_client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
+    assert "held until the canary" in page.content.decode()

@@ -16,7 +16,9 @@ from integrations.events.publish import publish_message_statuses
 from messaging import minutes
 from messaging.errors import classify
 from messaging.models import OutboundMessage, OutboundStatus
+from messaging.policy import breaker
 from messaging.policy.actions import Effects, Target, apply_effects, judge
+from messaging.policy.breaker import Sample
 from messaging.policy.gate import deadline
 from messaging.sql_paths import postgres_fast_paths
 from webhooks.models import StatusLog
@@ -113,6 +115,8 @@ class Outcome:
     )
     effects: Effects = field(default_factory=Effects)
     wa_ids: dict[int, str] = field(default_factory=dict)
+    # What the circuit breaker hears of (policy.breaker.observe).
+    samples: list[Sample] = field(default_factory=list)
 
 
 def _json(rows: list[dict[str, object]]) -> str:
@@ -138,6 +142,7 @@ def _step(row: Row, log: LogRow, outcome: Outcome, valid_until: dict[int, dateti
         counts["sent"] += 1
         row.accepted_at = row.accepted_at or ts
         row.moves.append(S.ACCEPTED)
+        outcome.samples.append(Sample(row.campaign_id))  # a send in doubt went through
     row.sent_at = row.sent_at or ts
     if old < S.SENT:
         row.moves.append(S.SENT)
@@ -162,6 +167,11 @@ def _fail(
     valid_until: dict[int, datetime | None],
 ) -> None:
     rule = classify(log.error_code)
+    # A row the API had accepted was counted a success: this failure takes its place.
+    if log.error_code is not None:
+        outcome.samples.append(
+            Sample(row.campaign_id, log.error_code, replaces_success=row.status >= S.ACCEPTED)
+        )
     row.error_code = log.error_code
     row.error_category = str(rule.category)
     row.error_detail = (log.error_title or rule.description)[:500]
@@ -253,5 +263,6 @@ def _count_and_act(outcome: Outcome, changed: list[Row]) -> None:
     for row in changed:
         deltas.move_row(row.campaign_id, row.locked_times, row.counted_times())
     minutes.write(deltas)
+    breaker.observe(outcome.samples, outcome.effects, moved=outcome.counts)
     if outcome.effects:
         apply_effects(outcome.effects)

@@ -21,6 +21,7 @@ from campaigns.limits import (
 )
 from campaigns.models import Campaign, MessageTemplate, SenderNumber
 from messaging.campaign_import import CsvImportError, create_campaign_from_csv
+from messaging.policy.canary import CanaryError, parse_percent, parse_share, settings_problem
 from messaging.policy.fields import PolicyFieldError, campaign_policy
 from messaging.policy.plan import plan_import, plan_lines
 
@@ -60,6 +61,24 @@ class Command(SafeCommand):
             action="store_true",
             help="create nothing: print the launch plan (skips by reason, budget waves, time "
             "zones, ETA, cost)",
+        )
+        parser.add_argument(
+            "--canary", default="", help="send this share of the rows first, e.g. 2%%"
+        )
+        parser.add_argument(
+            "--canary-rate", type=float, help="the canary's rate in messages per second, e.g. 1"
+        )
+        parser.add_argument(
+            "--max-failure-rate",
+            default="",
+            help="pause above this share of recipient failures (canary and circuit breaker), "
+            "e.g. 20%% (default POLICY_MAX_FAILURE_RATE)",
+        )
+        parser.add_argument(
+            "--max-opt-out-rate",
+            default="",
+            help="pause a canary above this share of opt-outs, e.g. 2%% "
+            "(default POLICY_MAX_OPT_OUT_RATE)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -176,7 +195,7 @@ def _policy(options: dict[str, Any]) -> dict[str, Any]:
         if valid_until is None:
             raise CommandError(f"--valid-until {options['valid_until']!r}: expected ISO-8601")
     try:
-        return campaign_policy(
+        fields = campaign_policy(
             valid_until=valid_until,
             window=options["window"] or "",
             days=options["days"],
@@ -189,6 +208,38 @@ def _policy(options: dict[str, Any]) -> dict[str, Any]:
         if exc.field == "days" and not options["window"]:
             raise CommandError("--days needs --window") from None
         raise CommandError(f"{flag.get(exc.field, '--window')}: {exc}") from None
+    fields.update(_canary(options))
+    return fields
+
+
+def _canary(options: dict[str, Any]) -> dict[str, Any]:
+    """--canary, --canary-rate and the thresholds, read and checked by the policy's own
+    functions (messaging.policy.canary)."""
+    fields: dict[str, Any] = {}
+    try:
+        if options["canary"]:
+            fields["canary_percent"] = parse_percent(options["canary"])
+        if options["canary_rate"] is not None:
+            fields["canary_rate"] = options["canary_rate"]
+        if options["max_failure_rate"]:
+            fields["max_failure_rate"] = parse_share(
+                options["max_failure_rate"], "--max-failure-rate"
+            )
+        if options["max_opt_out_rate"]:
+            fields["max_opt_out_rate"] = parse_share(
+                options["max_opt_out_rate"], "--max-opt-out-rate"
+            )
+    except CanaryError as exc:
+        raise CommandError(str(exc)) from None
+    problem = settings_problem(
+        percent_=fields.get("canary_percent", 0.0),
+        rate=fields.get("canary_rate"),
+        max_failure=fields.get("max_failure_rate"),
+        max_opt_out=fields.get("max_opt_out_rate"),
+    )
+    if problem:
+        raise CommandError(problem)
+    return fields
 
 
 def _template(sender: SenderNumber, spec: str) -> tuple[MessageTemplate, int]:
