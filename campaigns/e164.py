@@ -5,6 +5,8 @@ phone worker processes (`messaging/campaign_import/phone_pool.py`) load only thi
 
 from __future__ import annotations
 
+import re
+
 import phonenumbers
 from phonenumbers import (
     NumberParseException,
@@ -60,6 +62,35 @@ def recipient_phone(raw: str, region: str) -> tuple[str | None, str]:
 _matches = getattr(phonenumberutil, "_is_number_matching_desc", None)
 
 
+_type_of = getattr(phonenumberutil, "_number_type_helper", None)
+
+
+def is_valid(number: phonenumbers.PhoneNumber) -> bool:
+    """`phonenumbers.is_valid_number`, with its number-type match done once instead of twice.
+
+    For a calling code shared by several regions (NANPA's +1, +7, +44…) `is_valid_number`
+    first finds the region by matching the number's type against each region in turn, then
+    matches the type again for the region found. A region found by that first match is valid
+    by the same test, so the second match is skipped (≈ 3.5 µs of ≈ 22 µs a +1 number). A
+    region chosen by its leading digits, or a calling code of one region, goes through the
+    library's own check (tests/campaigns/test_phone_validity.py compares both on the library's
+    example numbers of every region)."""
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(number.country_code or 0)
+    if _type_of is None or regions is None or len(regions) == 1:
+        return phonenumbers.is_valid_number(number)
+    national = phonenumbers.national_significant_number(number)
+    for region in regions:
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region(region, None)
+        if metadata is None:
+            continue
+        if metadata.leading_digits is not None:
+            if re.match(metadata.leading_digits, national):
+                return phonenumbers.is_valid_number_for_region(number, region)
+        elif _type_of(national, metadata) != PhoneNumberType.UNKNOWN:
+            return True
+    return False
+
+
 def _premium_or_toll_free(number: phonenumbers.PhoneNumber) -> int | None:
     """PREMIUM_RATE, TOLL_FREE or None. Only those two patterns of the country's main region
     are matched (shared across regions of one calling code, e.g. NANPA's 8xx and 900): a
@@ -104,14 +135,14 @@ def _valid_number(raw: str, region: str) -> tuple[phonenumbers.PhoneNumber | Non
         number = phonenumbers.parse(cleaned, region)
     except NumberParseException as exc:
         return None, _parse_reason(exc)
-    if phonenumbers.is_valid_number(number):
+    if is_valid(number):
         return number, ""
     if cleaned[0] != "+" and len(cleaned) > 8:
         try:
             intl = phonenumbers.parse("+" + cleaned, None)
         except NumberParseException:
             intl = None
-        if intl is not None and phonenumbers.is_valid_number(intl):
+        if intl is not None and is_valid(intl):
             return intl, ""
     return None, _invalid_reason(number)
 
