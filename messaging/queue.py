@@ -39,6 +39,9 @@ class ClaimedMessage:
     valid_until: datetime | None = None
     # The contact's `timezone` attribute, read only for campaigns with a sending window.
     timezone: str | None = None
+    # The worker's monotonic clock before the claim began (the row's claimed_at is no earlier):
+    # the sender starts no send once the lease could run out before its answer is in.
+    claim_started: float = 0.0
 
 
 @dataclass(slots=True)

@@ -62,7 +62,8 @@ logger = logging.getLogger(__name__)
 # several workers sharing a number each gets a share of the slots, and rows held beyond
 # what it can send wait idle (and are in doubt if the worker dies). A worker starts from its
 # expected share: the number's rate ÷ the workers serving it (their heartbeats in Redis).
-CLAIM_HORIZON = 3.0
+CLAIM_HORIZON = 3.0  # at most; less when the lease is short (see send_window)
+LEASE_MARGIN = 1.0
 HEARTBEAT_INTERVAL = 1.0
 SHARE_SMOOTHING = 0.3
 # Running campaigns are re-read when the state version in Redis moves (checked every feeder
@@ -94,11 +95,20 @@ LATENCY_SAMPLES = 512
 SHUTDOWN_PATIENCE = 15.0
 
 
+def send_window() -> float:
+    """Seconds after its claim within which a row's send may start: its answer (or timeout)
+    must be in before the lease lets maintenance hand the row to another worker."""
+    timeouts = settings.WHATSAPP_CONNECT_TIMEOUT + settings.WHATSAPP_READ_TIMEOUT
+    lease = settings.SENDER_LEASE_SECONDS
+    return max(lease / 4, lease - timeouts - LEASE_MARGIN)
+
+
 @dataclass
 class RunStats:
     sent: int = 0
     accepted: int = 0
     released: int = 0
+    released_late: int = 0  # held so long its lease could have run out (a stalled worker)
     skipped_slots: int = 0
 
 
@@ -138,6 +148,8 @@ class NumberSender:
         )
         self.rate = starting_rate(self.number)
         self.pool_size = max(IN_FLIGHT_SPARE, settings.SENDER_MAX_IN_FLIGHT)
+        self.send_window = send_window()
+        self.claim_horizon = min(CLAIM_HORIZON, self.send_window / 2)
         self.latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self.latency_p95 = ASSUMED_LATENCY
         self.recent_transient: deque[bool] = deque(maxlen=HEALTH_SAMPLES)
@@ -243,6 +255,9 @@ class NumberSender:
                 self.to_cancel.append(message)
             elif message.valid_until is not None and gate.past(message.valid_until, self.clock()):
                 self.to_expire.append(message)
+            elif self._too_old(message):
+                self.to_release.append(message)  # back to the queue, its attempt given back
+                self.stats.released_late += 1
             elif message.campaign_id in self.active:
                 return message
             else:
@@ -250,8 +265,8 @@ class NumberSender:
         return None
 
     def _send_one(self, message: ClaimedMessage, slot: float) -> None:
-        if message.id in self.withdrawn:  # the last look before the request
-            self.to_cancel.append(message)
+        if message.id in self.withdrawn or self._too_old(message):  # the last look
+            (self.to_cancel if message.id in self.withdrawn else self.to_release).append(message)
             self.stats.sent -= 1
             with self.in_flight_lock:
                 self.in_flight -= 1
@@ -388,7 +403,7 @@ class NumberSender:
             self.next_claim = 0.0
         self._release_unsendable()
         self._measure_own_rate(now)
-        low = len(self.pending) < self.own_rate * CLAIM_HORIZON / 2
+        low = len(self.pending) < self.own_rate * self.claim_horizon / 2
         if low and now >= self.next_claim and not self._claim() and not self.claim_again:
             # Nothing due: don't poll the table hot, unless answers still to come may bring
             # retries (the campaign's tail).
@@ -475,7 +490,7 @@ class NumberSender:
 
     def _claim(self) -> bool:
         """Top up the pending rows; returns whether anything was claimed."""
-        budget = math.ceil(self.own_rate * CLAIM_HORIZON) - len(self.pending)
+        budget = math.ceil(self.own_rate * self.claim_horizon) - len(self.pending)
         if budget <= 0 or not self.active:
             return False
         claimed_any = False
@@ -548,7 +563,8 @@ class NumberSender:
         self, campaign: ActiveCampaign, limit: int, retries: bool, now: datetime
     ) -> list[ClaimedMessage]:
         rules = campaign.rules
-        return queue.claim_due(
+        started = time.monotonic()
+        claimed = queue.claim_due(
             campaign_id=campaign.id,
             limit=limit,
             worker=self.worker_id,
@@ -557,6 +573,14 @@ class NumberSender:
             screen=lambda rows: gate.screen(rows, rules, now=now),
             with_timezone=rules.needs_timezone,
         )
+        for message in claimed:
+            message.claim_started = started
+        return claimed
+
+    def _too_old(self, message: ClaimedMessage) -> bool:
+        """Whether the row's lease could run out before the answer to a send started now comes
+        back: another worker may then be given the row, so a stalled worker must not send it."""
+        return time.monotonic() - message.claim_started > self.send_window
 
     def _release_unsendable(self) -> None:
         if not self.active and self.pending:
