@@ -39,7 +39,9 @@ class _Producer:
     def __init__(self, rows: Iterator[CsvRow], chunk_size: int | None = None) -> None:
         self._rows = rows
         self._chunk_size = chunk_size or CHUNK_ROWS
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=2)
+        # One chunk waiting besides the one being built and the one being written: each is
+        # ≈ 30 MB at 50,000 rows, and the phone workers keep the parser ahead anyway.
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=1)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="csv-import-parse", daemon=True)
 
