@@ -186,8 +186,10 @@ SENDER_RETRY_JITTER = env.float("SENDER_RETRY_JITTER", default=0.2)
 SENDER_LEASE_SECONDS = env.float("SENDER_LEASE_SECONDS", default=60.0)
 # How long an unknown-outcome row waits for a status webhook before the policy applies.
 SENDER_RECONCILE_SECONDS = env.float("SENDER_RECONCILE_SECONDS", default=600.0)
-# "resend": re-send after the window; "hold": leave it for staff to decide in admin.
-SENDER_UNKNOWN_POLICY = env("SENDER_UNKNOWN_POLICY", default="resend")
+# After the window: "evidence" re-sends only when statuses arrived for later messages of the
+# same number (else holds it, alerts, and looks again); "resend" re-sends anyway; "hold"
+# leaves it for staff to decide in admin. messaging/evidence.py, README "Crash safety".
+SENDER_UNKNOWN_POLICY = env("SENDER_UNKNOWN_POLICY", default="evidence")
 SENDER_SLICE_SECONDS = env.float("SENDER_SLICE_SECONDS", default=30.0)
 # Upper bound of one worker's concurrent sends (threads and connections, created as used);
 # what it uses is rate × p95 latency × 1.25: 200/s at 3 s of latency needs about 750.

@@ -21,9 +21,10 @@ from messaging.errors import (
     UNKNOWN_RULE,
     Category,
 )
-from messaging.models import NumberChange, OutboundMessage, OutboundStatus
+from messaging.evidence import HELD_FOR_EVIDENCE
+from messaging.models import NumberChange, OutboundMessage
 from messaging.policy.optout import suppressed_numbers
-from messaging.services import TransitionError, requeue_failed
+from messaging.services import TransitionError, requeue_failed, requeueable
 
 
 class ErrorCategoryFilter(admin.SimpleListFilter):
@@ -33,7 +34,8 @@ class ErrorCategoryFilter(admin.SimpleListFilter):
     parameter_name = "error_category"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(category.value, category.value) for category in Category]
+        held = (HELD_FOR_EVIDENCE, "in doubt, held: no webhooks for its number")
+        return [(category.value, category.value) for category in Category] + [held]
 
     def queryset(
         self, request: HttpRequest, queryset: QuerySet[OutboundMessage]
@@ -71,7 +73,16 @@ class OutboundMessageAdmin(admin.ModelAdmin[OutboundMessage]):
         (None, {"fields": ["campaign", "contact", "template", "sender", "phone", "priority"]}),
         (
             "State",
-            {"fields": ["status", "attempts", "next_attempt_at", "claimed_at", "claimed_by"]},
+            {
+                "fields": [
+                    "status",
+                    "attempts",
+                    "lost_claims",
+                    "next_attempt_at",
+                    "claimed_at",
+                    "claimed_by",
+                ]
+            },
         ),
         ("Outcome", {"fields": ["wamid", "error_code", "error_category", "error_detail"]}),
         (
@@ -85,8 +96,15 @@ class OutboundMessageAdmin(admin.ModelAdmin[OutboundMessage]):
     # The engine writes these rows; staff only look and re-drive.
 
     @admin.display(description="tries", ordering="attempts")
-    def tries(self, obj: OutboundMessage) -> int:
-        return obj.attempts
+    def tries(self, obj: OutboundMessage) -> str:
+        if not obj.lost_claims:
+            return str(obj.attempts)
+        # Claims lost with a dead worker are not tries (messaging.queue.recover_expired_leases).
+        return format_html(
+            '{}<span class="wac-sub" title="claims lost with a dead worker">+{} lost</span>',
+            obj.attempts,
+            obj.lost_claims,
+        )
 
     @admin.display(description="campaign / template", ordering="campaign_id")
     def campaign_column(self, obj: OutboundMessage) -> str:
@@ -141,7 +159,7 @@ class OutboundMessageAdmin(admin.ModelAdmin[OutboundMessage]):
     def requeue_selected(
         self, request: HttpRequest, queryset: QuerySet[OutboundMessage]
     ) -> HttpResponseBase | None:
-        eligible = queryset.filter(status__in=(OutboundStatus.FAILED, OutboundStatus.HELD))
+        eligible = queryset.filter(requeueable())
         if not request.POST.get("post"):
             return confirm_action(
                 self,
@@ -150,8 +168,9 @@ class OutboundMessageAdmin(admin.ModelAdmin[OutboundMessage]):
                 action="requeue_selected",
                 title="Re-queue messages?",
                 question="Put the failed and held messages among these back in the queue? "
-                "They will be sent again while their campaign runs; others are left as they are."
-                + _suppressed_warning(eligible),
+                "They will be sent again while their campaign runs; others are left as they are. "
+                "Held in-doubt messages may have reached the person already: re-sending one "
+                "can deliver it twice." + _suppressed_warning(eligible),
             )
         by_campaign: dict[int, list[int]] = defaultdict(list)
         for campaign_id, pk in eligible.values_list("campaign_id", "pk").order_by():

@@ -9,6 +9,8 @@ from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import Error, register
 
+from messaging.evidence import POLICIES
+
 
 @register()
 def check_cluster_timing(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[Error]:
@@ -36,11 +38,11 @@ def check_cluster_timing(app_configs: Sequence[AppConfig] | None, **kwargs: Any)
                 id="messaging.E002",
             )
         )
-    if settings.SENDER_UNKNOWN_POLICY not in ("resend", "hold"):
+    if settings.SENDER_UNKNOWN_POLICY not in POLICIES:
         errors.append(
             Error(
                 f"SENDER_UNKNOWN_POLICY is {settings.SENDER_UNKNOWN_POLICY!r}",
-                hint='Use "resend" or "hold".',
+                hint='Use "evidence" (the default), "resend" or "hold".',
                 id="messaging.E003",
             )
         )

@@ -12,7 +12,7 @@ from django.db.models import Exists, Min, OuterRef, Q
 from django.utils import timezone
 
 from campaigns.models import Campaign
-from messaging import queue, state_version
+from messaging import evidence, queue, state_version
 from messaging.models import PENDING_STATUSES, OutboundMessage
 from messaging.policy import canary
 from messaging.policy.gate import expire_due_campaigns, expire_due_rows
@@ -33,7 +33,7 @@ def run_maintenance() -> dict[str, int]:
     expire_due_rows()
     canary.check_running()  # verdicts that come with time (no webhook to trigger them)
     expired = queue.recover_expired_leases(lease_seconds=settings.SENDER_LEASE_SECONDS)
-    reconciled = queue.reconcile_unknown(
+    reconciled = evidence.reconcile_unknown(
         window_seconds=settings.SENDER_RECONCILE_SECONDS, policy=settings.SENDER_UNKNOWN_POLICY
     )
     completed = 0
@@ -41,12 +41,18 @@ def run_maintenance() -> dict[str, int]:
         "pk", flat=True
     ):
         completed += complete_if_finished(campaign_id=campaign_id)
-    if expired or reconciled:
-        logger.warning("maintenance: %d expired claims, %d unknown reconciled", expired, reconciled)
+    if expired or reconciled.resent or reconciled.held:
+        logger.warning(
+            "maintenance: %d expired claims; unknown rows: %d re-sent, %d newly held",
+            expired,
+            reconciled.resent,
+            reconciled.held,
+        )
     return {
         "started": len(started),
         "expired": expired,
-        "reconciled": reconciled,
+        "reconciled": reconciled.resent,
+        "held": reconciled.held,
         "completed": completed,
     }
 

@@ -97,7 +97,14 @@ class OutboundMessage(models.Model):
     status = models.PositiveSmallIntegerField(
         choices=OutboundStatus.choices, default=OutboundStatus.QUEUED
     )
+    # Tries of this row the sender made or is making: a claim counts one, a claim given back
+    # unsent (release, the policy's gate) gives it back, and so does a claim lost with its
+    # worker (the lease path), because nobody knows whether that send reached the API. The
+    # attempt caps of the error actions (messaging.policy.actions.judge) read this.
     attempts = models.PositiveSmallIntegerField(default=0)
+    # Claims lost with a dead worker (lease expired): apart from `attempts`, so a crash does
+    # not use up the tries an API error allows (docs/architecture.md, "In-doubt sends").
+    lost_claims = models.PositiveSmallIntegerField(default=0, db_default=0)
     next_attempt_at = models.DateTimeField()
     claimed_at = models.DateTimeField(null=True, blank=True)
     claimed_by = models.CharField(max_length=64, blank=True)
@@ -155,6 +162,24 @@ class OutboundMessage(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.phone} {self.get_status_display()}"
+
+
+class StatusEvidence(models.Model):
+    """Proof that status webhooks arrive for a sender number: the latest time (ours) by which
+    one of its messages whose status webhook was applied had been sent (its `accepted_at`, or
+    its `claimed_at` when the webhook came before our answer). An in-doubt row older than that
+    is re-sent under the `evidence` policy: had the API taken it, its own webhook would have
+    come too (messaging.evidence)."""
+
+    sender = models.OneToOneField(
+        SenderNumber, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    accepted_until = models.DateTimeField()
+    # When the webhook that moved `accepted_until` was applied.
+    seen_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"statuses seen for number {self.sender_id} up to {self.accepted_until}"
 
 
 class PreviewSend(models.Model):

@@ -1,4 +1,5 @@
-"""The queue's SQL: claim due rows, write outcomes back, recover leases, reconcile unknowns.
+"""The queue's SQL: claim due rows, write outcomes back, recover leases (reconciling unknowns:
+messaging.evidence).
 
 On PostgreSQL each step is one statement whatever the batch size (docs/engine-notes.md §2:
 a MATERIALIZED CTE with FOR UPDATE SKIP LOCKED to claim; UPDATE … FROM unnest(arrays) to write,
@@ -14,6 +15,7 @@ from typing import Any, Protocol
 
 from django.db import connection, transaction
 from django.db.models import F
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from campaigns.models import Campaign, Contact
@@ -324,18 +326,17 @@ def _record_orm(
     return moved
 
 
-def recover_expired_leases(*, lease_seconds: float) -> int:
-    """Rows claimed by a worker that died: the send may have happened, so they become unknown."""
-    cutoff = timezone.now() - timedelta(seconds=lease_seconds)
+def recover_expired_leases(*, lease_seconds: float, now: datetime | None = None) -> int:
+    """Rows claimed by a worker that died: the send may have happened, so they become unknown.
+
+    The claim's attempt is given back and counted as a lost claim instead: nobody knows
+    whether that send reached the API, and a crash must not use up the tries an API error
+    allows. (A late answer of a worker that was only slow writes its attempts back.)
+    """
+    cutoff = (now or timezone.now()) - timedelta(seconds=lease_seconds)
     return OutboundMessage.objects.filter(status=S.SENDING, claimed_at__lt=cutoff).update(
-        status=S.UNKNOWN, error_detail="worker lease expired"
+        status=S.UNKNOWN,
+        error_detail="worker lease expired",
+        attempts=Greatest(F("attempts") - 1, 0),
+        lost_claims=F("lost_claims") + 1,
     )
-
-
-def reconcile_unknown(*, window_seconds: float, policy: str) -> int:
-    """Unknown rows no webhook settled within the window: re-send, or hold for staff."""
-    cutoff = timezone.now() - timedelta(seconds=window_seconds)
-    stale = OutboundMessage.objects.filter(status=S.UNKNOWN, claimed_at__lt=cutoff)
-    if policy == "hold":
-        return stale.update(status=S.HELD)
-    return stale.update(status=S.RETRY, next_attempt_at=timezone.now())

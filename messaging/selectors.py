@@ -11,6 +11,7 @@ from django.db.models import Count, Min, Sum
 from django.utils import timezone
 
 from campaigns.models import Campaign
+from messaging.evidence import HELD_FOR_EVIDENCE
 from messaging.models import OutboundMessage, OutboundStatus
 
 
@@ -167,12 +168,19 @@ def waiting_reasons(campaign: Campaign) -> list[WaitingReason]:
     """
     from messaging.errors import classify
 
-    counts = dict(
+    counts: dict[int, int] = {}
+    held_for_evidence = 0
+    by_status = (
         OutboundMessage.objects.filter(campaign_id=campaign.pk, status__in=WAITING_STATUSES)
-        .values_list("status")
+        .values_list("status", "error_category")
         .annotate(n=Count("*"))
         .order_by()
     )
+    for status, category, n in by_status:
+        if status == OutboundStatus.UNKNOWN and category == HELD_FOR_EVIDENCE:
+            held_for_evidence += n
+        else:
+            counts[status] = counts.get(status, 0) + n
     reasons = []
     retrying = counts.get(OutboundStatus.RETRY, 0)
     # Asked even when there are none, so the query count never depends on the data.
@@ -203,8 +211,18 @@ def waiting_reasons(campaign: Campaign) -> list[WaitingReason]:
     ):
         if counts.get(status):
             reasons.append(WaitingReason(key, counts[status], reason))
+    if held_for_evidence:
+        reasons.append(WaitingReason("held:webhooks", held_for_evidence, HELD_REASON))
     return reasons + policy_waits(campaign)
 
+
+# In-doubt rows the `evidence` policy holds (messaging.evidence).
+HELD_REASON = (
+    "sent, but the API's answer was lost, and no status webhook has arrived for a later "
+    "message of this number, so a re-send could be a duplicate: held, not sent. Check the "
+    "app's webhook subscription; they are re-sent once later messages get their statuses, "
+    "or settled by their own late webhook"
+)
 
 # What the send policy's gate writes on a row it holds back (messaging.policy.gate).
 POLICY_WAITS = {

@@ -10,13 +10,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, F
+from django.db.models import Count, F, Q
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
 from campaigns.models import ERASED_PHONE_PREFIX, Campaign, CampaignTemplate
 from integrations.events.payloads import publish_campaign_state
 from messaging import minutes
+from messaging.evidence import held_filter
 from messaging.models import PENDING_STATUSES, OutboundMessage, OutboundStatus
 from messaging.policy import breaker, canary
 from messaging.policy.optout import suppressed_numbers, suppressed_sql
@@ -213,6 +214,12 @@ def start_due_campaigns(*, now: datetime | None = None) -> list[int]:
     return due
 
 
+def requeueable() -> Q:
+    """Rows staff may put back in the queue: dead letters, held rows, and in-doubt rows held
+    for want of webhook evidence (re-sending those is staff's call: it may duplicate)."""
+    return Q(status__in=(OutboundStatus.FAILED, OutboundStatus.HELD)) | held_filter()
+
+
 @transaction.atomic
 def requeue_failed(*, campaign_id: int, message_ids: list[int] | None = None) -> int:
     """Put dead-lettered messages back in the queue (staff's decision), fixing the counters."""
@@ -222,9 +229,11 @@ def requeue_failed(*, campaign_id: int, message_ids: list[int] | None = None) ->
         raise TransitionError(
             f"Campaign {campaign_id} finished too long ago: its messages were purged"
         )
-    rows = OutboundMessage.objects.filter(
-        campaign_id=campaign_id, status__in=(OutboundStatus.FAILED, OutboundStatus.HELD)
-    ).exclude(phone__startswith=ERASED_PHONE_PREFIX)
+    rows = (
+        OutboundMessage.objects.filter(campaign_id=campaign_id)
+        .filter(requeueable())
+        .exclude(phone__startswith=ERASED_PHONE_PREFIX)
+    )
     if message_ids is not None:
         rows = rows.filter(pk__in=message_ids)
     # Never to a number that opted out since (131050 suppresses it): those stay failed.
@@ -248,6 +257,7 @@ def requeue_failed(*, campaign_id: int, message_ids: list[int] | None = None) ->
     count = rows.update(
         status=OutboundStatus.RETRY,
         attempts=0,
+        lost_claims=0,
         next_attempt_at=timezone.now(),
         wamid=None,
         accepted_at=None,

@@ -186,6 +186,35 @@ def webhook_silence(now: datetime) -> list[Firing]:
     ]
 
 
+def webhooks_missing(now: datetime) -> list[Firing]:
+    """Numbers whose in-doubt sends are held: no status webhook came for their later messages,
+    so the `evidence` policy will not re-send them (messaging.evidence)."""
+    from messaging.evidence import held_by_number
+
+    held = held_by_number()
+    if not held:
+        return []
+    names = dict(
+        SenderNumber.objects.filter(pk__in=[h.sender_id for h in held]).values_list(
+            "pk", "display_number"
+        )
+    )
+    firing = []
+    for h in held:
+        last = h.statuses_seen_until
+        seen = f"last status for a message sent {last:%Y-%m-%d %H:%M} UTC" if last else "none ever"
+        firing.append(
+            Firing(
+                f"webhooks_missing:{h.sender_id}",
+                "webhooks_missing",
+                f"Webhooks not arriving for number {names.get(h.sender_id, h.sender_id)}: "
+                f"{h.held} in-doubt messages held, not re-sent (statuses: {seen}). Check the app's "
+                "webhook subscription and URL",
+            )
+        )
+    return firing
+
+
 def redis_down(now: datetime) -> list[Firing]:
     if not settings.REDIS_URL:
         return []
@@ -250,6 +279,7 @@ CHECKS: dict[str, Callable[[datetime], list[Firing]]] = {
     "campaign_stalled": stalled_campaigns,
     "webhook_backlog": webhook_backlog,
     "webhook_silent": webhook_silence,
+    "webhooks_missing": webhooks_missing,
     "redis_down": redis_down,
     "pacing_degraded": pacing_degraded,
     "cluster_down": cluster_down,

@@ -134,3 +134,24 @@ def test_error_table_page_lists_every_code_with_category_and_action(admin_client
 def test_error_table_needs_staff_login(client):
     response = client.get(reverse("admin:messaging_outboundmessage_errors"))
     assert response.status_code == 302
+
+
+def test_queue_list_shows_rows_held_for_webhook_evidence_and_why(admin_client):
+    from messaging.evidence import HELD_DETAIL, HELD_FOR_EVIDENCE
+
+    factories.OutboundMessageFactory(
+        status=OutboundStatus.UNKNOWN,
+        error_category=HELD_FOR_EVIDENCE,
+        error_detail=HELD_DETAIL,
+        phone="+14155550003",
+        attempts=1,
+        lost_claims=2,
+    )
+    factories.OutboundMessageFactory(status=OutboundStatus.UNKNOWN, phone="+14155550004")
+
+    page = admin_client.get(URL, {"error_category": HELD_FOR_EVIDENCE}).content.decode()
+
+    assert "+14155550003" in page and "+14155550004" not in page
+    assert "in doubt, held: no webhooks for its number" in page  # the filter's choice
+    assert HELD_DETAIL in page
+    assert "+2 lost" in page  # two claims lost with dead workers, apart from the one try

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from messaging import queue
+from messaging import evidence, queue
 from messaging.models import OutboundMessage, OutboundStatus
 from messaging.sender import run_number
 from tests.engine.conftest import make_campaign
@@ -26,7 +26,7 @@ def test_a_lost_answer_leaves_the_row_unknown_and_it_is_not_resent(sim, sender, 
     campaign = make_campaign(sender=sender, templates=[template], contacts=5)
 
     run_number(sender.pk, worker_id="t", max_seconds=3, until_idle=True)
-    queue.reconcile_unknown(window_seconds=600, policy="resend")
+    evidence.reconcile_unknown(window_seconds=600, policy="resend")
     run_number(sender.pk, worker_id="t", max_seconds=2, until_idle=True)
 
     assert rows(campaign).filter(status=OutboundStatus.UNKNOWN).count() == 5
@@ -36,18 +36,25 @@ def test_a_lost_answer_leaves_the_row_unknown_and_it_is_not_resent(sim, sender, 
 
 
 @pytest.mark.parametrize(
-    ("policy", "expected"), [("hold", OutboundStatus.HELD), ("resend", OutboundStatus.RETRY)]
+    ("policy", "expected", "reconciled"),
+    [
+        ("hold", OutboundStatus.HELD, evidence.Reconciled(held=2)),
+        ("resend", OutboundStatus.RETRY, evidence.Reconciled(resent=2)),
+        # No status has ever come for this number: held, and still unknown.
+        ("evidence", OutboundStatus.UNKNOWN, evidence.Reconciled(held=2)),
+    ],
 )
-def test_after_the_window_the_policy_decides(sender, template, policy, expected):
+def test_after_the_window_the_policy_decides(sender, template, policy, expected, reconciled):
     campaign = make_campaign(sender=sender, templates=[template], contacts=3)
     long_ago = timezone.now() - timedelta(minutes=11)
     rows(campaign).update(status=OutboundStatus.UNKNOWN, claimed_at=long_ago)
     fresh = rows(campaign).first()
     OutboundMessage.objects.filter(pk=fresh.pk).update(claimed_at=timezone.now())
 
-    assert queue.reconcile_unknown(window_seconds=600, policy=policy) == 2
-    assert rows(campaign).filter(status=expected).count() == 2
-    assert OutboundMessage.objects.get(pk=fresh.pk).status == OutboundStatus.UNKNOWN
+    assert evidence.reconcile_unknown(window_seconds=600, policy=policy) == reconciled
+    assert rows(campaign).filter(status=expected).exclude(pk=fresh.pk).count() == 2
+    fresh.refresh_from_db()
+    assert (fresh.status, fresh.error_category) == (OutboundStatus.UNKNOWN, "")
 
 
 def test_claims_of_a_dead_worker_become_unknown_after_the_lease(sender, template):
@@ -61,6 +68,12 @@ def test_claims_of_a_dead_worker_become_unknown_after_the_lease(sender, template
     assert queue.recover_expired_leases(lease_seconds=60) == 2
     assert rows(campaign).filter(status=OutboundStatus.UNKNOWN).count() == 2
     assert rows(campaign).filter(status=OutboundStatus.SENDING).count() == 1
+    # The dead worker's claims are counted apart from the tries.
+    assert set(rows(campaign).values_list("status", "attempts", "lost_claims")) == {
+        (OutboundStatus.UNKNOWN, 0, 1),
+        (OutboundStatus.SENDING, 1, 0),
+        (OutboundStatus.QUEUED, 0, 0),
+    }
 
 
 def test_a_claimed_row_is_not_claimed_again(sender, template):

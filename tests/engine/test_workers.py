@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection
+from django.utils import timezone
 
 from campaigns.models import Campaign
 from messaging.models import OutboundMessage, OutboundStatus
@@ -133,3 +134,50 @@ def test_a_worker_killed_mid_run_loses_nothing_and_sends_nothing_twice(
     campaign.refresh_from_db()
     assert campaign.status == Campaign.Status.COMPLETED
     assert campaign.sent == 600
+    # A try counted is a request the API got; a claim lost with the victim may have been one
+    # or not, and is counted apart, so the tries an API error allows are not used up.
+    arrived = sim.stats(full=True)["arrivals_by_callback"]
+    tries = list(rows.values_list("pk", "attempts", "lost_claims"))
+    for pk, attempts, lost in tries:
+        assert attempts <= arrived.get(f"out:{pk}", 0) <= attempts + lost, (pk, attempts, lost)
+    assert sum(lost for _pk, _attempts, lost in tries) > 0
+
+
+def test_with_webhooks_not_arriving_a_killed_workers_rows_are_held_not_sent_twice(
+    sim, sender, template
+):
+    """Issue 10's operator test: no webhook reaches the app (a wrong URL, an expired
+    subscription), and a worker dies holding rows. The default policy re-sends none of them."""
+    sim.configure(latency_ms=60, jitter_ms=30)  # and no webhook_url: statuses never arrive
+    sender.rate_mps = 120
+    sender.save()
+    campaign = make_campaign(sender=sender, templates=[template], contacts=600)
+    env = {"SENDER_LEASE_SECONDS": "4", "SENDER_RECONCILE_SECONDS": "4"}
+    rows = OutboundMessage.objects.filter(campaign=campaign)
+    victim_in_hand = rows.filter(claimed_by="w0", status=OutboundStatus.SENDING)
+    [victim] = start_workers(1, sim, extra_env=env, seconds=25)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not victim_in_hand.exists():
+        time.sleep(0.05)
+    workers = [victim, *start_workers(1, sim, extra_env=env, seconds=25, first=1)]
+    while time.monotonic() < deadline and not (
+        sim.stats()["accepted"] >= 150 and victim_in_hand.exists()
+    ):
+        time.sleep(0.05)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    held_when_killed = victim_in_hand.count()
+    wait_all(workers[1:], timeout=60)  # runs its 25 s: the campaign cannot finish
+
+    from integrations.alerts.conditions import webhooks_missing
+    from messaging.evidence import held_filter
+
+    stats = sim.stats()
+    assert stats["callbacks"]["more_than_once"] == 0, stats["callbacks"]["duplicates"]
+    held = rows.filter(held_filter()).count()
+    assert 0 < held == held_when_killed
+    assert rows.filter(status=OutboundStatus.ACCEPTED).count() == 600 - held  # nothing lost
+    [firing] = webhooks_missing(timezone.now())
+    assert f"{held} in-doubt messages held" in firing.message
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.RUNNING

@@ -15,7 +15,8 @@ from campaigns.models import Campaign, Portfolio, SenderNumber, TierSource, What
 from integrations.alerts.service import evaluate
 from integrations.models import Alert
 from messaging import services
-from messaging.models import OutboundStatus, PacingState
+from messaging.evidence import HELD_FOR_EVIDENCE
+from messaging.models import OutboundMessage, OutboundStatus, PacingState
 from messaging.numbers import NumberReport, record_number_state, set_portfolio_tier
 from tests import factories
 from tests.integrations.receiver import Receiver
@@ -87,6 +88,20 @@ def webhook_silence(account, **_):
     return lambda: Campaign.objects.filter(pk=campaign.pk).update(status="completed")
 
 
+def webhooks_missing(account, **_):
+    """In-doubt rows the evidence policy holds: no statuses came for the number's messages."""
+    campaign = factories.CampaignFactory(status=Campaign.Status.RUNNING)
+    row = factories.OutboundMessageFactory(
+        campaign=campaign,
+        status=OutboundStatus.UNKNOWN,
+        claimed_at=timezone.now() - timedelta(minutes=20),
+        error_category=HELD_FOR_EVIDENCE,
+    )
+    return lambda: OutboundMessage.objects.filter(pk=row.pk).update(
+        status=OutboundStatus.RETRY, error_category=""
+    )
+
+
 def redis_down(account, settings, **_):
     settings.REDIS_URL = f"redis://127.0.0.1:{_closed_port()}/0"
     real = settings.CACHES
@@ -117,6 +132,7 @@ def cluster_down(account, **_):
         ("number_quality", restricted_number),
         ("webhook_backlog", webhook_backlog),
         ("webhook_silent", webhook_silence),
+        ("webhooks_missing", webhooks_missing),
         ("redis_down", redis_down),
         ("pacing_degraded", pacing_on_postgres),
         ("cluster_down", cluster_down),

@@ -15,6 +15,7 @@ from campaigns.models import Campaign, Contact
 from integrations.events.publish import publish_message_statuses
 from messaging import minutes
 from messaging.errors import classify
+from messaging.evidence import HELD_FOR_EVIDENCE, SETTLED_DETAIL, note_statuses
 from messaging.models import OutboundMessage, OutboundStatus
 from messaging.policy import breaker
 from messaging.policy.actions import Effects, Target, apply_effects, judge
@@ -117,6 +118,9 @@ class Outcome:
     wa_ids: dict[int, str] = field(default_factory=dict)
     # What the circuit breaker hears of (policy.breaker.observe).
     samples: list[Sample] = field(default_factory=list)
+    # Sender number -> the latest time by which one of its messages that got a status here
+    # had been sent: the evidence that its webhooks arrive (messaging.evidence).
+    evidence: dict[int, datetime] = field(default_factory=dict)
 
 
 def _json(rows: list[dict[str, object]]) -> str:
@@ -127,6 +131,8 @@ def _json(rows: list[dict[str, object]]) -> str:
 def _step(row: Row, log: LogRow, outcome: Outcome, valid_until: dict[int, datetime | None]) -> None:
     """Move one locked row for one status; count only what actually moved."""
     new, old = LADDER.get(log.status), row.status
+    if new is not None:
+        _note_evidence(row, outcome)
     if new is None or old not in MOVABLE:
         return  # "played", or a row already final, requeued or held
     counts = outcome.counts[row.campaign_id]
@@ -143,6 +149,8 @@ def _step(row: Row, log: LogRow, outcome: Outcome, valid_until: dict[int, dateti
         row.accepted_at = row.accepted_at or ts
         row.moves.append(S.ACCEPTED)
         outcome.samples.append(Sample(row.campaign_id))  # a send in doubt went through
+        if row.error_category == HELD_FOR_EVIDENCE:
+            row.error_category, row.error_detail = "", SETTLED_DETAIL
     row.sent_at = row.sent_at or ts
     if old < S.SENT:
         row.moves.append(S.SENT)
@@ -157,6 +165,23 @@ def _step(row: Row, log: LogRow, outcome: Outcome, valid_until: dict[int, dateti
     row.status = new
     row.changed = True
     outcome.moved += 1
+
+
+def _note_evidence(row: Row, outcome: Outcome) -> None:
+    """A status for a message of this number: its webhooks arrive for messages we sent by
+    then (ours: when the answer was recorded, or when it was claimed if the webhook came
+    first). An in-doubt row's own status proves nothing about messages sent after it."""
+    if row.status >= S.ACCEPTED:
+        sent_by = row.accepted_at
+    elif row.status == S.SENDING:
+        sent_by = row.claimed_at
+    else:
+        return
+    if sent_by is None:
+        return
+    seen = outcome.evidence.get(row.sender_id)
+    if seen is None or seen < sent_by:
+        outcome.evidence[row.sender_id] = sent_by
 
 
 def _fail(
@@ -264,5 +289,6 @@ def _count_and_act(outcome: Outcome, changed: list[Row]) -> None:
         deltas.move_row(row.campaign_id, row.locked_times, row.counted_times())
     minutes.write(deltas)
     breaker.observe(outcome.samples, outcome.effects, moved=outcome.counts)
+    note_statuses(outcome.evidence)
     if outcome.effects:
         apply_effects(outcome.effects)
