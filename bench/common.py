@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,3 +108,30 @@ def postgres_pids(database_url: str) -> list[int]:
     directory = Path(os.environ.get("WAC_PG_DIR", f"/tmp/wacampaigns-pg-{port}"))
     postmaster = int((directory / "postmaster.pid").read_text().split()[0])
     return [postmaster, *child_pids(postmaster)]
+
+
+def copy_rows(
+    cursor: Any,
+    table: str,
+    *,
+    prototype: int,
+    series: tuple[int, int],
+    overrides: dict[str, str],
+) -> None:
+    """Insert one copy of row `prototype` of `table` per g in the inclusive `series`, with SQL
+    expressions (which may use g) for the `overrides` columns. The column list is read from
+    the catalogue, so a column a later migration adds is copied with the prototype's value
+    instead of breaking the benchmark's seed."""
+    cursor.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = %s "
+        "AND column_name <> 'id' ORDER BY ordinal_position",
+        [table],
+    )
+    columns = [name for (name,) in cursor.fetchall()]
+    values = [overrides.get(c, f'p."{c}"') for c in columns]
+    names = ", ".join(f'"{c}"' for c in columns)
+    cursor.execute(
+        f"INSERT INTO {table} ({names}) SELECT {', '.join(values)} "
+        f"FROM {table} AS p, generate_series(%s, %s) AS g WHERE p.id = %s",
+        [series[0], series[1], prototype],
+    )

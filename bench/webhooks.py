@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import ROOT, fresh_database, services_env
+from bench.common import ROOT, fresh_database, services_env, setup_django
 
 DB_NAME = "wac_bench_webhooks"
 SECRET = "bench-app-secret"
@@ -46,50 +46,77 @@ FAILED_EVERY = 20  # rows i % 20 == 0 get sent/failed; the rest sent/delivered/r
 
 
 def _seed(url: str, rows: int) -> int:
-    """One running campaign with `rows` accepted messages (wamid.B<i>), counted in `sent`."""
-    import psycopg
+    """One running campaign with `rows` accepted messages (wamid.B<i>), counted in `sent`.
 
-    with psycopg.connect(url, autocommit=True) as conn:
-        account = conn.execute(
-            "INSERT INTO campaigns_whatsappaccount (waba_id, name, created_at) "
-            "VALUES ('102290129340398', 'bench', now()) RETURNING id"
-        ).fetchone()[0]
-        sender = conn.execute(
-            "INSERT INTO campaigns_sendernumber (account_id, phone_number_id, display_number, "
-            "rate_mps, messaging_tier, quality_rating, status, created_at) "
-            "VALUES (%s, %s, '+15550783881', 80, 'TIER_250', 'GREEN', 'CONNECTED', now()) "
-            "RETURNING id",
-            [account, PNID],
-        ).fetchone()[0]
-        template = conn.execute(
-            "INSERT INTO campaigns_messagetemplate (account_id, graph_id, name, language, "
-            "category, status, parameter_format, components) VALUES (%s, '1', 'promo', 'en_US', "
-            "'MARKETING', 'APPROVED', 'POSITIONAL', '[]') RETURNING id",
-            [account],
-        ).fetchone()[0]
-        campaign = conn.execute(
-            "INSERT INTO campaigns_campaign (name, sender_id, status, priority, pause_reason, "
-            "total, sent, delivered, read, failed, rejected_count, duplicate_count, "
-            "suppressed_count, created_at, updated_at) VALUES ('bench', %s, 'running', 0, '', "
-            "%s, %s, 0, 0, 0, 0, 0, 0, now(), now()) RETURNING id",
-            [sender, rows, rows],
-        ).fetchone()[0]
-        conn.execute(
-            "INSERT INTO campaigns_contact (phone, name, attributes, wa_id, created_at) "
-            "SELECT '+1415' || lpad(i::text, 7, '0'), '', '{}', '', now() "
-            "FROM generate_series(0, %s - 1) i",
-            [rows],
+    The account, number, template, campaign, one contact and one queue row are made by the
+    ORM (every column gets its model default, whatever columns later work adds); the other
+    rows are SQL copies of those two prototypes (`bench.common.copy_rows`)."""
+    setup_django({"DATABASE_URL": url, "REDIS_URL": ""}, migrate=False)
+    from django.db import connection
+    from django.utils import timezone
+
+    from bench.common import copy_rows
+    from campaigns.models import (
+        Campaign,
+        Contact,
+        MessageTemplate,
+        SenderNumber,
+        WhatsAppAccount,
+    )
+    from messaging.models import OutboundMessage, OutboundStatus
+
+    account = WhatsAppAccount.objects.create(waba_id="102290129340398", name="bench")
+    sender = SenderNumber.objects.create(
+        account=account,
+        phone_number_id=PNID,
+        display_number="+15550783881",
+        rate_mps=80,
+        messaging_tier="TIER_250",
+        quality_rating="GREEN",
+        status="CONNECTED",
+    )
+    template = MessageTemplate.objects.create(
+        account=account, graph_id="1", name="promo", language="en_US", category="MARKETING"
+    )
+    campaign = Campaign.objects.create(
+        name="bench", sender=sender, status=Campaign.Status.RUNNING, total=rows, sent=rows
+    )
+    contact = Contact.objects.create(phone="+14150000000")
+    first = OutboundMessage.objects.create(
+        campaign=campaign,
+        contact=contact,
+        template=template,
+        sender=sender,
+        phone=contact.phone,
+        status=OutboundStatus.ACCEPTED,
+        attempts=1,
+        next_attempt_at=timezone.now(),
+        wamid="wamid.B0",
+        accepted_at=timezone.now(),
+    )
+    with connection.cursor() as cursor:
+        copy_rows(
+            cursor,
+            Contact._meta.db_table,
+            prototype=contact.pk,
+            series=(1, rows - 1),
+            overrides={"phone": "'+1415' || lpad(g::text, 7, '0')"},
         )
-        conn.execute(
-            "INSERT INTO messaging_outboundmessage (campaign_id, contact_id, template_id, "
-            "sender_id, phone, parameters, priority, status, attempts, next_attempt_at, "
-            "claimed_by, wamid, error_category, error_detail, accepted_at) "
-            "SELECT %s, c.id, %s, %s, c.phone, '[]', 0, 10, 1, now(), '', "
-            "'wamid.B' || (substr(c.phone, 6)::int), '', '', now() FROM campaigns_contact c",
-            [campaign, template, sender],
+        copy_rows(
+            cursor,
+            OutboundMessage._meta.db_table,
+            prototype=first.pk,
+            series=(1, rows - 1),
+            overrides={
+                "contact_id": f"(SELECT id FROM {Contact._meta.db_table} "
+                "WHERE phone = '+1415' || lpad(g::text, 7, '0'))",
+                "phone": "'+1415' || lpad(g::text, 7, '0')",
+                "wamid": "'wamid.B' || g",
+            },
         )
-        conn.execute("VACUUM ANALYZE")
-    return campaign
+        cursor.execute("VACUUM ANALYZE")
+    connection.close()
+    return campaign.pk
 
 
 def _statuses_for(rng: random.Random, rows: int, k: int) -> list[tuple[str, str]]:
