@@ -81,8 +81,8 @@ def _spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float
 def seed() -> tuple[str, int, int]:
     """Account, number, a utility template, an API key; (key, sender id, template id)."""
     from campaigns.models import MessageTemplate, SenderNumber, WhatsAppAccount
-    from integrations.keys import create_api_key
-    from integrations.models import ApiKey
+    from messaging.integrations.keys import create_api_key
+    from messaging.integrations.models import ApiKey
 
     account = WhatsAppAccount.objects.create(waba_id="100000000000077", name="API bench")
     sender = SenderNumber.objects.create(

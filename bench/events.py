@@ -221,7 +221,7 @@ def apply_paced(rows: list[tuple[int, str]], *, rate: float) -> dict:
 def _pending() -> int:
     from django.db import connection
 
-    from integrations.models import OutboxEvent
+    from messaging.integrations.models import OutboxEvent
 
     n = OutboxEvent.objects.filter(state=OutboxEvent.State.PENDING).count()
     connection.close()
@@ -357,7 +357,7 @@ def main() -> None:
     report: dict = {"options": {k: str(v) for k, v in vars(options).items()}}
     load_before = os.getloadavg()
     try:
-        from integrations.models import EventSubscription
+        from messaging.integrations.models import EventSubscription
 
         deliverer.start()
         time.sleep(2.0)  # Django start-up of the deliverer, outside the measured phases

@@ -8,7 +8,7 @@ running campaign of --messages rows, the simulator at 100 ± 50 ms latency with 
 rate) and one `run_sender` process through bench/counting_sender.py, which also records the
 wall-clock start of every accepted send by callback data. While the campaign sends, this
 process queues one transactional message every --every seconds through the service the API
-calls (`integrations.transactional.send_message`, so the HTTP part is bench/api.py's), from
+calls (`messaging.integrations.transactional.send_message`; the HTTP part is bench/api.py's), from
 3 s after the start until 3 s before the campaign's expected end. Latency = the start of its
 accepted send − the moment `send_message` returned. Also counted: campaign rows sent between
 a message's queueing and its send (what it waited behind).
@@ -42,7 +42,7 @@ def _queue_during(stop: threading.Event, *, every: float, start_after: float, un
     from django.db import connection
 
     from campaigns.models import MessageTemplate, SenderNumber
-    from integrations.transactional import MessageSpec, send_message
+    from messaging.integrations.transactional import MessageSpec, send_message
 
     sender = SenderNumber.objects.get(phone_number_id=engine.PHONE_NUMBER_ID)
     template = MessageTemplate.objects.filter(account_id=sender.account_id).first()
@@ -82,7 +82,7 @@ def main() -> None:
     from django.db import connection
 
     from campaigns.models import SenderNumber
-    from integrations.transactional import stream_for
+    from messaging.integrations.transactional import stream_for
     from messaging.models import OutboundMessage
     from messaging.simulator.harness import start_simulator
 

@@ -37,12 +37,12 @@ INSTALLED_APPS = [
     "campaigns",
     "messaging",
     "webhooks",
-    "integrations",
+    "messaging.integrations",
 ]
 
 MIDDLEWARE = [
     # First: an oversized API body is refused before anything reads it.
-    "integrations.api.middleware.ApiBodyLimitMiddleware",
+    "messaging.integrations.api.middleware.ApiBodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -66,7 +66,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "integrations.alerts.context.active_alerts",
+                "messaging.integrations.alerts.context.active_alerts",
             ],
         },
     },

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from integrations.api.app import api
+from messaging.integrations.api.app import api
 
 urlpatterns = [
     # The site is its admin: the root (admin's "View site" link) leads there, not to a 404.

@@ -21,8 +21,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from campaigns.models import Portfolio, SenderNumber, TierSource, WhatsAppAccount
-from integrations.events.payloads import publish_number_change
 from messaging import state_version
+from messaging.integrations.events.payloads import publish_number_change
 from messaging.models import NumberChange
 from messaging.policy import budget
 from messaging.services import pause_active_campaigns

@@ -19,8 +19,8 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from campaigns.models import Campaign, Contact
-from integrations.events.publish import publish_message_statuses
 from messaging import minutes
+from messaging.integrations.events.publish import publish_message_statuses
 from messaging.models import OutboundMessage, OutboundStatus
 
 TABLE = OutboundMessage._meta.db_table

@@ -30,7 +30,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from campaigns.models import Campaign
-from integrations.models import IdempotentRequest, OutboxEvent
+from messaging.integrations.models import IdempotentRequest, OutboxEvent
 from messaging.models import OutboundMessage
 from webhooks.models import RawEvent, StatusLog
 

@@ -15,9 +15,9 @@ from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
 from campaigns.models import ERASED_PHONE_PREFIX, Campaign, CampaignTemplate
-from integrations.events.payloads import publish_campaign_state
 from messaging import minutes
 from messaging.evidence import held_filter
+from messaging.integrations.events.payloads import publish_campaign_state
 from messaging.models import PENDING_STATUSES, OutboundMessage, OutboundStatus
 from messaging.policy import breaker, canary
 from messaging.policy.optout import suppressed_numbers, suppressed_sql

@@ -12,8 +12,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from integrations.alerts.service import evaluate_if_due
-from integrations.ops import alert_report, metric_lines, staff_or_token
+from messaging.integrations.alerts.service import evaluate_if_due
+from messaging.integrations.ops import alert_report, metric_lines, staff_or_token
 from messaging.selectors import ops_metrics, paced_by_postgres
 
 logger = logging.getLogger(__name__)

@@ -24,9 +24,9 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(autouse=True)
 def _fresh_event_subscriptions():
     """Each test reads the subscriptions it made: the per-process cache of the outbox
-    publisher (integrations.events.publish) must not carry ids of a previous test's
+    publisher (messaging.integrations.events.publish) must not carry ids of a previous test's
     subscriptions, which a database flush removed without the delete signal."""
-    from integrations.events.publish import forget_subscriptions
+    from messaging.integrations.events.publish import forget_subscriptions
 
     forget_subscriptions()
     yield

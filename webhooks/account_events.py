@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from campaigns.models import MessageTemplate, SenderNumber, TierSource
-from integrations.events.payloads import publish_template_change
+from messaging.integrations.events.payloads import publish_template_change
 from messaging.numbers import NumberReport, record_business_limit, record_number_state
 from messaging.policy import budget
 from messaging.services import pause_active_campaigns

@@ -12,8 +12,8 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from campaigns.models import Contact, SenderNumber, Suppression
-from integrations.events.payloads import publish_inbound
 from messaging import minutes
+from messaging.integrations.events.payloads import publish_inbound
 from messaging.models import OutboundMessage, OutboundStatus
 from messaging.policy.optout import opt_in, opt_out
 from messaging.sql_paths import postgres_fast_paths

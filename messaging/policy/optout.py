@@ -22,8 +22,8 @@ from django.utils import timezone
 
 from campaigns.models import Contact, Suppression
 from campaigns.suppression import phone_hash_sql, phone_hashes, suppressed_phones
-from integrations.events.payloads import publish_opt_ins, publish_opt_outs
 from messaging import state_version
+from messaging.integrations.events.payloads import publish_opt_ins, publish_opt_outs
 from messaging.models import OutboundMessage, OutboundStatus
 
 logger = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from campaigns.models import Campaign
-from integrations.keys import create_api_key
-from integrations.models import EventSubscription, IdempotentRequest, OutboxEvent
+from messaging.integrations.keys import create_api_key
+from messaging.integrations.models import EventSubscription, IdempotentRequest, OutboxEvent
 from messaging.models import OutboundMessage, OutboundStatus
 from messaging.retention import purge, scheduled_purge
 from messaging.services import TransitionError, requeue_failed

@@ -13,9 +13,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from integrations.alerts.conditions import webhooks_missing
 from messaging import evidence, queue
 from messaging.evidence import HELD_FOR_EVIDENCE, Reconciled
+from messaging.integrations.alerts.conditions import webhooks_missing
 from messaging.models import FINAL_STATUSES, OutboundMessage, OutboundStatus, StatusEvidence
 from messaging.selectors import waiting_reasons
 from messaging.sender import run_number

@@ -169,8 +169,8 @@ def test_with_webhooks_not_arriving_a_killed_workers_rows_are_held_not_sent_twic
     held_when_killed = victim_in_hand.count()
     wait_all(workers[1:], timeout=60)  # runs its 25 s: the campaign cannot finish
 
-    from integrations.alerts.conditions import webhooks_missing
     from messaging.evidence import held_filter
+    from messaging.integrations.alerts.conditions import webhooks_missing
 
     stats = sim.stats()
     assert stats["callbacks"]["more_than_once"] == 0, stats["callbacks"]["duplicates"]

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from integrations.keys import create_api_key
-from integrations.models import ApiKey
+from messaging.integrations.keys import create_api_key
+from messaging.integrations.models import ApiKey
 from tests.engine.conftest import sim, simulator_process  # noqa: F401 (fixtures)
 
 ALL_SCOPES = list(ApiKey.Scope.values)

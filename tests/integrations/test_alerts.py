@@ -12,10 +12,10 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from campaigns.models import Campaign, Portfolio, SenderNumber, TierSource, WhatsAppAccount
-from integrations.alerts.service import evaluate
-from integrations.models import Alert
 from messaging import services
 from messaging.evidence import HELD_FOR_EVIDENCE
+from messaging.integrations.alerts.service import evaluate
+from messaging.integrations.models import Alert
 from messaging.models import OutboundMessage, OutboundStatus, PacingState
 from messaging.numbers import NumberReport, record_number_state, set_portfolio_tier
 from tests import factories

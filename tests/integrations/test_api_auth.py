@@ -6,8 +6,8 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from integrations.keys import authenticate, create_api_key
-from integrations.models import ApiKey
+from messaging.integrations.keys import authenticate, create_api_key
+from messaging.integrations.models import ApiKey
 from tests.integrations.conftest import api_for
 
 pytestmark = pytest.mark.django_db

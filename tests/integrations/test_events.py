@@ -16,12 +16,12 @@ from django.conf import settings as django_settings
 from django.db import connection
 from django.utils import timezone
 
-from integrations.events import delivery
-from integrations.events.delivery import deliver_subscription
-from integrations.events.signals import outbound_event
-from integrations.events.tasks import run_delivery
-from integrations.models import EventSubscription, EventType, OutboxEvent
 from messaging import services
+from messaging.integrations.events import delivery
+from messaging.integrations.events.delivery import deliver_subscription
+from messaging.integrations.events.signals import outbound_event
+from messaging.integrations.events.tasks import run_delivery
+from messaging.integrations.models import EventSubscription, EventType, OutboxEvent
 from messaging.models import OutboundMessage
 from messaging.policy.optout import opt_in, opt_out
 from messaging.sender import run_number
@@ -183,7 +183,7 @@ def test_nothing_is_written_without_a_subscription_for_the_type(receiver, sender
 
 
 def _events_for(sub, n):
-    from integrations.events.publish import publish
+    from messaging.integrations.events.publish import publish
 
     publish(EventType.CONTACT_OPTED_OUT, [{"phone": f"+1415555{i:04d}"} for i in range(n)])
     return list(sub.events.order_by("id"))

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from integrations.events.tasks import run_delivery
-from integrations.models import EventSubscription, OutboxEvent
+from messaging.integrations.events.tasks import run_delivery
+from messaging.integrations.models import EventSubscription, OutboxEvent
 from messaging.models import OutboundMessage
 from messaging.models import OutboundStatus as S
 from messaging.sender import run_number

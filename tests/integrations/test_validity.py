@@ -10,8 +10,8 @@ import pytest
 from django.utils import timezone
 
 from campaigns.models import Campaign
-from integrations.events.tasks import run_delivery
-from integrations.models import EventSubscription
+from messaging.integrations.events.tasks import run_delivery
+from messaging.integrations.models import EventSubscription
 from messaging.maintenance import run_maintenance
 from messaging.models import OutboundMessage
 from messaging.models import OutboundStatus as S

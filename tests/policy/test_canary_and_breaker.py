@@ -11,8 +11,8 @@ import pytest
 from django.utils import timezone
 
 from campaigns.models import Campaign
-from integrations.alerts.conditions import self_paused_campaigns
 from messaging import services
+from messaging.integrations.alerts.conditions import self_paused_campaigns
 from messaging.models import OutboundMessage
 from messaging.models import OutboundStatus as S
 from messaging.policy import breaker, canary

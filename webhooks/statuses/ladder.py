@@ -12,10 +12,10 @@ from django.db.models import F
 from django.utils import timezone
 
 from campaigns.models import Campaign, Contact
-from integrations.events.publish import publish_message_statuses
 from messaging import minutes
 from messaging.errors import classify
 from messaging.evidence import HELD_FOR_EVIDENCE, SETTLED_DETAIL, note_statuses
+from messaging.integrations.events.publish import publish_message_statuses
 from messaging.models import OutboundMessage, OutboundStatus
 from messaging.policy import breaker
 from messaging.policy.actions import Effects, Target, apply_effects, judge

@@ -12,9 +12,9 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from integrations.alerts import conditions
-from integrations.alerts.notify import notify
-from integrations.models import Alert
+from messaging.integrations.alerts import conditions
+from messaging.integrations.alerts.notify import notify
+from messaging.integrations.models import Alert
 
 logger = logging.getLogger(__name__)
 

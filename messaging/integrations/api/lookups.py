@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import Q
 
 from campaigns.models import Campaign, SenderNumber
-from integrations.api.errors import ApiError
+from messaging.integrations.api.errors import ApiError
 from messaging.models import OutboundMessage, OutboundStatus
 
 

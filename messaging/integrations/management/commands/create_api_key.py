@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from integrations.keys import create_api_key
-from integrations.models import ApiKey
+from messaging.integrations.keys import create_api_key
+from messaging.integrations.models import ApiKey
 
 
 class Command(BaseCommand):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from django.http import HttpRequest
 from ninja.security import HttpBearer
 
-from integrations.api.errors import ApiError
-from integrations.api.ratelimit import check_rate
-from integrations.keys import authenticate
-from integrations.models import ApiKey
+from messaging.integrations.api.errors import ApiError
+from messaging.integrations.api.ratelimit import check_rate
+from messaging.integrations.keys import authenticate
+from messaging.integrations.models import ApiKey
 
 
 class ApiKeyAuth(HttpBearer):

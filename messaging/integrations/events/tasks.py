@@ -18,8 +18,8 @@ from django.db import close_old_connections, connection
 from django_q.conf import Conf
 from django_q.tasks import async_task
 
-from integrations.events.delivery import deliver_subscription, due_subscriptions
-from integrations.models import EventSubscription
+from messaging.integrations.events.delivery import deliver_subscription, due_subscriptions
+from messaging.integrations.models import EventSubscription
 from messaging.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def kick_delivery() -> None:
             return
     except redis.RedisError:
         return
-    async_task("integrations.events.tasks.deliver_events", group="events")
+    async_task("messaging.integrations.events.tasks.deliver_events", group="events")
 
 
 def _deliver_one(subscription: EventSubscription, deadline: float) -> int:
@@ -106,5 +106,5 @@ def deliver_events() -> int:
     finally:
         r.delete(RUNNER_LOCK)
     if due_subscriptions() and not Conf.SYNC:
-        async_task("integrations.events.tasks.deliver_events", group="events")
+        async_task("messaging.integrations.events.tasks.deliver_events", group="events")
     return delivered

@@ -11,9 +11,9 @@ from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
-from integrations.api import campaigns, messages
-from integrations.api.auth import ApiKeyAuth
-from integrations.api.errors import ApiError, error_response, field_of, from_api_error
+from messaging.integrations.api import campaigns, messages
+from messaging.integrations.api.auth import ApiKeyAuth
+from messaging.integrations.api.errors import ApiError, error_response, field_of, from_api_error
 
 api = NinjaAPI(
     title="wacampaigns API",

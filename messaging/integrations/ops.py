@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 
 from campaigns.models import Campaign, SenderNumber
-from integrations.models import Alert, OutboxEvent
+from messaging.integrations.models import Alert, OutboxEvent
 from messaging.models import OutboundMessage, OutboundStatus
 from messaging.policy import budget
 from webhooks.models import RawEvent
@@ -167,7 +167,7 @@ def _budget_gauges(lines: list[str]) -> None:
 
 
 def alert_report_counts() -> dict[str, int]:
-    from integrations.alerts.conditions import CHECKS
+    from messaging.integrations.alerts.conditions import CHECKS
 
     counts = dict(
         Alert.objects.filter(active=True)

@@ -1,8 +1,8 @@
-"""The every-minute alert evaluation (raise, remind, resolve)."""
+"""The every-minute schedule that restarts event delivery if its chain broke (crash, restart)."""
 
 from django.db import migrations
 
-NAME = "integrations: evaluate alerts"
+NAME = "integrations: deliver outbound events"
 
 
 def create(apps, schema_editor):
@@ -10,7 +10,7 @@ def create(apps, schema_editor):
     Schedule.objects.update_or_create(
         name=NAME,
         defaults={
-            "func": "integrations.alerts.service.evaluate",
+            "func": "messaging.integrations.events.tasks.deliver_events",
             "schedule_type": "I",  # minutes
             "minutes": 1,
             "repeats": -1,
@@ -23,6 +23,9 @@ def remove(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("integrations", "0004_alerts")]
+    dependencies = [
+        ("integrations", "0002_outbound_events"),
+        ("django_q", "0019_alter_task_options_alter_ormq_key_alter_ormq_lock_and_more"),
+    ]
 
     operations = [migrations.RunPython(create, remove)]

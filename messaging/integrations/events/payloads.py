@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from integrations.events.publish import publish
-from integrations.models import EventType
+from messaging.integrations.events.publish import publish
+from messaging.integrations.models import EventType
 
 CAMPAIGN_EVENTS = {
     "draft": EventType.CAMPAIGN_DRAFT,

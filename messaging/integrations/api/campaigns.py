@@ -18,11 +18,13 @@ from ninja import File, Form, Router, Status
 from ninja.files import UploadedFile
 
 from campaigns.models import Campaign, MessageTemplate, SenderNumber
-from integrations.api import lookups
-from integrations.api.auth import require
-from integrations.api.errors import ApiError
-from integrations.api.messages import ERRORS, message_out
-from integrations.api.schemas import (
+from messaging import services
+from messaging.campaign_import import create_campaign_from_csv
+from messaging.integrations.api import lookups
+from messaging.integrations.api.auth import require
+from messaging.integrations.api.errors import ApiError
+from messaging.integrations.api.messages import ERRORS, message_out
+from messaging.integrations.api.schemas import (
     CampaignIn,
     CampaignOut,
     CampaignTemplateIn,
@@ -31,9 +33,7 @@ from integrations.api.schemas import (
     MessagePage,
     ReasonIn,
 )
-from integrations.models import ApiKey
-from messaging import services
-from messaging.campaign_import import create_campaign_from_csv
+from messaging.integrations.models import ApiKey
 from messaging.models import OutboundMessage
 
 router = Router(tags=["campaigns"])

@@ -17,8 +17,8 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models.signals import post_delete, post_save
 
-from integrations.events.signals import outbound_event
-from integrations.models import EventSubscription, EventType, OutboxEvent
+from messaging.integrations.events.signals import outbound_event
+from messaging.integrations.models import EventSubscription, EventType, OutboxEvent
 from messaging.models import OutboundMessage, OutboundStatus
 
 CACHE_SECONDS = 5.0
@@ -152,7 +152,7 @@ def publish_message_statuses(moves: Sequence[tuple[int, int]]) -> None:
 
 
 def _kick_on_commit() -> None:
-    from integrations.events.tasks import kick_delivery
+    from messaging.integrations.events.tasks import kick_delivery
 
     transaction.on_commit(kick_delivery)
 

@@ -7,11 +7,11 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import Router, Status
 
-from integrations.api import lookups
-from integrations.api.auth import require
-from integrations.api.errors import ApiError
-from integrations.api.idempotency import run_once
-from integrations.api.schemas import (
+from messaging.integrations.api import lookups
+from messaging.integrations.api.auth import require
+from messaging.integrations.api.errors import ApiError
+from messaging.integrations.api.idempotency import run_once
+from messaging.integrations.api.schemas import (
     BatchIn,
     BatchOut,
     ErrorOut,
@@ -20,8 +20,8 @@ from integrations.api.schemas import (
     MessageOut,
     SendIn,
 )
-from integrations.models import ApiKey
-from integrations.transactional import MessageSpec, SendRefused, send_batch
+from messaging.integrations.models import ApiKey
+from messaging.integrations.transactional import MessageSpec, SendRefused, send_batch
 from messaging.models import OutboundMessage, OutboundStatus
 
 router = Router(tags=["messages"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from integrations.events.tasks import run_delivery
+from messaging.integrations.events.tasks import run_delivery
 
 
 class Command(BaseCommand):

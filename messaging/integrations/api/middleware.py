@@ -7,7 +7,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from integrations.api.errors import error_response
+from messaging.integrations.api.errors import error_response
 
 API_PREFIX = "/api/"
 UPLOAD_SUFFIX = "/campaigns/upload"

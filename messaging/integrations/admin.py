@@ -11,9 +11,9 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from campaigns.admin_helpers import CappedCountPaginator
-from integrations.events.delivery import redeliver
-from integrations.keys import set_secret
-from integrations.models import ApiKey, EventSubscription, EventType, OutboxEvent
+from messaging.integrations.events.delivery import redeliver
+from messaging.integrations.keys import set_secret
+from messaging.integrations.models import ApiKey, EventSubscription, EventType, OutboxEvent
 
 
 class ApiKeyForm(forms.ModelForm):

@@ -1,6 +1,6 @@
 """The admin banner: active alerts on every admin page for staff, read from the cache that
 each evaluation writes (no database query per page), or from PostgreSQL while the cache
-(Redis) is away or before the first evaluation (integrations/alerts/service.py banner())."""
+(Redis) is away or before the first evaluation (alerts/service.py, banner())."""
 
 from __future__ import annotations
 
@@ -13,6 +13,6 @@ def active_alerts(request: HttpRequest) -> dict[str, Any]:
     user = getattr(request, "user", None)
     if not request.path.startswith("/admin/") or user is None or not user.is_staff:
         return {}
-    from integrations.alerts.service import banner
+    from messaging.integrations.alerts.service import banner
 
     return {"active_alerts": banner()}

@@ -15,8 +15,8 @@ from typing import Any
 from django.db import connection, transaction
 from django.http import HttpRequest
 
-from integrations.api.errors import ApiError
-from integrations.models import ApiKey, IdempotentRequest
+from messaging.integrations.api.errors import ApiError
+from messaging.integrations.models import ApiKey, IdempotentRequest
 
 HEADER = "HTTP_IDEMPOTENCY_KEY"
 MAX_KEY = 255

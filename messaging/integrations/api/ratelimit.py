@@ -7,8 +7,8 @@ import time
 
 import redis
 
-from integrations.api.errors import ApiError
-from integrations.models import ApiKey
+from messaging.integrations.api.errors import ApiError
+from messaging.integrations.models import ApiKey
 from messaging.redis_client import get_redis
 
 logger = logging.getLogger(__name__)

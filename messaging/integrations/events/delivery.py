@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from integrations.models import EventSubscription, OutboxEvent
+from messaging.integrations.models import EventSubscription, OutboxEvent
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
-from integrations.models import ApiKey
+from messaging.integrations.models import ApiKey
 
 KEY_PREFIX = "wac_"
 

@@ -4,5 +4,6 @@ from django.apps import AppConfig
 class IntegrationsConfig(AppConfig):
     """The ways in and out for other systems: the HTTP API, outbound events, staff alerts."""
 
-    name = "integrations"
+    name = "messaging.integrations"
+    label = "integrations"  # tables, migrations and permissions keep their names
     default_auto_field = "django.db.models.BigAutoField"
