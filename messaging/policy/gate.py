@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
@@ -156,6 +157,7 @@ def screen(
     suppressed = suppressed_among(m.phone for m in rows)
     waits: dict[int, tuple[datetime, str, str]] = {}
     candidates = []
+    openings: dict[tuple[ZoneInfo, ...], datetime] = {}
     for message in rows:
         if message.phone in suppressed:
             held.append(_give_back(message, S.CANCELLED, detail=SUPPRESSED_DETAIL))
@@ -166,7 +168,9 @@ def screen(
             continue
         if rules.window is not None:
             zones = zones_for(message.phone, message.timezone)
-            opens = opening(rules.window, zones, now)
+            opens = openings.get(zones)
+            if opens is None:  # a batch has few distinct zone sets: judge each once
+                opens = openings[zones] = opening(rules.window, zones, now)
             if opens > now:
                 names = "/".join(sorted({z.key for z in zones}))
                 waits[message.id] = (opens, WAIT_WINDOW, f"window {rules.window} closed in {names}")
