@@ -14,6 +14,8 @@ class ApiKey(models.Model):
         MESSAGES_READ = "messages:read"
         CAMPAIGNS_READ = "campaigns:read"
         CAMPAIGNS_WRITE = "campaigns:write"
+        CONTACTS_READ = "contacts:read"
+        CONTACTS_WRITE = "contacts:write"
 
     name = models.CharField(max_length=100, unique=True)
     # The key's public first part, to find its row; the rest is secret.

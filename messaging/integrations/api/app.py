@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
-from messaging.integrations.api import campaigns, messages
+from messaging.integrations.api import campaigns, lists, messages
 from messaging.integrations.api.auth import ApiKeyAuth
 from messaging.integrations.api.errors import ApiError, error_response, field_of, from_api_error
 
@@ -30,6 +30,7 @@ api = NinjaAPI(
 )
 api.add_router("", messages.router)
 api.add_router("", campaigns.router)
+api.add_router("", lists.router)
 
 
 @api.exception_handler(ApiError)
