@@ -34,7 +34,6 @@ import multiprocessing as mp
 import os
 import random
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +47,7 @@ from bench.common import (
     postgres_cpu_seconds,
     services_env,
     setup_django,
+    start_gunicorn,
 )
 from bench.webhooks import _free_port, _wait_port
 
@@ -311,23 +311,8 @@ def main() -> None:
         "LOG_LEVEL": "WARNING",
     }
     port = _free_port()
-    server = subprocess.Popen(
-        [
-            str(ROOT / ".venv" / "bin" / "gunicorn"),
-            "config.wsgi",
-            "-k",
-            "gthread",
-            "-w",
-            str(options.workers),
-            "--threads",
-            str(options.threads),
-            "-b",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=server_env,
+    server = start_gunicorn(
+        port=port, workers=options.workers, threads=options.threads, env=server_env
     )
     results: dict[str, dict] = {}
     load_before = os.getloadavg()

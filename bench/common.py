@@ -135,3 +135,47 @@ def copy_rows(
         f"FROM {table} AS p, generate_series(%s, %s) AS g WHERE p.id = %s",
         [series[0], series[1], prototype],
     )
+
+
+def start_gunicorn(*, port: int, workers: int, threads: int, env: dict[str, str]) -> Any:
+    """gunicorn serving config.wsgi on 127.0.0.1:`port` (gthread workers), as production runs
+    it; the caller stops the returned Popen."""
+    return subprocess.Popen(
+        [
+            str(ROOT / ".venv" / "bin" / "gunicorn"),
+            "config.wsgi",
+            "-k",
+            "gthread",
+            "-w",
+            str(workers),
+            "--threads",
+            str(threads),
+            "-b",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+
+
+def start_redis(port: str) -> None:
+    """A throwaway Redis on loopback (no persistence), daemonised; stop it with SHUTDOWN."""
+    subprocess.run(
+        [
+            "redis-server",
+            "--port",
+            port,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "yes",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )

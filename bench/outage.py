@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from bench import engine
-from bench.common import fresh_database, services_env
+from bench.common import fresh_database, services_env, start_redis
 
 POLL = 0.05
 
@@ -51,26 +51,6 @@ def _redis_port(url: str) -> str:
 
 def _stop_redis(port: str) -> None:
     subprocess.run(["redis-cli", "-p", port, "shutdown", "nosave"], check=False)
-
-
-def _start_redis(port: str) -> None:
-    subprocess.run(
-        [
-            "redis-server",
-            "--port",
-            port,
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "yes",
-        ],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
 
 
 def _window_max(starts: list[int], lo: int, hi: int, width: int) -> int:
@@ -149,14 +129,14 @@ def main() -> None:
             _stop_redis(port)
             marks["on_postgresql_after_s"] = _wait(lambda: mode() == "postgres", "PG mode", 30)
             time.sleep(max(0.0, args.outage_seconds - marks["on_postgresql_after_s"]))
-            _start_redis(port)
+            start_redis(port)
             _wait(redis_up, "Redis", 30)
             marks["redis_started"] = time.monotonic() - t0
             print("Redis started again (empty)", flush=True)
             marks["back_on_redis_after_s"] = _wait(lambda: mode() == "redis", "Redis mode", 60)
         finally:
             if not redis_up():
-                _start_redis(port)
+                start_redis(port)
             runner.join()
         sim_stats = sim.stats()
 

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from bench import engine
-from bench.common import ROOT, fresh_database, services_env
+from bench.common import ROOT, fresh_database, services_env, start_redis
 
 POLL = 0.05
 
@@ -113,23 +113,7 @@ def main() -> None:
             subprocess.run(["redis-cli", "-p", redis_port, "shutdown", "nosave"], check=False)
             time.sleep(args.outage_seconds)
             before = accepted()
-            subprocess.run(
-                [
-                    "redis-server",
-                    "--port",
-                    redis_port,
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--daemonize",
-                    "yes",
-                ],
-                check=True,
-                stdout=subprocess.DEVNULL,
-            )
+            start_redis(redis_port)
             _wait(redis_up, "Redis")
             # Sends during the outage (a PostgreSQL fallback) count as resumed at once.
             results["redis"] = _wait(lambda: accepted() > before, "sends after Redis")

@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import ROOT, fresh_database, services_env, setup_django
+from bench.common import ROOT, fresh_database, services_env, setup_django, start_gunicorn
 
 DB_NAME = "wac_bench_webhooks"
 SECRET = "bench-app-secret"
@@ -338,24 +338,7 @@ def main() -> None:
     )
     campaign = _seed(url, options.rows)
     port = _free_port()
-    server = subprocess.Popen(
-        [
-            str(ROOT / ".venv" / "bin" / "gunicorn"),
-            "config.wsgi",
-            "-k",
-            "gthread",
-            "-w",
-            str(options.workers),
-            "--threads",
-            str(options.threads),
-            "-b",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
+    server = start_gunicorn(port=port, workers=options.workers, threads=options.threads, env=env)
     # Lower priority than the web workers: storing is what Meta waits for; the backlog is
     # durable and is applied with the CPU the requests leave (docs/webhooks.md).
     drainer = subprocess.Popen(
