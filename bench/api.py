@@ -45,6 +45,7 @@ from bench.common import (
     cpu_seconds,
     fresh_database,
     postgres_cpu_seconds,
+    request_schedule,
     services_env,
     setup_django,
     start_gunicorn,
@@ -135,34 +136,25 @@ def _client(args: tuple) -> dict:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     messages = 0
-    start = time.perf_counter()
-    deadline = start + seconds
-    n = 0
-    while True:
-        now = time.perf_counter()
-        if now >= deadline:
-            break
-        scheduled = now
-        if rate:
-            scheduled = start + n / rate
-            if scheduled >= deadline:
-                break
-            if scheduled > now:
-                time.sleep(scheduled - now)
+    for n, scheduled in request_schedule(seconds, rate):
         body = _body(kind, rng)
         extra = {"Idempotency-Key": f"k-{seed_}-{n}"} if idempotent else {}
         conn.request("POST", path, body=body, headers={**headers, **extra})
         response = conn.getresponse()
         data = response.read()
         latencies.append(time.perf_counter() - scheduled)
-        n += 1
         statuses[response.status] = statuses.get(response.status, 0) + 1
         if response.status == 202:
             messages += 1
         elif response.status == 200 and kind == "batch":
             messages += json.loads(data)["queued"]
     conn.close()
-    return {"requests": n, "latencies": latencies, "statuses": statuses, "messages": messages}
+    return {
+        "requests": len(latencies),
+        "latencies": latencies,
+        "statuses": statuses,
+        "messages": messages,
+    }
 
 
 def _phase(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -179,3 +181,25 @@ def start_redis(port: str) -> None:
         check=True,
         stdout=subprocess.DEVNULL,
     )
+
+
+def request_schedule(seconds: float, rate: float) -> Iterator[tuple[int, float]]:
+    """(n, scheduled start) of a load client's requests for `seconds`: back to back when
+    `rate` is 0 (closed loop), else at n / rate after the start (open loop, sleeping until
+    each one's time; latency is measured from `scheduled`, so queueing counts)."""
+    start = time.perf_counter()
+    deadline = start + seconds
+    n = 0
+    while True:
+        now = time.perf_counter()
+        if now >= deadline:
+            return
+        scheduled = now
+        if rate:
+            scheduled = start + n / rate
+            if scheduled >= deadline:
+                return
+            if scheduled > now:
+                time.sleep(scheduled - now)
+        yield n, scheduled
+        n += 1

@@ -37,7 +37,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import ROOT, fresh_database, services_env, setup_django, start_gunicorn
+from bench.common import (
+    ROOT,
+    fresh_database,
+    request_schedule,
+    services_env,
+    setup_django,
+    start_gunicorn,
+)
 
 DB_NAME = "wac_bench_webhooks"
 SECRET = "bench-app-secret"
@@ -168,20 +175,7 @@ def _client(args: tuple) -> dict:
     acked: list[tuple[str, str]] = []
     latencies: list[float] = []
     errors = 0
-    start = time.perf_counter()
-    deadline = start + seconds
-    n = 0
-    while True:
-        now = time.perf_counter()
-        if now >= deadline:
-            break
-        scheduled = now
-        if rate:
-            scheduled = start + n / rate
-            if scheduled >= deadline:
-                break
-            if scheduled > now:
-                time.sleep(scheduled - now)
+    for _n, scheduled in request_schedule(seconds, rate):
         pairs = _statuses_for(rng, rows, rng.randint(1, max_batch))
         body = _body(pairs, int(time.time()))
         signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
@@ -194,13 +188,12 @@ def _client(args: tuple) -> dict:
         response = conn.getresponse()
         response.read()
         latencies.append(time.perf_counter() - scheduled)
-        n += 1
         if response.status == 200:
             acked.extend(pairs)
         else:
             errors += 1
     conn.close()
-    return {"requests": n, "acked": acked, "latencies": latencies, "errors": errors}
+    return {"requests": len(latencies), "acked": acked, "latencies": latencies, "errors": errors}
 
 
 def _phase(port, path, seconds, clients, rows, max_batch=1, rate=0.0, seed=0) -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -64,19 +64,24 @@ def parse_rows(
         yield from _parse_in_blocks(csv_file, phones, region, needed, phone_rule)
         return
     for row_number, fields in csv_file.records():
-        values = {}
-        for index, column in value_columns:
-            value = fields[index].strip()
-            if value:
-                values[column] = value
         yield check_row(
             row_number,
             fields[phone_index],
-            values,
+            _values(fields, value_columns),
             region=region,
             needed=needed,
             phone_rule=phone_rule,
         )
+
+
+def _values(fields: list[str], value_columns: Sequence[tuple[int, str]]) -> dict[str, str]:
+    """The row's non-empty cells by column name (stripped), phone column excluded."""
+    values = {}
+    for index, column in value_columns:
+        value = fields[index].strip()
+        if value:
+            values[column] = value
+    return values
 
 
 def _parse_in_blocks(
@@ -101,15 +106,10 @@ def _parse_in_blocks(
 
     for block, results in phones.normalise(blocks(), region):
         for (row_number, fields), checked in zip(block, results, strict=True):
-            values = {}
-            for index, column in value_columns:
-                value = fields[index].strip()
-                if value:
-                    values[column] = value
             yield check_row(
                 row_number,
                 fields[phone_index],
-                values,
+                _values(fields, value_columns),
                 region=region,
                 needed=needed,
                 phone_rule=phone_rule,
