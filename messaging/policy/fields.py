@@ -1,5 +1,6 @@
 """A campaign's send-policy settings as staff type them (wizard, create_campaign), read by the
-policy's own parsers, so the form, the command and the engine read them the same way."""
+policy's own parsers, so the form, the command and the engine read them the same way; and the
+one list of the Campaign fields that hold those settings, which a copy of a campaign carries."""
 
 from __future__ import annotations
 
@@ -8,8 +9,41 @@ from typing import Any
 
 from django.utils import timezone
 
+from campaigns.models import Campaign
 from messaging.policy.frequency import CapError, parse_cap
 from messaging.policy.windows import WindowError, parse_window
+
+# Every Campaign field that holds a send-policy setting staff chose. `duplicate_campaign` copies
+# exactly these, so a setting added here is carried by every copy. A new policy field goes
+# here or in POLICY_STATE_FIELDS (tests/policy/test_policy_fields.py fails otherwise).
+POLICY_FIELDS: tuple[str, ...] = (
+    "valid_until",
+    "window_start",
+    "window_end",
+    "window_days",
+    "frequency_cap",
+    "canary_percent",
+    "canary_rate",
+    "max_failure_rate",
+    "max_opt_out_rate",
+)
+# What the engine wrote while a campaign ran its policy: never copied, a copy starts afresh.
+POLICY_STATE_FIELDS: tuple[str, ...] = (
+    "canary_state",
+    "canary_size",
+    "canary_done_at",
+    "canary_report",
+)
+
+
+def copied_policy(source: Campaign, *, now: datetime | None = None) -> dict[str, Any]:
+    """The policy fields a copy of `source` starts with: all of POLICY_FIELDS, except a
+    valid_until already past, which would expire the copy's rows before the first send (the
+    copy then has none, and staff set a new one)."""
+    fields = {name: getattr(source, name) for name in POLICY_FIELDS}
+    if fields["valid_until"] is not None and fields["valid_until"] <= (now or timezone.now()):
+        fields["valid_until"] = None
+    return fields
 
 
 class PolicyFieldError(ValueError):
