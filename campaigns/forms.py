@@ -300,17 +300,26 @@ class SuppressionForm(forms.ModelForm[Suppression]):
 
 
 class AudienceDraftForm(CampaignUploadForm):
-    """A draft campaign to contacts already in the database: the wizard's choices, no file."""
+    """A draft campaign to contacts already in the database (a list, a segment, a selection):
+    the wizard's choices and its policy fields (valid_until, window, days, cap), checked by
+    the same clean(); no file."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Stored contacts are E.164 already: no file, no region to read numbers with.
         del self.fields["csv_file"]
         del self.fields["default_region"]
-        # A draft from contacts takes the policy defaults (the wizard and create_campaign
-        # set them).
-        for name in self.POLICY_FIELDS.values():
-            del self.fields[name]
+
+    def draft_settings(self) -> dict[str, Any]:
+        """What messaging.audiences.draft_from_audience takes from the form, once valid."""
+        data = self.cleaned_data
+        return {
+            "name": data["name"],
+            "sender_id": data["sender"].pk,
+            "templates": self.templates_with_weights(),
+            "priority": data.get("priority") or 0,
+            "policy": self.policy,
+        }
 
 
 class ListUploadForm(forms.Form):

@@ -36,6 +36,7 @@ from messaging.campaign_import import (
 )
 from messaging.campaign_import.batch import upsert_contacts
 from messaging.campaign_import.job import REJECTIONS_SHOWN
+from messaging.campaign_import.service import PolicyFields
 from messaging.cohorts import COHORTS, Outcome, recipients
 
 _LIST_BATCH = 2000
@@ -82,9 +83,12 @@ def draft_from_audience(
     sender_id: int,
     templates: Sequence[tuple[MessageTemplate, int]],
     created_by: User | None = None,
+    priority: int = 0,
+    policy: PolicyFields | None = None,
 ) -> ImportResult:
     """A draft campaign from any audience, through the import service (same checks, report and
-    suppression as a CSV)."""
+    suppression as a CSV). `policy`: its send-policy fields, as
+    messaging.policy.fields.campaign_policy reads them (the admin form's clean does)."""
     from campaigns.models import SenderNumber
 
     return create_campaign(
@@ -93,6 +97,8 @@ def draft_from_audience(
         sender=SenderNumber.objects.get(pk=sender_id),
         templates=templates,
         created_by=created_by,
+        priority=priority,
+        policy=policy,
     )
 
 

@@ -97,8 +97,9 @@ def draft_action(
     audience: Callable[[], Audience],
     describe: str,
 ) -> HttpResponseBase | None:
-    """The "new draft campaign" admin action: a form (name, sender, templates), then the
-    import service; errors (an empty audience, a template that cannot fill) are shown."""
+    """The "new draft campaign" admin action: a form (name, sender, templates, priority and
+    the policy fields, as the wizard's step 1), then the import service; errors (an empty
+    audience, a template that cannot fill) are shown."""
     if not request.user.has_perm("campaigns.add_campaign"):
         raise PermissionDenied
     form = AudienceDraftForm(request.POST if "create_draft" in request.POST else None)
@@ -106,10 +107,8 @@ def draft_action(
         try:
             result = audiences.draft_from_audience(
                 audience=audience(),
-                name=form.cleaned_data["name"],
-                sender_id=form.cleaned_data["sender"].pk,
-                templates=form.templates_with_weights(),
                 created_by=request.user,  # type: ignore[arg-type]
+                **form.draft_settings(),
             )
         except ValueError as exc:
             form.add_error(None, str(exc))

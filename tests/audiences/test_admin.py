@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import time, timedelta
 
 import pytest
 from django.contrib.admin import helpers
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
+from django.utils import timezone
 
-from campaigns.models import Campaign, Contact, ContactList, ImportRejection, Segment
+from campaigns.models import (
+    Campaign,
+    Contact,
+    ContactList,
+    ContactListMember,
+    ImportRejection,
+    Segment,
+)
 from messaging.models import OutboundMessage
 from tests import factories
 
@@ -143,3 +152,79 @@ def test_list_upload_and_segment_draft(admin_client, finished, template):
     )
     # Four Lisbon contacts of the finished campaign plus Ann from the upload.
     assert Campaign.objects.get(name="Lisbon people").total == 5
+
+
+def _draft_post(admin_client, finished, template, action, changelist, ids, **policy):
+    return _action(
+        admin_client,
+        changelist,
+        action,
+        ids,
+        create_draft="1",
+        name="With a policy",
+        sender=str(finished.sender_id),
+        template_1=str(template.pk),
+        weight_1="1",
+        priority="3",
+        **policy,
+    )
+
+
+@pytest.mark.parametrize(
+    ("action", "changelist"),
+    [
+        ("draft_from_lists", "admin:campaigns_contactlist_changelist"),
+        ("draft_from_segments", "admin:campaigns_segment_changelist"),
+    ],
+)
+def test_a_draft_from_a_list_or_segment_takes_the_wizards_policy_fields(
+    admin_client, finished, template, action, changelist
+):
+    if action == "draft_from_lists":
+        chosen = ContactList.objects.create(name="Everyone")
+        chosen.members.bulk_create(
+            ContactListMember(contact_list=chosen, contact=c) for c in Contact.objects.all()
+        )
+    else:
+        chosen = Segment.objects.create(name="Lisbon", rules="city = Lisbon")
+    form = _action(admin_client, changelist, action, [chosen.pk]).content.decode()
+    for name in ("valid_until", "window", "window_days", "frequency_cap"):
+        assert f'name="{name}"' in form
+
+    # The wizard's own checks, with its messages, on the field that is wrong.
+    bad = _draft_post(
+        admin_client, finished, template, action, changelist, [chosen.pk], window="9-5"
+    )
+    assert list(bad.context["form"].errors) == ["window"]
+    assert "expected HH:MM-HH:MM" in bad.context["form"].errors["window"][0]
+    past = _draft_post(
+        admin_client,
+        finished,
+        template,
+        action,
+        changelist,
+        [chosen.pk],
+        valid_until="2001-01-01T10:00",
+        window_days="mon-fri",
+    )
+    assert set(past.context["form"].errors) == {"valid_until", "window_days"}
+    assert not Campaign.objects.filter(name="With a policy").exists()
+
+    until = (timezone.now() + timedelta(days=2)).replace(second=0, microsecond=0)
+    _draft_post(
+        admin_client,
+        finished,
+        template,
+        action,
+        changelist,
+        [chosen.pk],
+        valid_until=timezone.localtime(until).strftime("%Y-%m-%dT%H:%M"),
+        window="08:30-21:00",
+        window_days="mon-sat",
+        frequency_cap="off",
+    )
+    draft = Campaign.objects.get(name="With a policy")
+    assert (draft.status, draft.priority, draft.valid_until) == ("draft", 3, until)
+    assert (draft.window_start, draft.window_end) == (time(8, 30), time(21))
+    assert (draft.window_days, draft.frequency_cap) == ("mon-sat", "off")
+    assert draft.total > 0
