@@ -22,6 +22,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -97,14 +98,46 @@ def settings_problem(
     return ""
 
 
+def share_of(campaign: Campaign) -> Decimal:
+    """The canary's share of the rows, exact (as the SQL's numeric reads it)."""
+    return Decimal(repr(float(campaign.canary_percent))) / 100
+
+
+def place_in_canary(n: int, share: Decimal) -> int | None:
+    """Row n (1-based, in send order) is in the canary when ceil(n × share) steps up at n: an
+    even spread, the first row included, ceil(N × share) rows in all. Returns its place k in
+    the canary (1-based), else None. `_BEGIN_SQL` says the same in SQL."""
+    k = math.ceil(n * share)
+    return k if k > math.ceil((n - 1) * share) else None
+
+
+def gap_seconds(campaign: Campaign) -> float:
+    """How far apart canary rows are due: 1 / canary_rate, 0 without a rate."""
+    return 1.0 / campaign.canary_rate if campaign.canary_rate else 0.0
+
+
+def waits_for_verdict(campaign: Campaign) -> bool:
+    """The campaign's rows beyond the canary wait for a verdict: a canary not begun yet (it
+    begins when the campaign first runs) or running."""
+    if campaign.kind != "campaign" or campaign.canary_percent <= 0:
+        return False
+    return campaign.canary_state in ("", RUNNING)
+
+
+def verdict_by(last_sent_at: datetime) -> datetime:
+    """The latest the verdict comes once every canary row went: POLICY_CANARY_WAIT_SECONDS
+    after the last (sooner when POLICY_CANARY_STATUS_SHARE of its statuses are in)."""
+    return last_sent_at + timedelta(seconds=settings.POLICY_CANARY_WAIT_SECONDS)
+
+
 def begin(campaign: Campaign, *, now: datetime | None = None) -> int:
     """Pick and pace the canary, hold the rest (in the caller's transaction). Returns the
     canary's size; 0 when the campaign has no canary to run."""
     if campaign.canary_percent <= 0 or campaign.canary_state or campaign.kind != "campaign":
         return 0
     now = now or timezone.now()
-    gap = 1.0 / campaign.canary_rate if campaign.canary_rate else 0.0
-    share = campaign.canary_percent / 100
+    gap = gap_seconds(campaign)
+    share = share_of(campaign)
     if connection.vendor == "postgresql":
         size = _begin_postgres(campaign.pk, share, gap, now)
     else:
@@ -121,8 +154,8 @@ def begin(campaign: Campaign, *, now: datetime | None = None) -> int:
 
 
 _TABLE = OutboundMessage._meta.db_table
-# Row n (1-based, id order) is in the canary when ceil(n × share) steps up at n: an even
-# spread, the first row included, ceil(N × share) rows in all. k is its place in the canary.
+# Row n (1-based, id order) is in the canary when ceil(n × share) steps up at n
+# (place_in_canary, which the plan uses). k is its place in the canary.
 _BEGIN_SQL = f"""
 WITH ranked AS (
     SELECT id, row_number() OVER (ORDER BY id) AS n
@@ -145,7 +178,7 @@ SELECT count(*) FILTER (WHERE canary) FROM moved
 """  # noqa: S608
 
 
-def _begin_postgres(campaign_id: int, share: float, gap: float, now: datetime) -> int:
+def _begin_postgres(campaign_id: int, share: Decimal, gap: float, now: datetime) -> int:
     params: dict[str, Any] = {
         "campaign": campaign_id,
         "share": share,
@@ -160,7 +193,7 @@ def _begin_postgres(campaign_id: int, share: float, gap: float, now: datetime) -
         return int(cursor.fetchone()[0] or 0)
 
 
-def _begin_orm(campaign_id: int, share: float, gap: float, now: datetime) -> int:
+def _begin_orm(campaign_id: int, share: Decimal, gap: float, now: datetime) -> int:
     ids = list(
         OutboundMessage.objects.filter(campaign_id=campaign_id, status=S.QUEUED)
         .order_by("id")
@@ -169,7 +202,7 @@ def _begin_orm(campaign_id: int, share: float, gap: float, now: datetime) -> int
     canary: list[int] = []
     held: list[int] = []
     for n, row_id in enumerate(ids, start=1):
-        (canary if math.ceil(n * share) > math.ceil((n - 1) * share) else held).append(row_id)
+        (canary if place_in_canary(n, share) is not None else held).append(row_id)
     for k, row_id in enumerate(canary):
         OutboundMessage.objects.filter(pk=row_id).update(
             next_attempt_at=now + timedelta(seconds=k * gap)
@@ -308,9 +341,7 @@ def judge(campaign: Campaign, figures: Figures, now: datetime) -> Verdict | None
     if figures.pending:
         return None
     share = figures.settled / figures.eligible if figures.eligible else 1.0
-    waited = figures.last_sent_at is None or now >= figures.last_sent_at + timedelta(
-        seconds=settings.POLICY_CANARY_WAIT_SECONDS
-    )
+    waited = figures.last_sent_at is None or now >= verdict_by(figures.last_sent_at)
     if share < settings.POLICY_CANARY_STATUS_SHARE and not waited:
         return None
     return Verdict(

@@ -40,7 +40,7 @@ from campaigns.models import (
 )
 from messaging.models import PENDING_STATUSES, OutboundMessage
 from messaging.pacing import starting_rate
-from messaging.policy import budget, frequency, gate
+from messaging.policy import budget, canary, frequency, gate
 from messaging.policy.canary import HOLD
 from messaging.policy.imports import US_MARKETING_REASON
 from messaging.policy.optout import suppressed_among
@@ -68,6 +68,7 @@ SKIP_LABELS = {
     "window": "window not open before valid_until",
     "budget": "no portfolio budget before valid_until",
     "rate": "not reached at the number's rate before valid_until",
+    "canary": "held for the canary's verdict until after valid_until",
 }
 
 
@@ -111,6 +112,31 @@ class BudgetLine:
     @property
     def left(self) -> int | None:
         return None if self.limit is None else max(0, self.limit - self.used)
+
+
+@dataclass(frozen=True)
+class CanaryLine:
+    """The canary in the timeline: its rows go first, the rest after the verdict."""
+
+    size: int  # canary rows (still to send, for a running canary)
+    rate: float | None  # its own rate, msg/s (None: the number's)
+    sent_by: datetime | None  # when the plan's last canary row goes (or went)
+    verdict_by: datetime | None  # the latest the verdict comes (canary.verdict_by)
+    held: int  # rows that wait for the verdict
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "size": self.size,
+            "rate_per_second": self.rate,
+            "sent_by": _iso(self.sent_by),
+            "verdict_by": _iso(self.verdict_by),
+            "wait_seconds": settings.POLICY_CANARY_WAIT_SECONDS,
+            "held": self.held,
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
 @dataclass(frozen=True)
@@ -176,6 +202,7 @@ class Plan:
     beyond_horizon: int
     cost: Cost
     canary: str = ""
+    canary_line: CanaryLine | None = None
     waiting: list[Waiting] = field(default_factory=list)
 
     @property
@@ -239,6 +266,7 @@ class Plan:
                 ],
             },
             "canary": self.canary,
+            "canary_timeline": self.canary_line.as_json() if self.canary_line else None,
             "waiting": [
                 {"key": w.key, "count": w.count, "reason": w.reason, "until": at(w.until)}
                 for w in self.waiting
@@ -380,6 +408,8 @@ class _Row:
     cost_key: tuple[str, str]
     held: str = ""  # the last rule that held it back
     sent: float | None = None
+    # "canary": one of the canary's rows; "after": waits for the canary's verdict; "".
+    canary: str = ""
 
 
 def build(
@@ -412,10 +442,22 @@ def build(
     zone_opens: dict[str, datetime] = {}
     rows: list[_Row] = []
     audience = cap_waiting = charged = free = 0
+    timing = _CanaryTiming.of(campaign, start)
     for chunk in _chunks(recipients):
         audience += len(chunk)
         judged = _judge_chunk(
-            chunk, rules, categories, counted, start, now, fill_zones, skipped, zone_of, horizon
+            chunk,
+            rules,
+            categories,
+            counted,
+            start,
+            now,
+            fill_zones,
+            skipped,
+            zone_of,
+            horizon,
+            timing,
+            audience - len(chunk),
         )
         for row, capped_until in judged:
             if capped_until is not None:
@@ -431,7 +473,9 @@ def build(
                 free += not row.charged
             rows.append(row)
     rate = starting_rate(sender)
-    _simulate(rows, window, zone_of, spans, ledger.limit, counted, rate, start)
+    verdict = _simulate(
+        rows, window, zone_of, spans, ledger.limit, counted, rate, start, timing.floor
+    )
     sent: list[float] = []
     beyond_horizon = 0
     for row in rows:
@@ -460,8 +504,9 @@ def build(
         valid_until=rules.valid_until,
         beyond_horizon=beyond_horizon,
         cost=_cost(rows),
-        canary=_canary(campaign, len(rows)),
     )
+    plan.canary_line = timing.line(rows, verdict)
+    plan.canary = _canary(campaign, plan.canary_line)
     plan.zones, plan.zones_more = _zones(rows, zone_opens)
     return plan
 
@@ -488,8 +533,11 @@ def _judge_chunk(
     skipped: dict[str, int],
     zone_of: dict[str, tuple[Any, ...]],
     horizon: float,
+    timing: _CanaryTiming,
+    before: int,
 ) -> list[tuple[_Row, datetime | None]]:
-    """Each row of a chunk as the gate would meet it at `start`: a fixed number of queries."""
+    """Each row of a chunk as the gate would meet it at `start`: a fixed number of queries.
+    `before`: how many rows came in earlier chunks (the canary counts places in send order)."""
     phones = [r.phone for r in chunk]
     suppressed = suppressed_among(phones)
     zones_known: dict[str, str] = {}
@@ -514,7 +562,9 @@ def _judge_chunk(
         )
     judged = []
     keys: dict[tuple[Any, ...], str] = {}
-    for recipient in chunk:
+    for n, recipient in enumerate(chunk, start=before + 1):
+        # Before the suppression check: canary.begin counts every queued row's place.
+        in_canary, canary_at = timing.place(n, recipient.not_before)
         if recipient.phone in suppressed:
             skipped["suppressed"] += 1  # the gate cancels it when claimed
             continue
@@ -523,9 +573,10 @@ def _judge_chunk(
         if key is None:
             key = keys[zones] = "/".join(sorted({z.key for z in zones}))  # as the gate names it
             zone_of.setdefault(key, zones)
-        # A row held for the canary's verdict: the plan assumes the canary passes.
+        # A row held for the canary's verdict goes after it (_simulate); the plan assumes
+        # the canary passes.
         not_before = None if recipient.not_before == HOLD else recipient.not_before
-        ready = max(start, not_before or start)
+        ready = max(start, not_before or start, canary_at or start)
         capped_until = None
         if cap is not None and recipient.template_id in rules.capped_templates:
             free_at = frequency.free_at(cap, sends.get(recipient.phone, []), start)
@@ -542,6 +593,7 @@ def _judge_chunk(
             end=min(horizon, _stamp(gate.deadline(rules.valid_until, recipient.valid_until))),
             cost_key=(_region(recipient.phone), category),
             held="frequency_cap" if capped_until is not None else "",
+            canary=in_canary,
         )
         judged.append((row, capped_until))
     return judged
@@ -556,19 +608,54 @@ def _simulate(
     counted: dict[str, float],
     rate: float,
     start: datetime,
-) -> None:
+    canary_floor: float | None = None,
+) -> float | None:
     """Play the rows forward: one sender at `rate`, each row at its ready time in order, held
     while its window is closed, and (when the budget is enforced) while the moving 24 h holds
-    `limit` recipients. Sets `row.sent` of the rows that go before their `end`."""
+    `limit` recipients. Rows marked "after" wait for the canary: they join once every canary
+    row went (or cannot go), at the latest moment of its verdict (canary.verdict_by of the last
+    canary send, or of `canary_floor`, the last one a running canary sent already). Sets
+    `row.sent` of the rows that go before their `end`; returns the verdict's moment, if any."""
     gap = 1.0 / rate if rate > 0 else 1.0
     width = budget.window().total_seconds()
     expiry = {phone: at + width for phone, at in counted.items()}
     ledger = [(at, phone) for phone, at in expiry.items()]
     heapq.heapify(ledger)
-    ready = [(row.ready, i) for i, row in enumerate(rows)]
+    after = [i for i, row in enumerate(rows) if row.canary == "after"]
+    ready = [(row.ready, i) for i, row in enumerate(rows) if row.canary != "after"]
     heapq.heapify(ready)
     waiting: deque[int] = deque()  # charged rows held by the budget, in order
     clock = start.timestamp()
+    canary_left = sum(row.canary == "canary" for row in rows)
+    last_canary = canary_floor
+    verdict: float | None = None
+
+    def release() -> None:
+        """The verdict (assumed a pass) lets the held rows in, at its latest moment."""
+        nonlocal verdict
+        verdict = start.timestamp()
+        if last_canary is not None:
+            moment = datetime.fromtimestamp(last_canary, tz=UTC)
+            verdict = max(verdict, canary.verdict_by(moment).timestamp())
+        for i in after:
+            if verdict > rows[i].ready:
+                rows[i].held = "canary"
+            heapq.heappush(ready, (max(rows[i].ready, verdict), i))
+
+    def canary_done(index: int) -> None:
+        """One canary row went or never will: after the last, the verdict."""
+        nonlocal canary_left, last_canary
+        row = rows[index]
+        if row.canary != "canary":
+            return
+        canary_left -= 1
+        if row.sent is not None:
+            last_canary = max(last_canary or row.sent, row.sent)
+        if canary_left == 0 and after:
+            release()
+
+    if canary_left == 0 and after:
+        release()  # no canary row left to send (a running canary's are all out)
 
     def prune(moment: float) -> None:
         while ledger and (ledger[0][0] <= moment or expiry.get(ledger[0][1]) != ledger[0][0]):
@@ -595,6 +682,7 @@ def _simulate(
             moment = max(moment, clock)
         row = rows[index]
         if moment >= row.end:
+            canary_done(index)
             continue  # not before its deadline (or the horizon)
         if window is not None:
             span = spans.get(row.zone)
@@ -619,6 +707,11 @@ def _simulate(
             heapq.heappush(ledger, (moment + width, row.phone))
         row.sent = moment
         clock = moment + gap
+        canary_done(index)
+    for i in after:
+        if rows[i].sent is None and verdict is None:
+            rows[i].held = "canary"  # the canary never ended within the plan
+    return verdict
 
 
 def _stamp(moment: datetime | None) -> float:
@@ -720,16 +813,79 @@ def _tier_name(sender: SenderNumber, ledger: budget.Ledger) -> str:
     return f"the strictest tier of account {account}'s numbers"
 
 
-def _canary(campaign: Campaign, rows: int) -> str:
-    if not campaign.canary_percent or campaign.canary_state == "passed":
+@dataclass
+class _CanaryTiming:
+    """Which rows the canary sends first and which wait for its verdict, as canary.begin
+    will pick them (not begun yet) or did (running)."""
+
+    phase: str  # "" (no canary to wait for), "planned" (begins at the start), "running"
+    share: Decimal = Decimal(0)
+    gap: float = 0.0
+    start: datetime | None = None
+    floor: float | None = None  # a running canary's last send so far
+    rate: float | None = None
+
+    @classmethod
+    def of(cls, campaign: Campaign, start: datetime) -> _CanaryTiming:
+        if not canary.waits_for_verdict(campaign):
+            return cls("")
+        rate = campaign.canary_rate
+        if campaign.canary_state == canary.RUNNING:
+            last = canary.measure(campaign).last_sent_at if campaign.pk else None
+            return cls("running", floor=last.timestamp() if last else None, rate=rate)
+        share, gap = canary.share_of(campaign), canary.gap_seconds(campaign)
+        return cls("planned", share=share, gap=gap, start=start, rate=rate)
+
+    def place(self, n: int, not_before: datetime | None) -> tuple[str, datetime | None]:
+        """Row n (1-based, send order): ("canary", its canary pacing) or ("after", None)."""
+        if self.phase == "running":
+            return ("after", None) if not_before == HOLD else ("canary", None)
+        if self.phase == "planned" and self.start is not None:
+            k = canary.place_in_canary(n, self.share)
+            if k is None:
+                return "after", None
+            return "canary", self.start + timedelta(seconds=(k - 1) * self.gap)
+        return "", None
+
+    def line(self, rows: list[_Row], verdict: float | None) -> CanaryLine | None:
+        if not self.phase:
+            return None
+        sent = [row.sent for row in rows if row.canary == "canary" and row.sent is not None]
+        last = max(sent) if sent else self.floor
+
+        def at(value: float | None) -> datetime | None:
+            return None if value is None else datetime.fromtimestamp(value, tz=UTC)
+
+        return CanaryLine(
+            size=sum(row.canary == "canary" for row in rows),
+            rate=self.rate,
+            sent_by=at(last),
+            verdict_by=at(verdict),
+            held=sum(row.canary == "after" for row in rows),
+        )
+
+
+def _canary(campaign: Campaign, line: CanaryLine | None) -> str:
+    """The canary in words; the timeline (waves, ETA) already includes its wait."""
+    if line is None:
+        if campaign.canary_state == canary.FAILED:
+            return "the canary failed: the rest goes only if staff resume the campaign"
         return ""
-    size = campaign.canary_size or math.ceil(rows * campaign.canary_percent / 100)
-    rate = f" at {campaign.canary_rate:g} msg/s" if campaign.canary_rate else ""
+    rate = f" at {line.rate:g} msg/s" if line.rate else ""
+    stamp = "%Y-%m-%d %H:%M UTC"
+    went = f", sent by {line.sent_by.astimezone(UTC):{stamp}}" if line.sent_by else ""
+    share = f"{settings.POLICY_CANARY_STATUS_SHARE:.0%}"
     wait = timedelta(seconds=settings.POLICY_CANARY_WAIT_SECONDS)
+    verdict = (
+        f"its verdict by {line.verdict_by.astimezone(UTC):{stamp}} at the latest ({wait} after "
+        f"its last send, sooner once {share} of its statuses are in)"
+        if line.verdict_by
+        else "its verdict"
+    )
+    running = "running: " if campaign.canary_state == canary.RUNNING else ""
     return (
-        f"a canary of {size} row(s){rate} goes first; the rest wait for its verdict (up to "
-        f"{wait} after it, or {settings.POLICY_CANARY_STATUS_SHARE:.0%} of its statuses): "
-        "the waves and the ETA above do not include that wait"
+        f"{running}a canary of {line.size} row(s){rate} goes first{went}; the other "
+        f"{line.held} wait for {verdict}. The waves and the ETA include that wait."
     )
 
 
