@@ -197,7 +197,8 @@ class GraphApiClient:
 def fetch_templates(
     *, waba_id: str, base_url: str | None = None, page_size: int = 100
 ) -> list[dict[str, Any]]:
-    """All templates of a business account, following `paging.next` (management API)."""
+    """All templates of a business account, following `paging.next` (management API).
+    Raises GraphError with Meta's code and message."""
     base = (base_url or settings.WHATSAPP_API_BASE_URL).rstrip("/")
     url = f"{base}/{settings.WHATSAPP_API_VERSION}/{waba_id}/message_templates"
     params: dict[str, Any] | None = {
@@ -207,21 +208,20 @@ def fetch_templates(
     templates: list[dict[str, Any]] = []
     with requests.Session() as session:
         session.trust_env = False
-        session.headers["Authorization"] = f"Bearer {access_token(waba_id)}"
         for _page in range(1000):  # bounded: 100,000 templates is 400× Meta's cap
-            response = session.get(url, params=params, timeout=(3.05, 30))
-            response.raise_for_status()
-            data = response.json()
-            templates.extend(data.get("data", []))
-            next_page = data.get("paging", {}).get("next")
+            data = _management_get(session, url, params=params, waba_id=waba_id)
+            items = data.get("data", [])
+            templates.extend(items if isinstance(items, list) else [])
+            paging = data.get("paging")
+            next_page = paging.get("next") if isinstance(paging, dict) else None
             params = None
             if not next_page:
                 break
-            url = next_page
+            url = str(next_page)
     return templates
 
 
-# What sync_numbers reads of a phone number (docs/whatsapp-api.md, "Phone numbers").
+# What sync_numbers reads of a phone number (docs/whatsapp-api.md, "Messaging limits").
 PHONE_NUMBER_FIELDS = (
     "display_phone_number",
     "verified_name",
@@ -230,6 +230,9 @@ PHONE_NUMBER_FIELDS = (
     "status",
     "whatsapp_business_manager_messaging_limit",
 )
+# What sync_numbers reads of a business account: its owning business is the portfolio whose
+# messaging limit its numbers share (docs/whatsapp-api.md, "Messaging limits").
+BUSINESS_ACCOUNT_FIELDS = ("id", "name", "owner_business_info")
 
 
 class GraphError(Exception):
@@ -240,23 +243,25 @@ class GraphError(Exception):
         self.code = code
         self.http_status = http_status
 
+    @property
+    def rule(self) -> ErrorRule | None:
+        """The error table's rule for Meta's answer; None when the API never answered."""
+        if self.code is None and self.http_status is None:
+            return None
+        return classify(self.code, self.http_status)
 
-def fetch_phone_number(
-    *, phone_number_id: str, waba_id: str, base_url: str | None = None
+
+def _management_get(
+    session: requests.Session, url: str, *, params: dict[str, Any] | None, waba_id: str
 ) -> dict[str, Any]:
-    """`GET /{PHONE_NUMBER_ID}?fields=…`: the number's name, quality, status and messaging
-    limit, as the API gives them. Raises GraphError with Meta's code and message."""
-    base = (base_url or settings.WHATSAPP_API_BASE_URL).rstrip("/")
-    url = f"{base}/{settings.WHATSAPP_API_VERSION}/{phone_number_id}"
+    """One management GET: its JSON object, or GraphError with Meta's code and message."""
     try:
-        with requests.Session() as session:
-            session.trust_env = False
-            response = session.get(
-                url,
-                params={"fields": ",".join(PHONE_NUMBER_FIELDS)},
-                headers={"Authorization": f"Bearer {access_token(waba_id)}"},
-                timeout=(3.05, 30),
-            )
+        response = session.get(
+            url,
+            params=params,
+            headers={"Authorization": f"Bearer {access_token(waba_id)}"},
+            timeout=(3.05, 30),
+        )
     except requests.RequestException as exc:
         raise GraphError(f"no answer from the Graph API ({type(exc).__name__})") from None
     try:
@@ -275,3 +280,27 @@ def fetch_phone_number(
         label = f"error {code}: " if code is not None else ""
         raise GraphError(f"{label}{message}", code=code, http_status=response.status_code)
     return data
+
+
+def _get_node(
+    node_id: str, fields: tuple[str, ...], *, waba_id: str, base_url: str | None
+) -> dict[str, Any]:
+    base = (base_url or settings.WHATSAPP_API_BASE_URL).rstrip("/")
+    url = f"{base}/{settings.WHATSAPP_API_VERSION}/{node_id}"
+    with requests.Session() as session:
+        session.trust_env = False
+        return _management_get(session, url, params={"fields": ",".join(fields)}, waba_id=waba_id)
+
+
+def fetch_phone_number(
+    *, phone_number_id: str, waba_id: str, base_url: str | None = None
+) -> dict[str, Any]:
+    """`GET /{PHONE_NUMBER_ID}?fields=…`: the number's name, quality, status and messaging
+    limit, as the API gives them. Raises GraphError with Meta's code and message."""
+    return _get_node(phone_number_id, PHONE_NUMBER_FIELDS, waba_id=waba_id, base_url=base_url)
+
+
+def fetch_business_account(*, waba_id: str, base_url: str | None = None) -> dict[str, Any]:
+    """`GET /{WABA_ID}?fields=id,name,owner_business_info`: the account and the business
+    portfolio that owns it ({"id", "name"}). Raises GraphError with Meta's code and message."""
+    return _get_node(waba_id, BUSINESS_ACCOUNT_FIELDS, waba_id=waba_id, base_url=base_url)

@@ -12,19 +12,25 @@ for budget due now. A number that turns RED or is flagged or restricted pauses i
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from campaigns.models import Portfolio, SenderNumber, TierSource, WhatsAppAccount
 from messaging import state_version
+from messaging.graph_api import GraphError, fetch_business_account, fetch_phone_number
 from messaging.integrations.events.payloads import publish_number_change
 from messaging.models import NumberChange
 from messaging.policy import budget
+from messaging.policy.actions import Effects, apply_effects, management_error
 from messaging.services import pause_active_campaigns
 
 logger = logging.getLogger(__name__)
@@ -301,3 +307,165 @@ def record_business_limit(
 def record_sync_error(*, sender_id: int, error: str) -> None:
     """sync_numbers could not read this number: say why on it (the rest is left as it was)."""
     SenderNumber.objects.filter(pk=sender_id).update(sync_error=error[:500])
+
+
+_BUSINESS_ID_LENGTH = Portfolio._meta.get_field("business_id").max_length or 64
+_NAME_LENGTH = Portfolio._meta.get_field("name").max_length or 200
+
+
+def owner_business(data: dict[str, Any]) -> tuple[str, str] | None:
+    """(business id, name) of the WABA GET's `owner_business_info`; None when the answer has
+    none we can use (missing, not an object, an id that is not a Graph id)."""
+    info = data.get("owner_business_info")
+    if not isinstance(info, dict):
+        return None
+    business_id = str(info.get("id") or "").strip()
+    if not business_id.isdigit() or len(business_id) > _BUSINESS_ID_LENGTH:
+        return None
+    name = info.get("name")
+    return business_id, (name.strip()[:_NAME_LENGTH] if isinstance(name, str) else "")
+
+
+def _strictest_tier(tiers: Iterable[str]) -> str:
+    """The tier an account without a portfolio drew on (budget.ledger_for): its strictest
+    number's; "" when none is known."""
+    known = [t for t in tiers if budget.tier_limit(t) is not None or t == budget.UNLIMITED]
+    limited = [t for t in known if budget.tier_limit(t) is not None]
+    if limited:
+        return min(limited, key=lambda t: budget.tier_limit(t) or 0)
+    return known[0] if known else ""
+
+
+@transaction.atomic
+def record_owner_business(*, account_id: int, business_id: str, name: str = "") -> bool:
+    """Meta says business `business_id` owns the account: it is the account's portfolio
+    (created when new). Returns whether the account moved. A new portfolio starts from the
+    limit the account's numbers drew on until now (a default guess, replaced without a change
+    row by the first tier Meta reports), so discovering it never tightens the budget."""
+    account = WhatsAppAccount.objects.select_for_update().get(pk=account_id)
+    portfolio = Portfolio.objects.filter(business_id=business_id).first()
+    if portfolio is None:
+        tiers = account.numbers.values_list("messaging_tier", flat=True)
+        portfolio = Portfolio.objects.create(
+            business_id=business_id,
+            name=name,
+            messaging_tier=_strictest_tier(tiers),
+            tier_source=TierSource.DEFAULT,
+        )
+        logger.info("portfolio %s (%s) created from the Graph API", portfolio.pk, business_id)
+    elif name and not portfolio.name:
+        Portfolio.objects.filter(pk=portfolio.pk).update(name=name)
+    if account.portfolio_id == portfolio.pk:
+        return False
+    logger.info(
+        "account %s: portfolio %s -> %s (owner business %s, Graph API)",
+        account.pk,
+        account.portfolio_id,
+        portfolio.pk,
+        business_id,
+    )
+    WhatsAppAccount.objects.filter(pk=account.pk).update(portfolio=portfolio)
+    # Its numbers now draw on the portfolio's ledger: running senders re-read it.
+    state_version.bump_on_commit()
+    return True
+
+
+@dataclass
+class SyncReport:
+    """What a sync_numbers run did, line by line (the command prints them, the task logs
+    them)."""
+
+    lines: list[str] = dataclasses.field(default_factory=list)
+    problems: list[str] = dataclasses.field(
+        default_factory=list
+    )  # each also in `lines`' place on stderr
+    numbers: int = 0
+    failed: int = 0
+    skipped: int = 0  # not reached before `until`
+
+
+def sync_numbers(numbers: Iterable[SenderNumber], *, until: float | None = None) -> SyncReport:
+    """For each account of `numbers`: its owning business (the portfolio), then each number's
+    messaging limit, quality, status and name, from the Graph API. A number that cannot be
+    read keeps its values and gets the error; an error code's account-wide action (an
+    invalid or expired token pauses the account) is applied as for a send, once per run.
+    `until` (time.monotonic()): no call starts after it; the numbers left are counted."""
+    report = SyncReport()
+    effects = Effects()
+    by_account: dict[int, list[SenderNumber]] = {}
+    for number in numbers:
+        by_account.setdefault(number.account_id, []).append(number)
+    for group in by_account.values():
+        if until is not None and time.monotonic() >= until:
+            report.skipped += len(group)
+            continue
+        _sync_owner(group[0].account, report, effects)
+        for number in group:
+            if until is not None and time.monotonic() >= until:
+                report.skipped += 1
+                continue
+            _sync_number(number, report, effects)
+    apply_effects(effects)
+    return report
+
+
+def _sync_owner(account: WhatsAppAccount, report: SyncReport, effects: Effects) -> None:
+    """The account's portfolio, if Meta names one. Not reading it is no number's failure:
+    the numbers are still read, and the portfolio stays as staff set it."""
+    try:
+        data = fetch_business_account(waba_id=account.waba_id)
+    except GraphError as exc:
+        management_error(exc.rule, code=exc.code, waba_id=account.waba_id, effects=effects)
+        report.problems.append(f"account {account.waba_id}: could not read its owner: {exc}")
+        return
+    owner = owner_business(data)
+    if owner is None:
+        report.lines.append(f"account {account.waba_id}: no owner business in the answer")
+        return
+    moved = record_owner_business(account_id=account.pk, business_id=owner[0], name=owner[1])
+    said = "now in" if moved else "in"
+    report.lines.append(f"account {account.waba_id}: {said} portfolio {owner[0]} {owner[1]}")
+
+
+def _sync_number(number: SenderNumber, report: SyncReport, effects: Effects) -> None:
+    report.numbers += 1
+    try:
+        data = fetch_phone_number(
+            phone_number_id=number.phone_number_id, waba_id=number.account.waba_id
+        )
+    except GraphError as exc:
+        report.failed += 1
+        record_sync_error(sender_id=number.pk, error=str(exc))
+        management_error(exc.rule, code=exc.code, waba_id=number.account.waba_id, effects=effects)
+        report.problems.append(
+            f"{number.display_number}: could not read {number.phone_number_id}: {exc}"
+        )
+        return
+    reported = report_from_graph(data)
+    changes = record_number_state(sender_id=number.pk, report=reported, source=TierSource.GRAPH)
+    said = ", ".join(f"{c.get_field_display()} {c.old or '—'} → {c.new}" for c in changes)
+    report.lines.append(
+        f"{number.display_number}: limit {reported.tier or '?'}, quality "
+        f"{reported.quality or '?'}, status {reported.status or '?'}"
+        + (f"; changed: {said}" if said else "; unchanged")
+    )
+
+
+# The scheduled sync stops starting calls after this long: one more call can take its read
+# timeout (30 s) and the cluster kills a task at Q_CLUSTER["timeout"] (60 s).
+SCHEDULED_SYNC_SECONDS = 20.0
+
+
+def sync_all_numbers() -> str:
+    """The cluster's Schedule (every 3 hours, messaging migration 0015): the numbers synced
+    longest ago first, within SCHEDULED_SYNC_SECONDS, so a run cut short is resumed by the
+    next one rather than starting over."""
+    deadline = time.monotonic() + SCHEDULED_SYNC_SECONDS
+    numbers = SenderNumber.objects.select_related("account").order_by(
+        F("synced_at").asc(nulls_first=True), "pk"
+    )
+    report = sync_numbers(numbers, until=deadline)
+    for problem in report.problems:
+        logger.warning("sync_numbers: %s", problem)
+    left = f", {report.skipped} left for the next run" if report.skipped else ""
+    return f"{report.numbers - report.failed} of {report.numbers} number(s) synced{left}"

@@ -70,6 +70,9 @@ class Effects:
     pause_campaigns: dict[int, str] = field(default_factory=dict)
     # Keyed by sender number: its business account is resolved when applied.
     pause_accounts: dict[int, str] = field(default_factory=dict)
+    # Keyed by business account: a management call (sync_numbers, sync_templates) has no
+    # sender number, only the account whose token it used.
+    pause_account_ids: dict[int, str] = field(default_factory=dict)
     opt_out: dict[str, str] = field(default_factory=dict)  # phone -> reason
     undeliverable: dict[str, int] = field(default_factory=dict)  # phone -> code
     template_status: dict[int, str] = field(default_factory=dict)
@@ -139,6 +142,33 @@ def judge(
     raise AssertionError(f"unhandled action {rule.action}")
 
 
+def judge_management(
+    rule: ErrorRule, *, code: int | None, account_id: int, effects: Effects
+) -> None:
+    """What a management call's error (sync_numbers, sync_templates) does: the same
+    account-wide action as on a send (an invalid or expired token, 0/190, pauses the account
+    and sets auth_failed_at). The other actions are about a message, and there is none."""
+    if rule.action == Action.PAUSE_ACCOUNT:
+        effects.pause_account_ids[account_id] = reason_for(rule, code)
+
+
+def management_error(
+    rule: ErrorRule | None, *, code: int | None, waba_id: str, effects: Effects | None = None
+) -> None:
+    """`judge_management` for the account `waba_id`, applied at once unless the caller
+    collects `effects` to apply them itself. Nothing for an account not stored (yet) or for
+    no answer at all (`rule` None)."""
+    from campaigns.models import WhatsAppAccount
+
+    account_id = WhatsAppAccount.objects.filter(waba_id=waba_id).values_list("pk", flat=True)
+    if rule is None or not account_id:
+        return
+    collected = effects if effects is not None else Effects()
+    judge_management(rule, code=code, account_id=account_id[0], effects=collected)
+    if effects is None:
+        apply_effects(collected)
+
+
 def apply_effects(effects: Effects, *, throttle: Callable[[int], object] | None = None) -> None:
     """Carry out a batch's effects. `throttle(sender_id)` is the live sender's own bucket;
     without one (webhooks) the number's shared bucket is slowed."""
@@ -150,6 +180,7 @@ def apply_effects(effects: Effects, *, throttle: Callable[[int], object] | None 
         (throttle or throttle_shared)(sender_id)
     for campaign_id, reason in sorted(effects.pause_campaigns.items()):
         pause_active_campaigns(reason=reason, pk=campaign_id)
+    paused_accounts = dict(effects.pause_account_ids)
     if effects.pause_accounts:
         accounts = dict(
             SenderNumber.objects.filter(pk__in=effects.pause_accounts).values_list(
@@ -157,12 +188,13 @@ def apply_effects(effects: Effects, *, throttle: Callable[[int], object] | None 
             )
         )
         for sender_id, reason in sorted(effects.pause_accounts.items()):
-            account_id = accounts[sender_id]
-            WhatsAppAccount.objects.filter(pk=account_id, auth_failed_at__isnull=True).update(
-                auth_failed_at=timezone.now()
-            )
-            logger.error("business account %s: %s; pausing its campaigns", account_id, reason)
-            pause_active_campaigns(reason=reason, sender__account_id=account_id)
+            paused_accounts.setdefault(accounts[sender_id], reason)
+    for account_id, reason in sorted(paused_accounts.items()):
+        WhatsAppAccount.objects.filter(pk=account_id, auth_failed_at__isnull=True).update(
+            auth_failed_at=timezone.now()
+        )
+        logger.error("business account %s: %s; pausing its campaigns", account_id, reason)
+        pause_active_campaigns(reason=reason, sender__account_id=account_id)
     for template_id, status in sorted(effects.template_status.items()):
         MessageTemplate.objects.filter(pk=template_id).update(status=status)
     by_reason: dict[str, list[str]] = {}

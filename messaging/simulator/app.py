@@ -68,6 +68,8 @@ class SimulatorApp:
         if len(parts) == 3 and parts[2] == "message_templates" and request.method == "GET":
             return self._templates(request)
         if len(parts) == 2 and request.method == "GET":
+            if self._is_business_account(parts[1], request):
+                return self._business_account(parts[1], request)
             return self._phone_number(parts[1], request)
         self.state.record_error(100)
         return Response(404, error_body(100, f"Unknown path {request.method} {path}"), JSON)
@@ -257,6 +259,34 @@ class SimulatorApp:
         if "messaging_tier" in override:
             override["whatsapp_business_manager_messaging_limit"] = override.pop("messaging_tier")
         known.update(override)
+        fields = _query_value(request.query, "fields")
+        if fields:
+            asked = {f.strip() for f in fields.split(",") if f.strip()}
+            known = {k: v for k, v in known.items() if k in asked or k == "id"}
+        return Response(200, json.dumps(known).encode(), JSON)
+
+    def _is_business_account(self, node_id: str, request: Request) -> bool:
+        """A GET of a node the simulator knows as a WABA, or one asking a WABA's field (every
+        other node is a phone number)."""
+        asked = {f.strip() for f in _query_value(request.query, "fields").split(",")}
+        return node_id in self.config.businesses or "owner_business_info" in asked
+
+    def _business_account(self, waba_id: str, request: Request) -> Response:
+        """GET /{WABA_ID}?fields=id,name,owner_business_info: the account's owning business
+        (its portfolio), from `businesses`."""
+        cfg = self.config
+        if not self._authorized(request, cfg):
+            return self._error(190, "Invalid OAuth access token - Cannot parse access token", 0.0)
+        business = dict(cfg.businesses.get(waba_id, {}))
+        if "error" in business:
+            code = int(business["error"])
+            return self._error(code, f"Object with ID '{waba_id}' cannot be read", 0.0)
+        known: dict[str, Any] = {"id": waba_id, "name": f"{cfg.verified_name} account"}
+        if business:
+            known["owner_business_info"] = {
+                "id": str(business["id"]),
+                "name": str(business.get("name", "")),
+            }
         fields = _query_value(request.query, "fields")
         if fields:
             asked = {f.strip() for f in fields.split(",") if f.strip()}

@@ -71,6 +71,10 @@ class SimConfig:
     number_status: str = "CONNECTED"
     verified_name: str = "Simulated Business"
     numbers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # What GET /{WABA_ID}?fields=owner_business_info answers (sync_numbers' portfolio), per
+    # WABA id: the owning business {"id": "…", "name": "…"}, or {"error": CODE} to fail the
+    # GET. A WABA not listed answers without owner_business_info (its portfolio unknown).
+    businesses: dict[str, dict[str, Any]] = field(default_factory=dict)
     seed: int | None = None
 
     def mps_for(self, phone_number_id: str) -> int:
@@ -127,6 +131,12 @@ class SimConfig:
             raise ValueError("portfolio_window_s, marketing_cap_window_s: must be positive")
         if self.limit_errors_via not in LIMIT_ERROR_CHANNELS:
             raise ValueError(f"limit_errors_via: expected one of {sorted(LIMIT_ERROR_CHANNELS)}")
+        for waba_id, business in self.businesses.items():
+            if "error" in business:
+                if isinstance(business["error"], bool) or not isinstance(business["error"], int):
+                    raise ValueError(f"businesses[{waba_id}]: error must be a numeric code")
+            elif not isinstance(business.get("id"), str) or not business["id"]:
+                raise ValueError(f'businesses[{waba_id}]: expected {{"id", "name"}} or "error"')
         if self.webhook_url and not self.webhook_url.startswith("http://"):
             raise ValueError(f"webhook_url {self.webhook_url!r}: only http:// URLs are supported")
 
@@ -184,7 +194,7 @@ def _coerce(name: str, value: Any) -> Any:
         return {str(k): int(v) for k, v in dict(value).items()}
     if name == "portfolios":
         return {str(k): str(v) for k, v in dict(value).items()}
-    if name == "numbers":
+    if name in {"numbers", "businesses"}:
         return {str(k): dict(v) for k, v in dict(value).items()}
     if name in _INTEGERS:
         if isinstance(value, float) and not value.is_integer():

@@ -257,7 +257,14 @@ def cluster_down(now: datetime) -> list[Firing]:
     """The django-q2 cluster runs the minute schedules; none ran for a few minutes."""
     from django_q.models import Schedule
 
-    last = Schedule.objects.filter(repeats=-1).aggregate(last=Max("next_run"))["last"]
+    # Only schedules that run more often than the alert's horizon: a rare one (sync_numbers,
+    # every 3 hours) has a next_run far ahead that would hide a dead cluster for hours.
+    frequent = Schedule.objects.filter(
+        repeats=-1,
+        schedule_type=Schedule.MINUTES,
+        minutes__lte=settings.ALERT_CLUSTER_MINUTES,
+    )
+    last = frequent.aggregate(last=Max("next_run"))["last"]
     # next_run moves forward each time a schedule runs; one far in the past means none ran.
     if last is None or last >= now - timedelta(minutes=settings.ALERT_CLUSTER_MINUTES):
         return []

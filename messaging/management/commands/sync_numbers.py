@@ -7,17 +7,17 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from campaigns.commands import SafeCommand, graph_id_option
-from campaigns.models import SenderNumber, TierSource, WhatsAppAccount
-from messaging.graph_api import GraphError, fetch_phone_number
-from messaging.numbers import record_number_state, record_sync_error, report_from_graph
+from campaigns.models import SenderNumber, WhatsAppAccount
+from messaging.numbers import sync_numbers
 
 
 class Command(SafeCommand):
     help = (
+        "GET /{WABA_ID} for each account's owning business (its portfolio), then "
         "GET /{PHONE_NUMBER_ID} for every sender number (or those of one WABA / the ids given) "
         "and store its messaging limit (the portfolio's), quality rating, status and name. "
         "A number that cannot be read keeps its values and gets the error; the exit status is "
-        "non-zero when any failed."
+        "non-zero when any failed. The cluster runs it every 3 hours (a django-q2 Schedule)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -42,31 +42,14 @@ class Command(SafeCommand):
             missing = sorted(set(ids) - {n.phone_number_id for n in numbers})
             if missing:
                 raise CommandError(f"no sender number with id {', '.join(missing)}")
-        numbers_list = list(numbers)
+        numbers_list = list(numbers.order_by("account_id", "pk"))
         if not numbers_list:
             raise CommandError("no sender numbers to sync (add one with add_sender)")
-        failed = 0
-        for number in numbers_list:
-            try:
-                data = fetch_phone_number(
-                    phone_number_id=number.phone_number_id, waba_id=number.account.waba_id
-                )
-            except GraphError as exc:
-                failed += 1
-                message = f"could not read {number.phone_number_id}: {exc}"
-                record_sync_error(sender_id=number.pk, error=str(exc))
-                self.stderr.write(f"{number.display_number}: {message}")
-                continue
-            report = report_from_graph(data)
-            changes = record_number_state(
-                sender_id=number.pk, report=report, source=TierSource.GRAPH
-            )
-            said = ", ".join(f"{c.get_field_display()} {c.old or '—'} → {c.new}" for c in changes)
-            self.stdout.write(
-                f"{number.display_number}: limit {report.tier or '?'}, quality "
-                f"{report.quality or '?'}, status {report.status or '?'}"
-                + (f"; changed: {said}" if said else "; unchanged")
-            )
-        if failed:
-            raise CommandError(f"{failed} of {len(numbers_list)} number(s) could not be read")
-        self.stdout.write(f"{len(numbers_list)} number(s) synced")
+        report = sync_numbers(numbers_list)
+        for line in report.lines:
+            self.stdout.write(line)
+        for problem in report.problems:
+            self.stderr.write(problem)
+        if report.failed:
+            raise CommandError(f"{report.failed} of {report.numbers} number(s) could not be read")
+        self.stdout.write(f"{report.numbers} number(s) synced")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import requests
 from django.core.management.base import CommandError, CommandParser
 
 from campaigns.commands import SafeCommand, graph_id_option
 from campaigns.models import WhatsAppAccount
 from campaigns.template_sync import TemplateDataError, describe, upsert_templates
-from messaging.graph_api import fetch_templates
+from messaging.graph_api import GraphError, fetch_templates
+from messaging.policy.actions import management_error
 
 
 class Command(SafeCommand):
@@ -24,7 +24,9 @@ class Command(SafeCommand):
         try:
             items = fetch_templates(waba_id=waba_id)
             result = upsert_templates(waba_id=waba_id, items=items, source="Graph API")
-        except requests.RequestException as exc:
+        except GraphError as exc:
+            # An expired token pauses the account as on a send (messaging.policy.actions).
+            management_error(exc.rule, code=exc.code, waba_id=waba_id)
             raise CommandError(f"could not fetch templates of WABA {waba_id}: {exc}") from None
         except TemplateDataError as exc:
             raise CommandError(str(exc)) from None
