@@ -141,6 +141,23 @@ def _keep_upload(request: HttpRequest, uploaded: UploadedFile | None) -> dict[st
     return pending
 
 
+def _canary_text(canary: dict[str, Any]) -> str:
+    """Step 1's canary and thresholds in words (the plan times the canary itself)."""
+    parts = []
+    if canary.get("canary_percent"):
+        rate = canary.get("canary_rate")
+        parts.append(
+            f"{canary['canary_percent']:g} % of the rows first"
+            + (f" at {rate:g} msg/s" if rate else "")
+        )
+    else:
+        parts.append("no canary")
+    for key, label in (("max_failure_rate", "failed"), ("max_opt_out_rate", "opted out")):
+        if canary.get(key) is not None:
+            parts.append(f"pause above {canary[key] * 100:g} % {label}")
+    return "; ".join(parts)
+
+
 def _moment(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
@@ -192,6 +209,8 @@ def upload_step(model_admin: admin.ModelAdmin[Campaign], request: HttpRequest) -
                     "window": form.cleaned_data["window"],
                     "window_days": form.cleaned_data["window_days"],
                     "frequency_cap": form.cleaned_data["frequency_cap"],
+                    # Checked by the form; model values (shares), as the plan used them.
+                    "canary": form.canary_policy(),
                 },
                 "summary": {**_summary(result, templates), "plan": plan.as_json()},
             }
@@ -258,7 +277,7 @@ def confirm_step(
                         created_by=request.user if request.user.is_authenticated else None,
                         default_region=data["default_region"],
                         priority=data["priority"],
-                        policy={**policy, **form.policy()},
+                        policy={**policy, **(data.get("policy") or {}).get("canary", {})},
                     )
             except ValueError as exc:  # CsvImportError included
                 form.add_error(None, str(exc))
@@ -287,6 +306,7 @@ def confirm_step(
         policy={
             **(data.get("policy") or {}),
             "valid_until": _moment((data.get("policy") or {}).get("valid_until")),
+            "canary_text": _canary_text((data.get("policy") or {}).get("canary") or {}),
         },
         sender=sender,
         templates=templates,

@@ -43,8 +43,73 @@ def check_templates(
     return problems
 
 
-class CampaignUploadForm(forms.Form):
-    """Step 1: the CSV and what to send it with."""
+class CanaryFields(forms.Form):
+    """The canary and the thresholds, as staff type them (percentages), checked by the
+    policy's one rule (messaging.policy.canary.settings_problem)."""
+
+    canary_percent = forms.FloatField(
+        required=False,
+        min_value=0,
+        max_value=100,
+        label="Canary (% of the rows)",
+        help_text="Send this share first and hold the rest until its statuses are in; the "
+        "rest then goes, or the campaign pauses if too many fail or opt out. Empty: no canary.",
+    )
+    canary_rate = forms.FloatField(
+        required=False,
+        min_value=0.01,
+        label="Canary rate (messages/s)",
+        help_text="Empty: the number's rate.",
+    )
+    max_failure_rate = forms.FloatField(
+        required=False,
+        min_value=0,
+        max_value=100,
+        label="Pause above (% failed)",
+        help_text=f"Recipient failures, for the canary and the circuit breaker. Empty: "
+        f"{settings.POLICY_MAX_FAILURE_RATE:.0%}.",
+    )
+    max_opt_out_rate = forms.FloatField(
+        required=False,
+        min_value=0,
+        max_value=100,
+        label="Pause the canary above (% opted out)",
+        help_text=f"Empty: {settings.POLICY_MAX_OPT_OUT_RATE:.0%}.",
+    )
+
+    def canary_policy(self) -> dict[str, Any]:
+        """The campaign's canary and threshold fields (shares as the model keeps them)."""
+        data = self.cleaned_data
+        fields: dict[str, Any] = {}
+        if data.get("canary_percent"):
+            fields["canary_percent"] = data["canary_percent"]
+        if data.get("canary_rate") is not None:
+            fields["canary_rate"] = data["canary_rate"]
+        for name in ("max_failure_rate", "max_opt_out_rate"):
+            if data.get(name) is not None:
+                fields[name] = data[name] / 100
+        return fields
+
+    def _clean_canary(self) -> None:
+        from messaging.policy.canary import settings_problem
+
+        names = ("canary_percent", "canary_rate", "max_failure_rate", "max_opt_out_rate")
+        if any(name in self.errors for name in names):
+            return
+        fields = self.canary_policy()
+        problem = settings_problem(
+            percent_=fields.get("canary_percent", 0.0),
+            rate=fields.get("canary_rate"),
+            max_failure=fields.get("max_failure_rate"),
+            max_opt_out=fields.get("max_opt_out_rate"),
+        )
+        if problem:
+            self.add_error(None, problem)
+
+
+class CampaignUploadForm(CanaryFields):
+    """Step 1: the CSV, what to send it with, and its send policy (valid_until, window, cap,
+    canary and thresholds), so step 2's plan shows the campaign as it will go."""
 
     name = forms.CharField(max_length=NAME_MAX)
     # Not required by the form: after an error the wizard keeps the file already uploaded
@@ -124,6 +189,9 @@ class CampaignUploadForm(forms.Form):
                 required=False,
                 label=f"Weight {slot}",
             )
+        # The canary (declared on the base form, so first by default) goes last.
+        canary = list(CanaryFields.base_fields)
+        self.order_fields([name for name in self.fields if name not in canary] + canary)
 
     def clean_default_region(self) -> str:
         region = (self.cleaned_data.get("default_region") or "").strip().upper()
@@ -155,8 +223,12 @@ class CampaignUploadForm(forms.Form):
         return cleaned
 
     def _clean_policy(self, cleaned: dict[str, Any]) -> None:
+        self._clean_canary()
         try:
-            self.policy = campaign_policy(**self.policy_settings(cleaned))
+            self.policy = {
+                **campaign_policy(**self.policy_settings(cleaned)),
+                **self.canary_policy(),
+            }
         except PolicyFieldError as exc:
             for field, message in exc.errors.items():
                 if field == "valid_until":
@@ -187,7 +259,7 @@ class CampaignUploadForm(forms.Form):
 
 
 class CampaignConfirmForm(forms.Form):
-    """Step 2: after the preview, when to send."""
+    """Step 2: after the preview (and its plan), when to send."""
 
     START_NOW = "start_now"
     SCHEDULE = "schedule"
@@ -209,63 +281,8 @@ class CampaignConfirmForm(forms.Form):
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
     )
 
-    canary_percent = forms.FloatField(
-        required=False,
-        min_value=0,
-        max_value=100,
-        label="Canary (% of the rows)",
-        help_text="Send this share first and hold the rest until its statuses are in; the "
-        "rest then goes, or the campaign pauses if too many fail or opt out. Empty: no canary.",
-    )
-    canary_rate = forms.FloatField(
-        required=False,
-        min_value=0.01,
-        label="Canary rate (messages/s)",
-        help_text="Empty: the number's rate.",
-    )
-    max_failure_rate = forms.FloatField(
-        required=False,
-        min_value=0,
-        max_value=100,
-        label="Pause above (% failed)",
-        help_text=f"Recipient failures, for the canary and the circuit breaker. Empty: "
-        f"{settings.POLICY_MAX_FAILURE_RATE:.0%}.",
-    )
-    max_opt_out_rate = forms.FloatField(
-        required=False,
-        min_value=0,
-        max_value=100,
-        label="Pause the canary above (% opted out)",
-        help_text=f"Empty: {settings.POLICY_MAX_OPT_OUT_RATE:.0%}.",
-    )
-
-    def policy(self) -> dict[str, Any]:
-        """The campaign's canary and threshold fields (shares as the model keeps them)."""
-        data = self.cleaned_data
-        fields: dict[str, Any] = {}
-        if data.get("canary_percent"):
-            fields["canary_percent"] = data["canary_percent"]
-        if data.get("canary_rate") is not None:
-            fields["canary_rate"] = data["canary_rate"]
-        for name in ("max_failure_rate", "max_opt_out_rate"):
-            if data.get(name) is not None:
-                fields[name] = data[name] / 100
-        return fields
-
     def clean(self) -> dict[str, Any]:
-        from messaging.policy.canary import settings_problem
-
         cleaned = super().clean() or {}
-        if not self.errors:
-            fields = self.policy()
-            canary_problem = settings_problem(
-                percent_=fields.get("canary_percent", 0.0),
-                rate=fields.get("canary_rate"),
-                max_failure=fields.get("max_failure_rate"),
-                max_opt_out=fields.get("max_opt_out_rate"),
-            )
-            if canary_problem:
-                self.add_error(None, canary_problem)
         if cleaned.get("when") == self.SCHEDULE:
             start_at = cleaned.get("start_at")
             if start_at is None:

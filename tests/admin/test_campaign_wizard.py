@@ -217,22 +217,28 @@ def test_unknown_token_redirects_to_upload(admin_client):
     assert response.status_code == 302 and response["Location"] == ADD_URL
 
 
-def test_confirm_sets_the_canary_and_thresholds(admin_client, sender, template):
-    confirm_url = _upload(admin_client, sender, template)["Location"]
-    refused = admin_client.post(confirm_url, {"when": "start_now", "canary_rate": "1"})
+def test_step_one_sets_the_canary_and_thresholds_and_the_plan_times_it(
+    admin_client, sender, template
+):
+    refused = _upload(admin_client, sender, template, canary_rate="1")
     assert refused.status_code == 200
     assert "A canary rate needs a canary share." in refused.content.decode()
     assert Campaign.objects.count() == 0
-    admin_client.post(
-        confirm_url,
-        {
-            "when": "start_now",
-            "canary_percent": "50",
-            "canary_rate": "1",
-            "max_failure_rate": "10",
-            "max_opt_out_rate": "1",
-        },
-    )
+    confirm_url = _upload(
+        admin_client,
+        sender,
+        template,
+        canary_percent="50",
+        canary_rate="1",
+        max_failure_rate="10",
+        max_opt_out_rate="1",
+    )["Location"]
+    preview = admin_client.get(confirm_url).content.decode()
+    assert "50 % of the rows first at 1 msg/s; pause above 10 % failed" in preview
+    # The plan on the same page times the canary: one row, then the verdict, then the other.
+    assert "a canary of 1 row(s) at 1 msg/s goes first" in preview
+    assert "the other 1 wait for its verdict by" in preview
+    admin_client.post(confirm_url, {"when": "start_now"})
     campaign = Campaign.objects.get()
     assert (campaign.canary_percent, campaign.canary_rate) == (50.0, 1.0)
     assert (campaign.max_failure_rate, campaign.max_opt_out_rate) == (0.1, 0.01)

@@ -188,7 +188,7 @@ def test_a_draft_from_a_list_or_segment_takes_the_wizards_policy_fields(
     else:
         chosen = Segment.objects.create(name="Lisbon", rules="city = Lisbon")
     form = _action(admin_client, changelist, action, [chosen.pk]).content.decode()
-    for name in ("valid_until", "window", "window_days", "frequency_cap"):
+    for name in ("valid_until", "window", "window_days", "frequency_cap", "canary_percent"):
         assert f'name="{name}"' in form
 
     # The wizard's own checks, with its messages, on the field that is wrong.
@@ -222,8 +222,11 @@ def test_a_draft_from_a_list_or_segment_takes_the_wizards_policy_fields(
         window="08:30-21:00",
         window_days="mon-sat",
         frequency_cap="off",
+        canary_percent="10",
+        max_failure_rate="5",
     )
     draft = Campaign.objects.get(name="With a policy")
+    assert (draft.canary_percent, draft.max_failure_rate) == (10.0, 0.05)
     assert (draft.status, draft.priority, draft.valid_until) == ("draft", 3, until)
     assert (draft.window_start, draft.window_end) == (time(8, 30), time(21))
     assert (draft.window_days, draft.frequency_cap) == ("mon-sat", "off")
