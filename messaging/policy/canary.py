@@ -124,6 +124,12 @@ def waits_for_verdict(campaign: Campaign) -> bool:
     return campaign.canary_state in ("", RUNNING)
 
 
+def failed_in_canary(status: int, code: int | None) -> bool:
+    """A canary row that already counts as failed although it waits to retry (a 131049 a
+    day away): the verdict does not wait for it (`measure`)."""
+    return status == S.RETRY and recipient_caused(code)
+
+
 def verdict_by(last_sent_at: datetime) -> datetime:
     """The latest the verdict comes once every canary row went: POLICY_CANARY_WAIT_SECONDS
     after the last (sooner when POLICY_CANARY_STATUS_SHARE of its statuses are in)."""
@@ -273,7 +279,7 @@ def measure(campaign: Campaign) -> Figures:
         figures.eligible += n
         if code is not None and classify(code).category == Category.SPAM:
             figures.blocked_codes += n
-        if status == S.RETRY and recipient_caused(code):
+        if failed_in_canary(status, code):
             _failure(figures, code, n)  # failed this time; its retry is a day away
         elif status in (S.QUEUED, S.RETRY, S.SENDING, S.UNKNOWN, S.HELD):
             figures.pending += n

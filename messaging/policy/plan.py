@@ -80,6 +80,8 @@ class Recipient:
     message_id: int | None = None
     not_before: datetime | None = None  # a queued row's next_attempt_at
     valid_until: datetime | None = None  # a row's own (an API send's ttl)
+    status: int | None = None  # a queued row's status and last error code
+    error_code: int | None = None
 
 
 @dataclass(frozen=True)
@@ -386,11 +388,13 @@ def _campaign_rows(campaign: Campaign) -> Iterator[Recipient]:
             "next_attempt_at",
             "valid_until",
             "contact__attributes__timezone",
+            "status",
+            "error_code",
         )
     )
-    for pk, phone, template_id, at, until, zone in rows.iterator(chunk_size=CHUNK):
+    for pk, phone, template_id, at, until, zone, status, code in rows.iterator(chunk_size=CHUNK):
         zone = zone if isinstance(zone, str) else None
-        yield Recipient(phone, zone, template_id, pk, at, until)
+        yield Recipient(phone, zone, template_id, pk, at, until, status, code)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -564,7 +568,7 @@ def _judge_chunk(
     keys: dict[tuple[Any, ...], str] = {}
     for n, recipient in enumerate(chunk, start=before + 1):
         # Before the suppression check: canary.begin counts every queued row's place.
-        in_canary, canary_at = timing.place(n, recipient.not_before)
+        in_canary, canary_at = timing.place(n, recipient)
         if recipient.phone in suppressed:
             skipped["suppressed"] += 1  # the gate cancels it when claimed
             continue
@@ -836,10 +840,17 @@ class _CanaryTiming:
         share, gap = canary.share_of(campaign), canary.gap_seconds(campaign)
         return cls("planned", share=share, gap=gap, start=start, rate=rate)
 
-    def place(self, n: int, not_before: datetime | None) -> tuple[str, datetime | None]:
-        """Row n (1-based, send order): ("canary", its canary pacing) or ("after", None)."""
+    def place(self, n: int, recipient: Recipient) -> tuple[str, datetime | None]:
+        """Row n (1-based, send order): ("canary", its canary pacing) or ("after", None);
+        "" for a row that neither gates the verdict nor waits for it."""
         if self.phase == "running":
-            return ("after", None) if not_before == HOLD else ("canary", None)
+            if recipient.not_before == HOLD:
+                return "after", None
+            if recipient.status is not None and canary.failed_in_canary(
+                recipient.status, recipient.error_code
+            ):
+                return "", None  # counted as failed already: its retry is its own
+            return "canary", None
         if self.phase == "planned" and self.start is not None:
             k = canary.place_in_canary(n, self.share)
             if k is None:

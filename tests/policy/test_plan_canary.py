@@ -101,6 +101,29 @@ def test_a_running_canary_is_timed_from_its_own_rows(sender, template):
     assert plan.to_send == 90
 
 
+def test_a_canary_row_waiting_a_day_to_retry_does_not_hold_the_verdict(sender, template):
+    campaign = _draft(sender, template, canary_rate=2)
+    Campaign.objects.filter(pk=campaign.pk).update(status="running")
+    campaign.refresh_from_db()
+    canary.begin(campaign, now=NOW)
+    campaign.refresh_from_db()
+    rows = OutboundMessage.objects.filter(campaign=campaign)
+    chosen = list(rows.exclude(next_attempt_at=canary.HOLD).order_by("id"))
+    last = NOW - timedelta(minutes=1)
+    rows.filter(pk__in=[m.pk for m in chosen[1:]]).update(status=S.DELIVERED, accepted_at=last)
+    # The first got 131049: it counts as failed now (canary.measure), its retry is a day away.
+    rows.filter(pk=chosen[0].pk).update(
+        status=S.RETRY, error_code=131049, next_attempt_at=NOW + timedelta(hours=24)
+    )
+
+    plan = plan_campaign(campaign, now=NOW)
+
+    line = plan.canary_line
+    assert line is not None and (line.size, line.held) == (0, 90)
+    assert line.verdict_by == last + WAIT  # not a day later
+    assert plan.waves[0].starts == last + WAIT
+
+
 def test_a_canary_that_cannot_end_before_valid_until_holds_the_rest(sender, template):
     # 50 canary rows at 0.01 msg/s take over 80 minutes; the campaign ends in an hour, before
     # the verdict could come.
