@@ -263,7 +263,8 @@ def _wait_text(campaign: Campaign, key: str) -> str:
 
 
 def _wait_until(key: str, soonest: datetime | None) -> datetime | None:
-    # Held canary rows have no time: the verdict releases them.
+    # Held canary rows have no time of their own: the verdict releases them. The plan knows
+    # its latest moment and adds it (messaging.policy.plan.timed_waits).
     return None if key == "wait:canary" else soonest
 
 

@@ -12,7 +12,6 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.models import LogEntry
-from django.core.cache import cache
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -26,11 +25,10 @@ from django.urls import reverse
 
 from campaigns.admin_helpers import permitted_object_or_404, require_permission
 from campaigns.models import Campaign
-from campaigns.plan_block import plan_block
+from campaigns.plan_block import PLAN_FRESH_SECONDS, campaign_plan, plan_block
 from campaigns.results import chart, figures, insight, live
 from campaigns.results import dashboard as dashboard_selectors
 from messaging import services
-from messaging.policy.plan import plan_campaign
 from messaging.services import TransitionError
 
 # verb -> the status it moves to; shown only when the move is allowed and the user may change.
@@ -106,6 +104,8 @@ def results_page(model_admin: Any, request: HttpRequest, campaign: Campaign) -> 
         .order_by("-action_time")[:10],
         # The plan of what is left comes from `plan_fragment` once the page is shown.
         "plan_wanted": campaign.status not in FINAL_STATUSES,
+        # Fetched again on this clock, so the live block's ETA follows a fresh plan.
+        "plan_interval_ms": PLAN_FRESH_SECONDS * 1000,
         "live_interval_ms": LIVE_INTERVAL_MS,
         "details_interval_ms": DETAILS_INTERVAL_MS,
         "queue_url": reverse("admin:messaging_outboundmessage_changelist")
@@ -197,23 +197,13 @@ def dashboard(model_admin: Any, request: HttpRequest) -> TemplateResponse:
     return TemplateResponse(request, "admin/campaigns/dashboard.html", context)
 
 
-# The plan of a big campaign reads all its rows still to send: each campaign's is made at
-# most this often, however many people keep its page open.
-PLAN_CACHE_SECONDS = 60
-
-
 def plan_fragment(
     model_admin: admin.ModelAdmin[Campaign], request: HttpRequest, object_id: str
 ) -> TemplateResponse:
     """The launch plan of what is left of a campaign (messaging.policy.plan), as the page's
     "Plan" block; fetched by the page after it is shown, so a big plan never delays it."""
     campaign = permitted_object_or_404(model_admin, request, object_id, "view")
-    key = f"wac:campaign-plan:{campaign.pk}"
-    data = cache.get(key)
-    if data is None:
-        data = plan_campaign(campaign).as_json()
-        cache.set(key, data, PLAN_CACHE_SECONDS)
-    context = {"plan": plan_block(data), "left": has_started(campaign)}
+    context = {"plan": plan_block(campaign_plan(campaign)), "left": has_started(campaign)}
     response = TemplateResponse(request, "admin/campaigns/campaign/plan.html", context)
     response["Cache-Control"] = "no-store"
     return response

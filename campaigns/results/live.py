@@ -9,15 +9,18 @@ copies new values into the same elements.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.core.cache import cache
 from django.utils import timezone
 
 from campaigns.models import Campaign
+from campaigns.plan_block import campaign_plan
 from campaigns.results import figures as fig
 from messaging.models import OutboundMessage, OutboundStatus
+from messaging.policy.canary import WAIT_CANARY
+from messaging.policy.plan import timed_waits
 from messaging.selectors import WaitingReason, waiting_reasons
 
 # The current rate is measured over about this long, from samples of the `sent` counter that
@@ -63,7 +66,9 @@ def current_rate(campaign: Campaign, *, now: float | None = None) -> float | Non
 
 def _waiting_json(reason: WaitingReason) -> dict[str, Any]:
     text = f"{reason.count:,} {reason.reason}"
-    if reason.until is not None:
+    if reason.until is not None and reason.key == WAIT_CANARY:
+        text += f" (its verdict by {_clock(reason.until)} at the latest)"
+    elif reason.until is not None:
         text += f" (next at {_clock(reason.until)})"
     return {
         "key": reason.key,
@@ -73,9 +78,41 @@ def _waiting_json(reason: WaitingReason) -> dict[str, Any]:
     }
 
 
+def _at(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def planned_eta(plan: dict[str, Any] | None) -> str:
+    """The ETA of a running campaign: the plan's (messaging.policy.plan), which plays what is
+    left forward under every rule: the window, the frequency cap, the portfolio budget's
+    waves and the canary's verdict."""
+    if plan is None:
+        return "working out the plan…"
+    eta = _at(plan["eta"])
+    if eta is None:
+        return "–"
+    now = timezone.now()
+    text = f"about {_duration(max((eta - now).total_seconds(), 0))} (by {_clock(eta)}"
+    waves = [(_at(w["starts"]), w["count"]) for w in plan["waves"]]
+    later = [(at, n) for at, n in waves[1:] if at is not None and at > now]
+    if later:
+        text += f"; {len(waves)} waves, the next ({later[0][1]:,}) from {_clock(later[0][0])}"
+    b = plan["budget"]
+    if b["limit"] is not None and b["charged"] > (b["left"] or 0):
+        text += (
+            f"; the messaging limit leaves {b['left']:,} of {b['limit']:,} now, "
+            f"for {b['charged']:,} new recipients"
+        )
+    return text + f"; planned at {plan['rate_per_second']:g} msg/s)"
+
+
 def snapshot(campaign: Campaign, *, now: float | None = None) -> dict[str, Any]:
-    """Everything the live page shows, as JSON-ready data (`display` holds the texts)."""
-    reasons = waiting_reasons(campaign)
+    """Everything the live page shows, as JSON-ready data (`display` holds the texts). The ETA
+    and the canary's verdict come from the campaign's last plan (never made here: the plan
+    block makes it); what waits, and how many, is counted now."""
+    plan = campaign_plan(campaign, make=False) if campaign.status not in FINAL else None
+    verdict = (plan or {}).get("canary_timeline") or {}
+    reasons = timed_waits(waiting_reasons(campaign), _at(verdict.get("verdict_by")))
     sent_pending = OutboundMessage.objects.filter(
         campaign_id=campaign.pk, status=OutboundStatus.SENT
     ).count()
@@ -93,15 +130,7 @@ def snapshot(campaign: Campaign, *, now: float | None = None) -> dict[str, Any]:
 
     eta = "–"
     if running and f.waiting:
-        plain_queued = max(0, f.waiting - counts.waiting)
-        pace = rate if rate else (sender.learned_rate or target)
-        finish = timezone.now() + timedelta(seconds=plain_queued / pace if pace else 0)
-        latest_retry = max((r.until for r in reasons if r.until), default=None)
-        if latest_retry and latest_retry > finish:
-            finish = latest_retry
-        seconds = (finish - timezone.now()).total_seconds()
-        basis = "current rate" if rate else "target rate"
-        eta = f"about {_duration(max(seconds, 0))} (by {_clock(finish)}, at the {basis})"
+        eta = planned_eta(plan)
     elif campaign.status in FINAL and campaign.finished_at:
         eta = f"finished {_clock(campaign.finished_at)}"
 

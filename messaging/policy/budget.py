@@ -136,14 +136,26 @@ def all_ledgers() -> list[Ledger]:
 
 
 def left(ledger_list: list[Ledger], now: datetime) -> dict[str, int | None]:
-    """Recipients each ledger may still reach now (None = no limit). From the Redis ledger
-    the engine admits against when it exists, else from PostgreSQL, which it would be
+    """Recipients each ledger may still reach now (None = no limit): what the admin, the
+    gauge and the launch plan show."""
+    counts = counted_now(ledger_list, now)
+    return {
+        ledger.key: remaining(ledger.limit, counts.get(ledger.key, 0)) for ledger in ledger_list
+    }
+
+
+def remaining(limit: int | None, used: int) -> int | None:
+    """What a limit leaves after `used` recipients (a lowered limit can be below it)."""
+    return None if limit is None else max(0, limit - used)
+
+
+def counted_now(ledger_list: list[Ledger], now: datetime) -> dict[str, int]:
+    """Unique recipients in the moving window now, per ledger with a limit. From the Redis
+    ledger the engine admits against when it exists, else from PostgreSQL, which it would be
     rebuilt from."""
     limited = [ledger for ledger in ledger_list if ledger.limit is not None]
     counts: dict[str, int] = {}
     if limited and settings.REDIS_URL:
-        import redis
-
         from messaging.redis_client import get_redis
 
         horizon = (now - window()).timestamp()
@@ -159,10 +171,7 @@ def left(ledger_list: list[Ledger], now: datetime) -> dict[str, int | None]:
             if replies and replies[2 * i]:
                 counts[ledger.key] = int(replies[2 * i + 1])
     counts.update(_counted(([lg for lg in limited if lg.key not in counts]), now - window()))
-    return {
-        ledger.key: None if ledger.limit is None else max(0, ledger.limit - counts[ledger.key])
-        for ledger in ledger_list
-    }
+    return counts
 
 
 def _counted(ledger_list: list[Ledger], since: datetime) -> dict[str, int]:
@@ -410,8 +419,3 @@ def ledgers() -> RedisLedgers | LocalLedgers:
 
         return RedisLedgers(get_redis())
     return _local
-
-
-def used(ledger: Ledger, now: datetime) -> int:
-    """Recipients counted in the moving window now (for the plan and the live page)."""
-    return len(messaged_since(ledger, now - window()))

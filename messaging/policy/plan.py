@@ -20,7 +20,7 @@ import heapq
 import math
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import IO, TYPE_CHECKING, Any
@@ -48,6 +48,7 @@ from messaging.policy.windows import Window, open_span, opening, zones_for
 
 if TYPE_CHECKING:
     from messaging.campaign_import import ImportResult
+    from messaging.selectors import WaitingReason
 
 CHUNK = 5000
 # Sends further apart than this start a new wave (a night, a spent budget).
@@ -107,13 +108,13 @@ class ZoneRow:
 class BudgetLine:
     tier: str
     limit: int | None  # None = not enforced (unknown or unlimited tier)
-    used: int  # unique recipients of the moving 24 h, now
+    used: int  # unique recipients of the moving 24 h, now (budget.counted_now)
     charged: int  # recipients of this audience that take a new slot
     free: int  # service window open, or already counted in the 24 h
 
     @property
     def left(self) -> int | None:
-        return None if self.limit is None else max(0, self.limit - self.used)
+        return budget.remaining(self.limit, self.used)
 
 
 @dataclass(frozen=True)
@@ -371,10 +372,23 @@ def plan_campaign(campaign: Campaign, *, now: datetime | None = None) -> Plan:
         fill_zones=False,
     )
     if campaign.status in (Campaign.Status.RUNNING, Campaign.Status.PAUSED):
+        verdict_by = plan.canary_line.verdict_by if plan.canary_line else None
         plan.waiting = [
-            Waiting(r.key, r.count, r.reason, r.until) for r in waiting_reasons(campaign)
+            Waiting(r.key, r.count, r.reason, r.until)
+            for r in timed_waits(waiting_reasons(campaign), verdict_by)
         ]
     return plan
+
+
+def timed_waits(reasons: list[WaitingReason], verdict_by: datetime | None) -> list[WaitingReason]:
+    """`reasons` (selectors.waiting_reasons) with the canary's held rows timed. They have no
+    time of their own (they sit at canary.HOLD until the verdict releases them); the plan
+    knows the latest moment of the verdict (`CanaryLine.verdict_by`). The plan's list and the
+    campaign page's live list both come from here."""
+    return [
+        replace(r, until=verdict_by) if r.key == canary.WAIT_CANARY and r.until is None else r
+        for r in reasons
+    ]
 
 
 def _campaign_rows(campaign: Campaign) -> Iterator[Recipient]:
@@ -491,6 +505,9 @@ def build(
             beyond_horizon += 1
     sent.sort()
     tier = "" if ledger.limit is None else _tier_name(sender, ledger)
+    # What is used and left now is the engine's own count (the Redis ledger it admits against),
+    # as the admin and the gauge show it; the timeline above starts from PostgreSQL's rows.
+    used = budget.counted_now([ledger], now).get(ledger.key, 0)
     plan = Plan(
         start=start,
         audience=audience,
@@ -500,7 +517,7 @@ def build(
         window=str(window) if window else None,
         cap=str(cap) if cap and rules.capped_templates else None,
         cap_waiting=cap_waiting,
-        budget=BudgetLine(tier, ledger.limit, len(counted), charged, free),
+        budget=BudgetLine(tier, ledger.limit, used, charged, free),
         waves=_waves(sent),
         zones=[],
         zones_more=0,

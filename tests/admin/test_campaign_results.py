@@ -3,22 +3,35 @@ comparison and the re-split action, chart, and what view-only staff see."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission, User
+from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns.models import Campaign, CampaignTemplate
+from campaigns.models import Campaign, CampaignTemplate, Portfolio
 from campaigns.results import insight, live
 from messaging.models import OutboundMessage, OutboundStatus
+from messaging.policy import canary
+from messaging.policy.plan import plan_campaign
 from tests import factories
+from tests.policy.helpers import campaign_to, phones
 from webhooks.models import InboundMessage
 
 pytestmark = pytest.mark.django_db
 S = OutboundStatus
+
+
+@pytest.fixture(autouse=True)
+def _no_plan_from_an_earlier_run():
+    # The page's plan is kept in the cache (Redis) by campaign id, and a database made again
+    # for a new run hands out the same ids.
+    cache.clear()
 
 
 def _url(name, campaign):
@@ -85,6 +98,11 @@ def test_retry_rows_keep_the_page_below_full_and_push_the_eta(admin_client, send
     )
     tomorrow = timezone.now() + timezone.timedelta(hours=24)
     _rows(campaign, template, S.RETRY, 7, error_code=131049, next_attempt_at=tomorrow)
+    # The ETA is the plan's, which the page's plan block makes after the page is shown.
+    assert admin_client.get(_url("live", campaign)).json()["display"]["eta"] == (
+        "working out the plan…"
+    )
+    assert admin_client.get(_url("plan", campaign)).status_code == 200
     display = admin_client.get(_url("live", campaign)).json()["display"]
     assert display["progress"] == "3 of 10 finished (30%)"
     assert "about 1.0 days" in display["eta"] or "about 24.0 h" in display["eta"]
@@ -205,3 +223,43 @@ def test_retry_codes_come_from_the_soonest_rows_and_the_rest_is_one_line(
     _rows(running, template, S.RETRY, 3, error_code=131049, next_attempt_at=later)
     reasons = selectors.waiting_reasons(running)
     assert [(r.key, r.count) for r in reasons] == [("retry:131026", 2), ("retry:later", 3)]
+
+
+def test_the_live_eta_waits_for_the_portfolio_budget_in_waves(admin_client, account):
+    """300 rows left on a TIER_250 portfolio: the ETA is a day away, in two waves, as the
+    plan says (not 300 rows at the number's rate)."""
+    account.portfolio = Portfolio.objects.create(business_id="bm-live", messaging_tier="TIER_250")
+    account.save()
+    sender = factories.SenderFactory(account=account, rate_mps=80)
+    template = factories.TemplateFactory(account=account, category="UTILITY")
+    campaign = campaign_to(sender, template, phones("+35191700", 300), status="running")
+    Campaign.objects.filter(pk=campaign.pk).update(started_at=timezone.now())
+
+    plan_page = admin_client.get(_url("plan", campaign)).content.decode()
+    eta = admin_client.get(_url("live", campaign)).json()["display"]["eta"]
+
+    assert "250 left now" in plan_page
+    assert "about 24.0 h" in eta or "about 1.0 days" in eta, eta
+    assert "2 waves, the next (50) from" in eta, eta
+    assert "the messaging limit leaves 250 of 250 now, for 300 new recipients" in eta, eta
+
+
+def test_the_canary_held_rows_show_its_verdict_time(admin_client, sender, template, settings):
+    settings.POLICY_CANARY_WAIT_SECONDS = 900
+    campaign = campaign_to(
+        sender, template, phones("+35191800", 50), status="running", canary_percent=10
+    )
+    canary.begin(campaign, now=timezone.now())
+    Campaign.objects.filter(pk=campaign.pk).update(started_at=timezone.now())
+    before = admin_client.get(_url("live", campaign)).json()["waiting"]
+    assert [(w["key"], w["until"]) for w in before] == [("wait:canary", None)]
+
+    admin_client.get(_url("plan", campaign))
+    waiting = admin_client.get(_url("live", campaign)).json()["waiting"]
+
+    campaign.refresh_from_db()
+    verdict_by = plan_campaign(campaign).canary_line.verdict_by
+    (held,) = waiting
+    assert held["key"] == "wait:canary" and held["count"] == 45
+    assert abs(datetime.fromisoformat(held["until"]) - verdict_by) < timedelta(seconds=5)
+    assert "its verdict by" in held["text"] and "at the latest" in held["text"], held

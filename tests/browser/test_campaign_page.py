@@ -1,14 +1,17 @@
-"""The started campaign's page in Chromium: it updates itself while running, and keeps the
-details (per template, failures by code) and the chart on screen."""
+"""The started campaign's page in Chromium: it updates itself while running, keeps the
+details (per template, failures by code) and the chart on screen, and its live ETA follows the
+plan (the portfolio budget's waves)."""
 
 from __future__ import annotations
 
+from django.core.cache import cache
 from django.db.models import F
 from django.utils import timezone
 
-from campaigns.models import Campaign, CampaignTemplate
+from campaigns.models import Campaign, CampaignTemplate, Portfolio
 from messaging.models import OutboundStatus
 from tests import factories
+from tests.policy.helpers import campaign_to, phones
 
 
 def _campaign(sender, template):
@@ -86,3 +89,21 @@ def test_view_only_staff_see_figures_without_buttons(staff_browser, sender, temp
     buttons = [b.get_attribute("value") for b in page.find_all("#campaign-actions input")]
     assert buttons == []
     assert "Cancel" not in page.text("#campaign-actions")
+
+
+def test_the_live_eta_shows_the_budget_waves_of_the_plan(staff_browser, account):
+    cache.clear()  # a plan kept from an earlier run under the same campaign id
+    account.portfolio = Portfolio.objects.create(business_id="bm-page", messaging_tier="TIER_250")
+    account.save()
+    sender = factories.SenderFactory(account=account)
+    template = factories.TemplateFactory(account=account, category="UTILITY")
+    campaign = campaign_to(sender, template, phones("+35191900", 300), status="running")
+    Campaign.objects.filter(pk=campaign.pk).update(started_at=timezone.now())
+    page = staff_browser()
+    page.viewport(1440, 1400)
+    page.open(f"/admin/campaigns/campaign/{campaign.pk}/change/")
+
+    page.wait_for_text("#plan-budget", "250 left now")
+    page.wait_for_text("#campaign-eta", "2 waves, the next (50) from")
+    assert "the messaging limit leaves 250 of 250 now" in page.text("#campaign-eta")
+    page.screenshot("campaign-page-budget-eta")

@@ -15,6 +15,7 @@ from campaigns.models import Portfolio, TemplatePrice
 from messaging.campaign_import import service
 from messaging.campaign_import.batch import _BatchImport
 from messaging.models import OutboundStatus
+from messaging.policy import budget
 from messaging.policy.plan import plan_campaign, plan_import
 from tests import factories
 from tests.policy.helpers import campaign_to, phones
@@ -152,6 +153,27 @@ def test_the_budget_already_spent_today_moves_the_first_wave(account):
     assert (plan.budget.used, plan.budget.left) == (200, 50)
     assert [w.count for w in plan.waves] == [50, 50]
     assert plan.waves[1].starts == earlier + timedelta(hours=24)
+
+
+def test_the_budget_used_and_left_are_the_engines_own_count(account, redis_client):
+    """The plan's "used" and "left" come from budget.counted_now / budget.left, the count the
+    engine admits against (the Redis ledger), not from a sum of its own."""
+    portfolio = Portfolio.objects.create(business_id="bm-3", messaging_tier="TIER_250")
+    account.portfolio = portfolio
+    account.save()
+    sender = factories.SenderFactory(account=account)
+    template = factories.TemplateFactory(account=account, category="UTILITY")
+    ledger = budget.ledger_for(sender.pk)
+    now = timezone.now()
+    # Admitted by a worker whose rows are not committed yet: only the Redis ledger has them.
+    admitted = budget.ledgers().admit(ledger, phones("+35191450", 30), now, judging=[])
+    assert len(admitted.admitted) == 30
+    campaign = campaign_to(sender, template, phones("+35191550", 10))
+
+    plan = plan_campaign(campaign, now=now)
+
+    assert (plan.budget.used, plan.budget.left) == (30, 220)
+    assert plan.budget.left == budget.left([ledger], now)[ledger.key]
 
 
 def test_zones_with_their_window_at_a_frozen_moment(sender, template):
