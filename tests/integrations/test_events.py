@@ -262,3 +262,55 @@ def test_a_deliverer_killed_mid_delivery_loses_nothing_and_keeps_the_order(recei
     assert list(dict.fromkeys(arrived)) == expected  # every event, first arrivals in order
     assert len(arrived) - len(expected) <= 1  # at most the one in flight came twice
     assert not OutboxEvent.objects.exclude(state=OutboxEvent.State.DELIVERED).exists()
+
+
+def test_the_batch_read_keeps_to_the_pending_index_after_statistics_taken_in_a_backlog(receiver):
+    """Statistics from a backlog (most rows pending) once made the planner walk the primary
+    key through every delivered row for each batch: the read must stay on outbox_pending."""
+    sub = subscribe(receiver, max_batch=500)
+    _events_for(sub, 3050)
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {OutboxEvent._meta.db_table}")
+    while sub.events.filter(state=0).count() > 100:
+        assert deliver_subscription(sub).delivered
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + delivery._BATCH, [sub.pk, sub.pk, sub.max_batch])
+        plan = "\n".join(r[0] for r in cursor.fetchall())
+        cursor.execute("EXPLAIN " + delivery._DUE, [timezone.now()])
+        due = "\n".join(r[0] for r in cursor.fetchall())
+    assert "outbox_pending" in plan and "_pkey" not in plan, plan
+    assert "outbox_pending" in due and "_pkey" not in due, due
+    assert delivery.due_subscriptions() == [sub]
+    while deliver_subscription(sub).delivered:
+        pass
+    assert [e["id"] for e in receiver.events()] == [
+        f"evt_{pk}" for pk in sub.events.order_by("id").values_list("pk", flat=True)
+    ]
+
+
+def test_a_subscription_held_by_another_worker_is_skipped_until_it_lets_go(receiver):
+    """The lock is the connection's: held across batches, released when the holder is done."""
+    import threading
+
+    sub = subscribe(receiver)
+    _events_for(sub, 2)
+    held, release = threading.Event(), threading.Event()
+
+    def other_worker() -> None:
+        try:
+            with delivery.holding(sub.pk) as got:
+                assert got
+                held.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=other_worker)
+    thread.start()
+    try:
+        assert held.wait(30)
+        assert deliver_subscription(sub).skipped and not receiver.requests
+    finally:
+        release.set()
+        thread.join(30)
+    assert deliver_subscription(sub).delivered == 1

@@ -1,8 +1,9 @@
 """Send outbox rows to their subscriptions: signed, in order per subscription, retried.
 
 Each subscription is a FIFO: its oldest pending events go first, one batch in flight at a
-time (a PostgreSQL advisory lock per subscription, held by the transaction around the POST,
-so a killed worker releases it and its batch is simply sent again: at least once). A batch
+time (a PostgreSQL advisory lock per subscription, held by the worker's connection, so a
+killed worker releases it and its batch is simply sent again: at least once). A batch's
+envelopes and body are built by PostgreSQL; a delivered batch is marked in one UPDATE. A batch
 that fails waits with exponential backoff and jitter; events older than
 EVENTS_RETRY_HOURS become dead letters, which staff re-deliver from the admin.
 
@@ -14,16 +15,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import urllib3
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from messaging.integrations.models import EventSubscription, OutboxEvent
@@ -60,50 +62,82 @@ def retry_delay(attempts: int) -> float:
     return delay * random.uniform(0.75, 1.25)
 
 
-def envelope(event_id: int, event_type: str, created_at: datetime, data: object) -> dict:
-    return {
-        "id": f"evt_{event_id}",
-        "type": event_type,
-        "created_at": created_at.isoformat(),
-        "data": data,
-    }
-
-
 @dataclass
 class Result:
     delivered: int = 0
     failed: int = 0
     dead: int = 0
     skipped: bool = False
+    waiting: bool = False  # skipped because the head waits for its retry (not for new events)
     retry_in: float | None = None  # after a failure: seconds until the batch is due again
 
 
+@contextmanager
+def holding(subscription_id: int) -> Iterator[bool]:
+    """The subscription's advisory lock (session level) for the block: True when we have it.
+
+    Held by the connection, not by a transaction, so a worker keeps it across its batches
+    without a transaction open around each POST; a killed worker's connection closes and the
+    lock goes with it (its batch in flight is sent again: at least once).
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_NAMESPACE, subscription_id])
+        held = bool(cursor.fetchone()[0])
+    try:
+        yield held
+    finally:
+        if held:
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT pg_advisory_unlock(%s, %s)", [LOCK_NAMESPACE, subscription_id]
+                    )
+            except DatabaseError:
+                pass  # the connection is gone, and the lock with it
+
+
 def deliver_subscription(subscription: EventSubscription, *, now: datetime | None = None) -> Result:
-    """Send the subscription's next batch if it is due; the batch's outcome is written back."""
+    """Send the subscription's next batch if it is due, under its lock (skipped if taken)."""
+    with holding(subscription.pk) as held:
+        if not held:
+            return Result(skipped=True)  # another worker has it in flight
+        return deliver_batch(subscription, now=now)
+
+
+# A subscription's pending events in order, through outbox_pending only (here and in
+# due_subscriptions). The range on
+# subscription_id (instead of `=`) keeps it an ordering column of the plan, so the primary
+# key cannot serve `ORDER BY id`: with statistics taken during a backlog (most rows pending)
+# the planner otherwise walks the primary key through every delivered row (8 ms a batch
+# against 0.3 ms in bench/events.py).
+_PENDING = (
+    f"FROM {_OUTBOX} WHERE subscription_id BETWEEN %s AND %s AND state = 0 "
+    "ORDER BY subscription_id, id"
+)
+# The next batch, its envelopes and body built by PostgreSQL from the stored payloads: the
+# deliverer decodes and re-encodes no event in Python.
+_BATCH = f"""
+SELECT array_agg(id ORDER BY id), max(attempts), (array_agg(next_attempt_at ORDER BY id))[1],
+    string_agg(json_build_object('id', 'evt_' || id, 'type', event_type,
+        'created_at', created_at, 'data', payload)::text, ',' ORDER BY id)
+FROM (SELECT id, event_type, created_at, payload, attempts, next_attempt_at {_PENDING}
+      LIMIT %s) b
+"""  # noqa: S608
+
+
+def deliver_batch(subscription: EventSubscription, *, now: datetime | None = None) -> Result:
+    """Send the next batch if it is due and write its outcome back; the caller holds the
+    subscription's lock (`holding`), which is what keeps one batch in flight per FIFO."""
     now = now or timezone.now()
     result = Result()
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_try_advisory_xact_lock(%s, %s)", [LOCK_NAMESPACE, subscription.pk]
-        )
-        if not cursor.fetchone()[0]:
-            result.skipped = True  # another worker has it in flight
-            return result
-        cursor.execute(
-            f"SELECT id, event_type, created_at, payload, attempts, next_attempt_at "  # noqa: S608
-            f"FROM {_OUTBOX} WHERE subscription_id = %s AND state = 0 ORDER BY id LIMIT %s",
-            [subscription.pk, max(1, subscription.max_batch)],
-        )
-        rows = cursor.fetchall()
-        if not rows or rows[0][5] > now:
+    with connection.cursor() as cursor:
+        cursor.execute(_BATCH, [subscription.pk, subscription.pk, max(1, subscription.max_batch)])
+        ids, max_attempts, head_due, events = cursor.fetchone()
+        if not ids or head_due > now:
             result.skipped = True  # nothing pending, or the head is waiting for its retry
+            result.waiting = bool(ids)
             return result
-        events = [
-            envelope(r[0], r[1], r[2], json.loads(r[3]) if isinstance(r[3], str) else r[3])
-            for r in rows
-        ]
-        ids = [r[0] for r in rows]
-        error = _post(subscription, events)
+        error = _post(subscription, ids, events)
         if error is None:
             cursor.execute(
                 f"UPDATE {_OUTBOX} SET state = 1, delivered_at = %s, attempts = attempts + 1, "  # noqa: S608
@@ -112,8 +146,7 @@ def deliver_subscription(subscription: EventSubscription, *, now: datetime | Non
             )
             result.delivered = len(ids)
             return result
-        attempts = max(r[4] for r in rows) + 1
-        result.retry_in = retry_delay(attempts)
+        result.retry_in = retry_delay(max_attempts + 1)
         retry_at = now + timedelta(seconds=result.retry_in)
         give_up = now - timedelta(hours=settings.EVENTS_RETRY_HOURS)
         cursor.execute(
@@ -123,29 +156,32 @@ def deliver_subscription(subscription: EventSubscription, *, now: datetime | Non
             [error[:300], give_up, retry_at, ids],
         )
         states = [s for (s,) in cursor.fetchall()]
-        result.dead = states.count(2)
-        result.failed = len(states) - result.dead
-        logger.warning(
-            "events to %s failed (%s): %d retry, %d dead",
-            subscription,
-            error,
-            result.failed,
-            result.dead,
-        )
+    result.dead = states.count(2)
+    result.failed = len(states) - result.dead
+    logger.warning(
+        "events to %s failed (%s): %d retry, %d dead",
+        subscription,
+        error,
+        result.failed,
+        result.dead,
+    )
     return result
 
 
-def _post(subscription: EventSubscription, events: list[dict]) -> str | None:
-    """None when the receiver took the events (2xx), else what went wrong."""
-    body_obj: object = events[0] if subscription.max_batch <= 1 else {"events": events}
-    body = json.dumps(body_obj, separators=(",", ":"), default=str).encode()
+def _post(subscription: EventSubscription, ids: list[int], events: str) -> str | None:
+    """None when the receiver took the events (2xx), else what went wrong. `events` is the
+    batch's envelopes as JSON text, comma-separated."""
+    if subscription.max_batch <= 1:
+        body = events.encode()
+    else:
+        body = b'{"events":[' + events.encode() + b"]}"
     timestamp = int(time.time())
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "wacampaigns-events/1",
         SIGNATURE_HEADER: sign(subscription.secret, timestamp, body),
         "X-Wacampaigns-Timestamp": str(timestamp),
-        "X-Wacampaigns-Event-Ids": ",".join(e["id"] for e in events),
+        "X-Wacampaigns-Event-Ids": ",".join(f"evt_{i}" for i in ids),
     }
     try:
         response = _http.request(
@@ -163,16 +199,19 @@ def _post(subscription: EventSubscription, events: list[dict]) -> str | None:
     return f"HTTP {response.status}"
 
 
+_DUE = (
+    "SELECT s.id FROM integrations_eventsubscription s CROSS JOIN LATERAL ("  # noqa: S608
+    f"SELECT next_attempt_at FROM {_OUTBOX} o "
+    "WHERE o.subscription_id BETWEEN s.id AND s.id AND o.state = 0 "
+    "ORDER BY o.subscription_id, o.id LIMIT 1) head WHERE head.next_attempt_at <= %s"
+)
+
+
 def due_subscriptions(*, now: datetime | None = None) -> list[EventSubscription]:
-    """Subscriptions whose oldest pending event is due (served by outbox_pending)."""
+    """Subscriptions whose oldest pending event (the head of the FIFO) is due."""
     now = now or timezone.now()
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT s.id FROM integrations_eventsubscription s WHERE EXISTS ("  # noqa: S608
-            f"SELECT 1 FROM {_OUTBOX} o WHERE o.subscription_id = s.id AND o.state = 0 "
-            "AND o.next_attempt_at <= %s)",
-            [now],
-        )
+        cursor.execute(_DUE, [now])
         ids = [r[0] for r in cursor.fetchall()]
     return list(EventSubscription.objects.filter(pk__in=ids))
 
