@@ -20,7 +20,7 @@ from messaging.evidence import held_filter
 from messaging.integrations.events.payloads import publish_campaign_state
 from messaging.models import PENDING_STATUSES, OutboundMessage, OutboundStatus
 from messaging.policy import breaker, canary
-from messaging.policy.fields import copied_policy
+from messaging.policy.fields import copied_settings
 from messaging.policy.optout import suppressed_numbers, suppressed_sql
 from messaging.state_version import bump_on_commit
 
@@ -281,9 +281,9 @@ def requeue_failed(*, campaign_id: int, message_ids: list[int] | None = None) ->
 
 @transaction.atomic
 def duplicate_campaign(*, campaign_id: int, created_by_id: int | None = None) -> Campaign:
-    """A new draft with the same sender, templates, contacts and send-policy settings
-    (`policy.fields.copied_policy`), queued afresh; numbers that opted out since are left out
-    (and counted as suppressed)."""
+    """A new draft with the same sender, templates, contacts, send-policy and template-winner
+    settings (`policy.fields.copied_settings`), queued afresh; numbers that opted out since
+    are left out (and counted as suppressed)."""
     source = Campaign.objects.get(pk=campaign_id)
     copy = Campaign.objects.create(
         name=f"{source.name} (copy)"[:200],
@@ -291,7 +291,7 @@ def duplicate_campaign(*, campaign_id: int, created_by_id: int | None = None) ->
         priority=source.priority,
         created_by_id=created_by_id,
         total=source.total,
-        **copied_policy(source),
+        **copied_settings(source),
     )
     CampaignTemplate.objects.bulk_create(
         CampaignTemplate(

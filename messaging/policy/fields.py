@@ -1,6 +1,7 @@
 """A campaign's send-policy settings as staff type them (wizard, create_campaign), read by the
 policy's own parsers, so the form, the command and the engine read them the same way; and the
-one list of the Campaign fields that hold those settings, which a copy of a campaign carries."""
+one list of the Campaign fields that hold those settings (and, next to it, the template
+winner's), which a copy of a campaign carries."""
 
 from __future__ import annotations
 
@@ -34,13 +35,29 @@ POLICY_STATE_FIELDS: tuple[str, ...] = (
     "canary_done_at",
     "canary_report",
 )
+# The sibling list for the automatic template winner (messaging.winner): the settings staff
+# chose are copied, and the test's progress and verdict are not (a copy runs its own test).
+WINNER_FIELDS: tuple[str, ...] = (
+    "winner_measure",
+    "winner_test_share",
+    "winner_min_delivered",
+    "winner_wait_minutes",
+)
+WINNER_STATE_FIELDS: tuple[str, ...] = (
+    "winner_waiting_since",
+    "winner_decided_at",
+    "winner_decision",
+)
+# What a campaign made from another carries: a duplicate, and a follow-up to one of its
+# cohorts (as defaults).
+COPIED_FIELDS: tuple[str, ...] = POLICY_FIELDS + WINNER_FIELDS
 
 
-def copied_policy(source: Campaign, *, now: datetime | None = None) -> dict[str, Any]:
-    """The policy fields a copy of `source` starts with: all of POLICY_FIELDS, except a
-    valid_until already past, which would expire the copy's rows before the first send (the
-    copy then has none, and staff set a new one)."""
-    fields = {name: getattr(source, name) for name in POLICY_FIELDS}
+def copied_settings(source: Campaign, *, now: datetime | None = None) -> dict[str, Any]:
+    """The settings a campaign made from `source` starts with: all of COPIED_FIELDS, except a
+    valid_until already past, which would expire the new rows before the first send (the new
+    campaign then has none, and staff set a new one)."""
+    fields = {name: getattr(source, name) for name in COPIED_FIELDS}
     if fields["valid_until"] is not None and fields["valid_until"] <= (now or timezone.now()):
         fields["valid_until"] = None
     return fields
