@@ -38,6 +38,7 @@ from messaging.campaign_import.batch import upsert_contacts
 from messaging.campaign_import.job import REJECTIONS_SHOWN
 from messaging.campaign_import.service import PolicyFields
 from messaging.cohorts import COHORTS, Outcome, recipients
+from messaging.policy.fields import copied_settings
 
 _LIST_BATCH = 2000
 
@@ -110,9 +111,11 @@ def follow_up_campaign(
     templates: Sequence[tuple[MessageTemplate, int]] | None = None,
     name: str = "",
     created_by: User | None = None,
+    policy: PolicyFields | None = None,
 ) -> ImportResult:
-    """A draft to the cohort `outcome` of `campaign`: same sender, and its templates and
-    weights unless others are given."""
+    """A draft to the cohort `outcome` of `campaign`: same sender and priority, its templates
+    and weights unless others are given, and its send-policy and template-winner settings
+    (`policy.fields.copied_settings`, as a duplicate gets them) unless `policy` sets others."""
     if templates is None:
         templates = [
             (link.template, link.weight)
@@ -125,6 +128,8 @@ def follow_up_campaign(
         sender_id=campaign.sender_id,
         templates=templates,
         created_by=created_by,
+        priority=campaign.priority,
+        policy={**copied_settings(campaign), **(policy or {})},
     )
 
 

@@ -21,7 +21,9 @@ from campaigns.models import (
     Segment,
 )
 from messaging.models import OutboundMessage
+from messaging.policy.fields import COPIED_FIELDS
 from tests import factories
+from tests.policy.test_policy_fields import copied_values, winner_state
 
 pytestmark = pytest.mark.django_db
 
@@ -71,6 +73,21 @@ def test_follow_up_creates_a_draft_of_the_cohort(admin_client, finished):
     response = admin_client.post(url, {"outcome": "replied"}, follow=True)
     assert "No follow-up created" in response.content.decode()
     assert Campaign.objects.count() == 2
+
+
+def test_a_follow_up_starts_with_the_campaigns_settings(admin_client, finished):
+    """The follow-up is made from the campaign as a duplicate is (fields.copied_settings): its
+    send-policy and template-winner settings, not the winner's verdict."""
+    values = copied_values()
+    Campaign.objects.filter(pk=finished.pk).update(priority=3, **values, **winner_state())
+    url = reverse("admin:campaigns_campaign_follow_up", args=[finished.pk])
+
+    admin_client.post(url, {"outcome": "not_delivered"})
+
+    draft = Campaign.objects.exclude(pk=finished.pk).get()
+    assert {name: getattr(draft, name) for name in COPIED_FIELDS} == values
+    assert draft.priority == 3
+    assert (draft.winner_decided_at, draft.winner_decision, draft.canary_state) == (None, "", "")
 
 
 def test_follow_up_needs_the_add_permission(client, finished):
