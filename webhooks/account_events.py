@@ -15,12 +15,10 @@ from messaging.integrations.events.payloads import publish_template_change
 from messaging.numbers import NumberReport, record_business_limit, record_number_state
 from messaging.policy import budget
 from messaging.services import pause_active_campaigns
+from messaging.templates import record_template_status
 from webhooks.payload import AccountEvent
 
 logger = logging.getLogger(__name__)
-
-# Template statuses that still send; every other one (PAUSED, DISABLED, REJECTED…) pauses.
-SENDABLE_TEMPLATE_STATUSES = {"APPROVED", "REINSTATED"}
 
 
 def _templates(event: AccountEvent) -> list[MessageTemplate]:
@@ -43,15 +41,9 @@ def _template_status(event: AccountEvent) -> None:
     status = str(event.value.get("event") or "").upper()[:32]
     if not status:
         return
+    reason = str(event.value.get("reason") or "")
     for template in _templates(event):
-        MessageTemplate.objects.filter(pk=template.pk).update(status=status)
-        publish_template_change(
-            template, kind="status", status=status, reason=str(event.value.get("reason") or "")
-        )
-        if status not in SENDABLE_TEMPLATE_STATUSES:
-            why = event.value.get("reason") or ""
-            reason = f"Template {template} is {status}" + (f" ({why})" if why else "")
-            _pause_template_users(template, reason[:255])
+        record_template_status(template=template, status=status, reason=reason)
 
 
 def _template_quality(event: AccountEvent) -> None:

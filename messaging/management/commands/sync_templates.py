@@ -8,13 +8,17 @@ from django.core.management.base import CommandError, CommandParser
 
 from campaigns.commands import SafeCommand, graph_id_option
 from campaigns.models import WhatsAppAccount
-from campaigns.template_sync import TemplateDataError, describe, upsert_templates
-from messaging.graph_api import GraphError, fetch_templates
-from messaging.policy.actions import management_error
+from campaigns.template_sync import TemplateDataError
+from messaging.graph_api import GraphError
+from messaging.templates import sync_templates
 
 
 class Command(SafeCommand):
-    help = "Fetch every template of a WABA (GET /{WABA_ID}/message_templates) and upsert them."
+    help = (
+        "Fetch every template of a WABA (GET /{WABA_ID}/message_templates) and upsert them; a "
+        "stored template whose status changed pauses its campaigns as the status webhook does. "
+        "The cluster runs it for every account hourly (a django-q2 Schedule)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--waba-id", required=True, help="WhatsApp business account id")
@@ -22,12 +26,11 @@ class Command(SafeCommand):
     def handle(self, *args: Any, waba_id: str, **options: Any) -> None:
         waba_id = graph_id_option("--waba-id", waba_id, model=WhatsAppAccount, field="waba_id")
         try:
-            items = fetch_templates(waba_id=waba_id)
-            result = upsert_templates(waba_id=waba_id, items=items, source="Graph API")
+            sync = sync_templates(waba_id=waba_id)
         except GraphError as exc:
-            # An expired token pauses the account as on a send (messaging.policy.actions).
-            management_error(exc.rule, code=exc.code, waba_id=waba_id)
+            # An expired token has paused the account as on a send (messaging.policy.actions).
             raise CommandError(f"could not fetch templates of WABA {waba_id}: {exc}") from None
         except TemplateDataError as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(describe(result, count=len(items)))
+        for line in sync.lines():
+            self.stdout.write(line)
