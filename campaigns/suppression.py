@@ -13,8 +13,13 @@ import hashlib
 import hmac
 from collections.abc import Iterable
 from functools import cache
+from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.db.models import QuerySet
+
+if TYPE_CHECKING:
+    from campaigns.models import Suppression
 
 _BLOCK = 64  # SHA-256 block size, for the HMAC pads
 
@@ -63,14 +68,16 @@ def phone_hash_sql(phone_expr: str) -> tuple[str, list[bytes]]:
     return sql, [outer, inner]
 
 
-def suppressed_phones(phones: Iterable[str]) -> set[str]:
-    """The numbers among `phones` that are suppressed (erased contacts' numbers included)."""
+def suppressions_matching(hashes: Iterable[str]) -> QuerySet[Suppression]:
+    """The suppressions of these number hashes: the one test of "is this number suppressed?"
+    (as a queryset, so a caller may fold it into a query of its own)."""
     from campaigns.models import Suppression  # models import this module for the hash
 
+    return Suppression.objects.filter(phone_hash__in=list(hashes))
+
+
+def suppressed_phones(phones: Iterable[str]) -> set[str]:
+    """The numbers among `phones` that are suppressed (erased contacts' numbers included)."""
     hashes = phone_hashes(phones)
-    found = set(
-        Suppression.objects.filter(phone_hash__in=list(hashes.values())).values_list(
-            "phone_hash", flat=True
-        )
-    )
+    found = set(suppressions_matching(hashes.values()).values_list("phone_hash", flat=True))
     return {phone for phone, h in hashes.items() if h in found}

@@ -267,6 +267,10 @@ API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=2_097_152)
 API_MAX_UPLOAD_BYTES = env.int("API_MAX_UPLOAD_BYTES", default=104_857_600)
 # Idempotency keys are kept at least this long (the promise to clients is 24 hours).
 API_IDEMPOTENCY_HOURS = env.int("API_IDEMPOTENCY_HOURS", default=48)
+# How long a web process keeps API keys, sender numbers and templates it read (0: off). A
+# change is seen at once while Redis is up; this bounds it when Redis is not
+# (messaging/integrations/lookup_cache.py).
+API_LOOKUP_CACHE_SECONDS = env.float("API_LOOKUP_CACHE_SECONDS", default=5.0)
 
 # --- Outbound events (subscriptions in admin) -----------------------------------------------
 # The first retry of a failed batch: 0.2 s, then doubling (0.4, 0.8 … s, capped), by the

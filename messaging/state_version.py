@@ -23,20 +23,27 @@ CAMPAIGNS = KEY
 SUPPRESSIONS = "wac:suppressions:version"
 
 
-def bump_on_commit(key: str = CAMPAIGNS) -> None:
-    """Bump once the change is committed (readers must see the new rows)."""
+def bump_on_commit(*keys: str) -> None:
+    """Bump `keys` (default: CAMPAIGNS) once the change is committed (readers must see the new
+    rows); several keys in one round trip."""
     if settings.REDIS_URL:
-        transaction.on_commit(lambda: _bump(key))
+        transaction.on_commit(lambda: _bump(keys or (CAMPAIGNS,)))
 
 
-def _bump(key: str) -> None:
+def _bump(keys: tuple[str, ...]) -> None:
     from messaging.redis_client import get_redis
 
     try:
-        get_redis().incr(key)
+        if len(keys) == 1:
+            get_redis().incr(keys[0])
+        else:
+            pipe = get_redis().pipeline(transaction=False)
+            for key in keys:
+                pipe.incr(key)
+            pipe.execute()
     except redis.RedisError:
         # Readers also refresh on a slow timer, so a lost bump only delays them.
-        logger.warning("could not bump %s", key, exc_info=True)
+        logger.warning("could not bump %s", ", ".join(keys), exc_info=True)
 
 
 def current(key: str = CAMPAIGNS) -> int | None:

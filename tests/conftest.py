@@ -33,6 +33,17 @@ def _fresh_event_subscriptions():
     forget_subscriptions()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_lookup_cache():
+    """The API's per-process cache of keys, numbers and templates holds no previous test's
+    rows (a database flush removes them without the signals that clear it)."""
+    from messaging.integrations import lookup_cache
+
+    lookup_cache.clear()
+    yield
+    lookup_cache.clear()
+
+
 @pytest.fixture
 def redis_client():
     """A real Redis connection on a clean database (REDIS_URL from scripts/services.sh)."""

@@ -8,11 +8,10 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils import timezone
 
 from campaigns.admin_helpers import CappedCountPaginator
 from messaging.integrations.events.delivery import redeliver
-from messaging.integrations.keys import set_secret
+from messaging.integrations.keys import revoke, set_secret
 from messaging.integrations.models import ApiKey, EventSubscription, EventType, OutboxEvent
 
 
@@ -49,7 +48,7 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
 
     @admin.action(description="Revoke the selected keys")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
-        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        count = revoke(queryset)
         self.message_user(request, f"{count} key(s) revoked.")
 
 

@@ -7,3 +7,8 @@ class IntegrationsConfig(AppConfig):
     name = "messaging.integrations"
     label = "integrations"  # tables, migrations and permissions keep their names
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from messaging.integrations import lookup_cache
+
+        lookup_cache.connect_signals()

@@ -2,7 +2,9 @@
 
 A key is `wac_<prefix>_<secret>` with 190 random bits: a fast hash is enough for a secret of
 that strength (a slow password hash would only add latency to every request), and the prefix
-finds the row without scanning.
+finds the row without scanning. The row is kept in the per-process lookup cache
+(messaging.integrations.lookup_cache): a revocation or a change of scopes is seen by the next
+request while Redis is up, within API_LOOKUP_CACHE_SECONDS otherwise.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.db.models import QuerySet
 from django.utils import timezone
 
+from messaging.integrations import lookup_cache
 from messaging.integrations.models import ApiKey
 
 KEY_PREFIX = "wac_"
@@ -69,11 +73,26 @@ def authenticate(key: str) -> ApiKey | None:
     if not key.startswith(KEY_PREFIX) or key.count("_") < 2:
         return None
     prefix = key[len(KEY_PREFIX) :].split("_", 1)[0]
-    api_key = ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).first()
-    if api_key is None or not hmac.compare_digest(api_key.key_hash, _hash(key)):
+    cache_key = ("api_key", prefix)
+    api_key = lookup_cache.get(cache_key)
+    if api_key is None:
+        api_key = ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).first()
+        if api_key is None:
+            return None
+        lookup_cache.put(cache_key, api_key)
+    # Checked on every request, cached row or not: the cache is found by the public prefix.
+    if not hmac.compare_digest(api_key.key_hash, _hash(key)):
         return None
     now = timezone.now()
     if api_key.last_used_at is None or (now - api_key.last_used_at).total_seconds() > 60:
         # At most once a minute: a write per request would cost more than the request.
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        api_key.last_used_at = now
     return api_key
+
+
+def revoke(keys: QuerySet[ApiKey]) -> int:
+    """Revoke the keys not revoked yet; how many. They stop working as the module says."""
+    count = keys.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+    lookup_cache.changed()
+    return count

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
@@ -88,3 +90,46 @@ def test_the_openapi_document_is_published(client):
     assert response.status_code == 200
     paths = response.json()["paths"]
     assert "/api/v1/messages" in paths and "/api/v1/campaigns/{campaign_id}/pause" in paths
+
+
+def test_a_revoked_key_stops_working_at_once_in_every_process(
+    sender, api_key, django_capture_on_commit_callbacks
+):
+    """The key is cached by each web process; revoking bumps a version in Redis that every
+    request reads with its rate limit, so a process still holding the key drops it."""
+    from messaging.integrations import lookup_cache
+    from messaging.integrations.keys import revoke
+
+    client = api_for(api_key.secret)
+    assert client.get("/messages/999999").status_code == 404  # the key is now cached
+    cache_key = ("api_key", api_key.api_key.prefix)
+    held = lookup_cache.get(cache_key)
+    assert held is not None and held.revoked_at is None
+    with django_capture_on_commit_callbacks(execute=True):
+        assert revoke(ApiKey.objects.filter(pk=api_key.api_key.pk)) == 1
+    # What another process still holds: the key as it was before the revocation.
+    lookup_cache.put(cache_key, held)
+    response = client.get("/messages/999999")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_a_scope_change_is_seen_at_once_and_within_the_cache_bound_without_a_version(
+    settings, sender, api_key, django_capture_on_commit_callbacks
+):
+    settings.API_LOOKUP_CACHE_SECONDS = 0.2
+    client = api_for(api_key.secret)
+    assert client.get("/messages/999999").status_code == 404
+    key = ApiKey.objects.get(pk=api_key.api_key.pk)
+    key.scopes = ["messages:send"]
+    with django_capture_on_commit_callbacks(execute=True):
+        key.save()  # admin's change form: the save signal bumps the version
+    assert client.get("/messages/999999").status_code == 403
+
+    # A change no signal reports (a bulk update) is seen once the cached row expires.
+    ApiKey.objects.filter(pk=key.pk).update(scopes=["messages:read"])
+    deadline = time.monotonic() + 30
+    while client.post("/messages", send_body(sender)).status_code != 403:
+        assert time.monotonic() < deadline, "the cached key outlived API_LOOKUP_CACHE_SECONDS"
+        time.sleep(0.1)
+    assert client.get("/messages/999999").status_code == 404

@@ -103,3 +103,27 @@ def test_create_campaign_sets_validity_window_and_cap(sender, tmp_path):
     assert campaign.valid_until == until
     assert (campaign.window_start, campaign.window_end) == (time(9), time(20))
     assert (campaign.window_days, campaign.frequency_cap) == ("mon-fri", "1/3d")
+
+
+def test_refused_among_names_each_rule_in_one_query(sql_path, django_assert_num_queries):
+    """What a transactional send asks before queueing: suppression (erased numbers by their
+    hash) before not-on-WhatsApp, with an old mark no longer counting; on both SQL paths."""
+    from campaigns.models import Suppression
+    from messaging.policy.imports import SUPPRESSED, UNDELIVERABLE, refused_among
+
+    now, long_ago = timezone.now(), timezone.now() - timezone.timedelta(days=31)
+    factories.SuppressionFactory(phone="+351912000001")
+    erased = factories.SuppressionFactory(phone="+351912000002")
+    Suppression.objects.filter(pk=erased.pk).update(phone=None)
+    factories.ContactFactory(phone="+351912000001", undeliverable_at=now)  # both: suppressed
+    factories.ContactFactory(phone="+351912000003", undeliverable_at=now)
+    factories.ContactFactory(phone="+351912000004", undeliverable_at=long_ago)
+    phones = [f"+35191200000{n}" for n in range(1, 6)]
+    with django_assert_num_queries(1):
+        refused = refused_among(phones)
+    assert refused == {
+        "+351912000001": SUPPRESSED,
+        "+351912000002": SUPPRESSED,
+        "+351912000003": UNDELIVERABLE,
+    }
+    assert refused_among([]) == {}

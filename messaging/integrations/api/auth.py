@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest
 from ninja.security import HttpBearer
 
+from messaging.integrations import lookup_cache
 from messaging.integrations.api.errors import ApiError
 from messaging.integrations.api.ratelimit import check_rate
 from messaging.integrations.keys import authenticate
@@ -13,10 +14,17 @@ from messaging.integrations.models import ApiKey
 
 class ApiKeyAuth(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str) -> ApiKey:
-        api_key = authenticate(token.strip())
+        token = token.strip()
+        api_key = authenticate(token)
         if api_key is None:
             raise ApiError(401, "invalid_api_key", "the API key is unknown or revoked")
-        check_rate(api_key)
+        version = check_rate(api_key)
+        if version is not None and lookup_cache.observe(version):
+            # A key, number or template changed since this process cached them: the key
+            # may have been one of them (revoked, scopes changed), so read it again.
+            api_key = authenticate(token)
+            if api_key is None:
+                raise ApiError(401, "invalid_api_key", "the API key is unknown or revoked")
         return api_key
 
     def __call__(self, request: HttpRequest) -> ApiKey:

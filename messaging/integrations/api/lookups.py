@@ -5,19 +5,25 @@ from __future__ import annotations
 from django.db.models import Q
 
 from campaigns.models import Campaign, SenderNumber
+from messaging.integrations import lookup_cache
 from messaging.integrations.api.errors import ApiError
 from messaging.models import OutboundMessage, OutboundStatus
 
 
-def sender_named(value: str) -> SenderNumber:
-    """A sender number by its phone-number-id or its E.164."""
-    sender = (
-        SenderNumber.objects.select_related("account")
-        .filter(Q(phone_number_id=value) | Q(display_number=value))
-        .first()
-    )
+def sender_named(value: str, *, cached: bool = False) -> SenderNumber:
+    """A sender number by its phone-number-id or its E.164; `cached`: from the lookup cache
+    (the send paths, which read only its ids and number; callers that hand it on read it)."""
+    cache_key = ("sender", value)
+    sender = lookup_cache.get(cache_key) if cached else None
     if sender is None:
-        raise ApiError(404, "unknown_sender", f"no sender number {value!r}", "sender")
+        sender = (
+            SenderNumber.objects.select_related("account")
+            .filter(Q(phone_number_id=value) | Q(display_number=value))
+            .first()
+        )
+        if sender is None:
+            raise ApiError(404, "unknown_sender", f"no sender number {value!r}", "sender")
+        lookup_cache.put(cache_key, sender)
     return sender
 
 

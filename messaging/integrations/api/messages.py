@@ -70,7 +70,7 @@ def send(request: HttpRequest, payload: SendIn) -> Status:
     first answer and never queues a second message (keys are kept for at least 24 hours).
     """
     api_key: ApiKey = require(request, ApiKey.Scope.MESSAGES_SEND)
-    sender = lookups.sender_named(payload.sender)
+    sender = lookups.sender_named(payload.sender, cached=True)
 
     def work() -> tuple[int, Any]:
         (result,) = send_batch(sender=sender, messages=[_spec(payload)])
@@ -91,7 +91,7 @@ def send(request: HttpRequest, payload: SendIn) -> Status:
 def send_many(request: HttpRequest, payload: BatchIn) -> Status:
     """Each message is accepted or refused on its own; `results` follow the request's order."""
     api_key: ApiKey = require(request, ApiKey.Scope.MESSAGES_SEND)
-    sender = lookups.sender_named(payload.sender)
+    sender = lookups.sender_named(payload.sender, cached=True)
 
     def work() -> tuple[int, Any]:
         results = send_batch(

@@ -7,6 +7,7 @@ import time
 
 import redis
 
+from messaging.integrations import lookup_cache
 from messaging.integrations.api.errors import ApiError
 from messaging.integrations.models import ApiKey
 from messaging.redis_client import get_redis
@@ -16,20 +17,26 @@ logger = logging.getLogger(__name__)
 WINDOW_SECONDS = 60
 
 
-def check_rate(api_key: ApiKey, *, now: float | None = None) -> None:
-    """Raise 429 with Retry-After when this key used up its minute; open if Redis is down."""
+def check_rate(api_key: ApiKey, *, now: float | None = None) -> int | None:
+    """Raise 429 with Retry-After when this key used up its minute; open if Redis is down.
+
+    Returns the lookup cache's version, read in the same round trip (None without Redis), so
+    a request learns of a revoked key without a round trip of its own.
+    """
     now = time.time() if now is None else now
     window = int(now // WINDOW_SECONDS)
     key = f"wac:api:rate:{api_key.pk}:{window}"
     try:
-        pipe = get_redis().pipeline()
+        # No MULTI/EXEC: the expiry only has to follow the count, not be atomic with it.
+        pipe = get_redis().pipeline(transaction=False)
         pipe.incr(key)
         pipe.expire(key, WINDOW_SECONDS * 2)
-        count = pipe.execute()[0]
+        pipe.get(lookup_cache.VERSION_KEY)
+        count, _, version = pipe.execute()
     except redis.RedisError:
         # The limit protects the engine, not correctness: better served than refused.
         logger.warning("rate limit not checked: Redis unavailable", exc_info=True)
-        return
+        return None
     if count > api_key.rate_limit_per_minute:
         retry_after = max(1, int((window + 1) * WINDOW_SECONDS - now) + 1)
         raise ApiError(
@@ -38,3 +45,4 @@ def check_rate(api_key: ApiKey, *, now: float | None = None) -> None:
             f"more than {api_key.rate_limit_per_minute} requests this minute for this key",
             headers={"Retry-After": str(retry_after)},
         )
+    return int(version or 0)
