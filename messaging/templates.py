@@ -13,6 +13,7 @@ from django.db.models import F, Min
 from campaigns.models import MessageTemplate, WhatsAppAccount
 from campaigns.template_sync import SyncResult, TemplateDataError, describe, upsert_templates
 from messaging.graph_api import GraphError, fetch_templates
+from messaging.integrations import lookup_cache
 from messaging.integrations.events.payloads import publish_template_change
 from messaging.policy.actions import management_error
 from messaging.services import pause_active_campaigns
@@ -30,6 +31,7 @@ def record_template_status(*, template: MessageTemplate, status: str, reason: st
     """Meta says `template` is now `status`: store it, announce it (the outbound event), and
     pause the running and scheduled campaigns that use it unless the status still sends."""
     MessageTemplate.objects.filter(pk=template.pk).update(status=status)
+    lookup_cache.changed()  # the send API refuses (or accepts) it from its next request
     publish_template_change(template, kind="status", status=status, reason=reason)
     if status not in SENDABLE_TEMPLATE_STATUSES:
         text = f"Template {template} is {status}" + (f" ({reason})" if reason else "")

@@ -7,8 +7,8 @@ number or template, a revocation), and each API request reads that version in th
 its rate limit makes anyway: while Redis is up, the first request after the change, in every
 process, drops the whole cache and reads the rows again. So a revoked key, or a key whose
 scopes changed, stops working at once; without Redis, within `API_LOOKUP_CACHE_SECONDS`.
-A status written with `QuerySet.update` (a template paused by a webhook) is seen within that
-bound too: a send accepted just before it would have been queued the same way.
+A template's status from Meta (messaging.templates.record_template_status, an error answer's
+effects) bumps it too; other bulk updates are seen within API_LOOKUP_CACHE_SECONDS.
 """
 
 from __future__ import annotations

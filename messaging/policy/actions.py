@@ -197,6 +197,10 @@ def apply_effects(effects: Effects, *, throttle: Callable[[int], object] | None 
         pause_active_campaigns(reason=reason, sender__account_id=account_id)
     for template_id, status in sorted(effects.template_status.items()):
         MessageTemplate.objects.filter(pk=template_id).update(status=status)
+    if effects.template_status:
+        from messaging.integrations import lookup_cache
+
+        lookup_cache.changed()  # the send API refuses the template from its next request
     by_reason: dict[str, list[str]] = {}
     for phone, reason in effects.opt_out.items():
         by_reason.setdefault(reason, []).append(phone)

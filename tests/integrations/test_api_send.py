@@ -279,3 +279,20 @@ def test_concurrent_sends_to_one_new_number_all_queue_with_one_contact(api_key, 
     assert rows.count() == 10 and len({a.json()["id"] for a in answers}) == 10
     assert Contact.objects.filter(phone="+14155550177").count() == 1
     assert Campaign.objects.get(pk=rows[0].campaign_id).total == 10
+
+
+def test_a_template_meta_pauses_is_refused_at_once_though_cached(api, sender, template):
+    """Each web process caches templates; Meta's new status bumps the version every request
+    reads, so even a process still holding the approved row refuses the next send."""
+    from messaging.integrations import lookup_cache
+    from messaging.templates import record_template_status
+
+    assert api.post("/messages", template_body(sender, template)).status_code == 202
+    cache_key = ("templates", sender.account_id, template.name)
+    held = lookup_cache.get(cache_key)
+    assert held is not None
+    record_template_status(template=template, status="PAUSED", reason="low quality")
+    lookup_cache.put(cache_key, held)  # what another process still holds
+    refused = api.post("/messages", template_body(sender, template, to="+14155550177"))
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "template_not_sendable"
