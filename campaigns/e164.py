@@ -16,6 +16,8 @@ from phonenumbers import (
     phonenumberutil,
 )
 
+from campaigns import e164_fast
+
 # What spreadsheets and copy-paste put into numbers besides digits.
 _PHONE_JUNK = str.maketrans(
     dict.fromkeys(
@@ -41,7 +43,10 @@ _NOT_RECIPIENTS = {
 
 def normalise_phone(raw: str, region: str) -> tuple[str | None, str]:
     """(E.164, "") for a valid number, else (None, reason)."""
-    number, reason = _valid_number(raw, region)
+    cleaned, reason = _clean(raw)
+    if reason:
+        return None, reason
+    number, reason = _parsed(cleaned, region)
     if number is None:
         return None, reason
     return phonenumbers.format_number(number, PhoneNumberFormat.E164), ""
@@ -49,8 +54,32 @@ def normalise_phone(raw: str, region: str) -> tuple[str | None, str]:
 
 def recipient_phone(raw: str, region: str) -> tuple[str | None, str]:
     """`normalise_phone` for a number we would message: premium-rate and toll-free numbers
-    are refused too, with the reason (every audience row goes through here)."""
-    number, reason = _valid_number(raw, region)
+    are refused too, with the reason (every audience row goes through here).
+
+    The common shapes of a valid number are decided by `e164_fast` (≈ 5 × cheaper, the same
+    answers); everything else, and every refusal but premium/toll-free, by phonenumbers."""
+    cleaned, reason = _clean(raw)
+    if reason:
+        return None, reason
+    if e164_fast.ENABLED and (fast := e164_fast.lookup(cleaned, region)) is not None:
+        e164, refused = fast
+        if refused is not None:
+            return None, _NOT_RECIPIENTS[refused]
+        return e164, ""
+    return _library_recipient(cleaned, region)
+
+
+def library_recipient_phone(raw: str, region: str) -> tuple[str | None, str]:
+    """`recipient_phone` decided by phonenumbers alone: the reference `e164_fast` is tested
+    against."""
+    cleaned, reason = _clean(raw)
+    if reason:
+        return None, reason
+    return _library_recipient(cleaned, region)
+
+
+def _library_recipient(cleaned: str, region: str) -> tuple[str | None, str]:
+    number, reason = _parsed(cleaned, region)
     if number is None:
         return None, reason
     refused = _premium_or_toll_free(number)
@@ -113,24 +142,30 @@ def _premium_or_toll_free(number: phonenumbers.PhoneNumber) -> int | None:
     return None
 
 
-def _valid_number(raw: str, region: str) -> tuple[phonenumbers.PhoneNumber | None, str]:
-    """The parsed valid number, else (None, reason).
+def _clean(raw: str) -> tuple[str, str]:
+    """(ASCII digits after at most one `+`, "") or ("", why the text is not a number).
 
     `00` is an international prefix everywhere numbers are written without one; `011` and the
-    national trunk 0 are the region's business, which libphonenumber knows. Digits that are
-    not valid for the region are tried once more as an international number without its `+`
-    (wa_id/msisdn exports write them that way).
-    """
+    national trunk 0 are the region's business, which libphonenumber knows."""
     cleaned = raw.translate(_PHONE_JUNK)
     if not cleaned:
-        return None, "no phone number"
+        return "", "no phone number"
     if cleaned.startswith("00"):
         cleaned = "+" + cleaned[2:]
     digits = cleaned[1:] if cleaned.startswith("+") else cleaned
     if not digits.isdigit() or not digits.isascii():
         if not any(c.isdigit() for c in digits):
-            return None, "not a phone number"
-        return None, "contains characters other than digits"
+            return "", "not a phone number"
+        return "", "contains characters other than digits"
+    return cleaned, ""
+
+
+def _parsed(cleaned: str, region: str) -> tuple[phonenumbers.PhoneNumber | None, str]:
+    """The parsed valid number of `_clean`'s output, else (None, reason).
+
+    Digits that are not valid for the region are tried once more as an international number
+    without its `+` (wa_id/msisdn exports write them that way).
+    """
     try:
         number = phonenumbers.parse(cleaned, region)
     except NumberParseException as exc:
