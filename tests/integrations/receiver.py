@@ -24,7 +24,12 @@ class Receiver:
                     time.sleep(receiver.delay)
                 with receiver.lock:
                     receiver.requests.append(
-                        {"headers": dict(self.headers), "body": body, "status": receiver.status}
+                        {
+                            "headers": dict(self.headers),
+                            "body": body,
+                            "status": receiver.status,
+                            "path": self.path,
+                        }
                     )
                 self.send_response(receiver.status)
                 self.send_header("Content-Length", "0")

@@ -314,3 +314,17 @@ def test_a_subscription_held_by_another_worker_is_skipped_until_it_lets_go(recei
         release.set()
         thread.join(30)
     assert deliver_subscription(sub).delivered == 1
+
+
+def test_each_url_gets_its_events_path_and_query_included_also_after_a_change(receiver):
+    """Connections are pooled per URL: a subscription moved to another URL posts there."""
+    sub = subscribe(receiver)
+    sub.url = f"{receiver.url}?token=a%2Fb"
+    sub.save()
+    _events_for(sub, 1)
+    assert deliver_subscription(sub).delivered == 1
+    sub.url = f"{receiver.url}/v2"
+    sub.save()
+    _events_for(sub, 1)
+    assert deliver_subscription(sub).delivered == 1
+    assert [r["path"] for r in receiver.requests] == ["/hook?token=a%2Fb", "/hook/v2"]

@@ -18,6 +18,7 @@ from django.db import connection, transaction
 from django.db.models.signals import post_delete, post_save
 
 from messaging.integrations.events.signals import outbound_event
+from messaging.integrations.events.sql import prepared_cursor
 from messaging.integrations.models import EventSubscription, EventType, OutboxEvent
 from messaging.models import OutboundMessage, OutboundStatus
 
@@ -113,6 +114,17 @@ JOIN {_QUEUE} m ON m.id = v.id
 """  # noqa: S608
 
 
+_INSERT_MESSAGE_EVENTS = (
+    f"INSERT INTO {_OUTBOX} (subscription_id, event_type, payload) "  # noqa: S608
+    f"SELECT s.id, e.event_type, e.payload FROM ({_MESSAGE_SELECT}) e "
+    "JOIN unnest(%s::bigint[], %s::text[]) AS s(id, event_type) "
+    "ON s.event_type = e.event_type ORDER BY s.id, e.n"
+)
+# By queue status: its label and event type, looked up per move without building enums.
+_LABELS = {int(s): OutboundStatus(s).label for s in MESSAGE_EVENTS}
+_TYPES = {int(s): str(t) for s, t in MESSAGE_EVENTS.items()}
+
+
 def publish_message_statuses(moves: Sequence[tuple[int, int]]) -> None:
     """(queue row id, new status) pairs just written; statuses not reported are skipped.
 
@@ -131,16 +143,14 @@ def publish_message_statuses(moves: Sequence[tuple[int, int]]) -> None:
         _publish_statuses_orm(moves)
         return
     ids = [i for i, _ in moves]
-    labels = [OutboundStatus(s).label for _, s in moves]
-    types = [str(MESSAGE_EVENTS[OutboundStatus(s)]) for _, s in moves]
-    with connection.cursor() as cursor:
+    labels = [_LABELS[s] for _, s in moves]
+    types = [_TYPES[s] for _, s in moves]
+    with prepared_cursor() as cursor:
         if wanted:
             cursor.execute(
-                f"INSERT INTO {_OUTBOX} (subscription_id, event_type, payload) "  # noqa: S608
-                f"SELECT s.id, e.event_type, e.payload FROM ({_MESSAGE_SELECT}) e "
-                "JOIN unnest(%s::bigint[], %s::text[]) AS s(id, event_type) "
-                "ON s.event_type = e.event_type ORDER BY s.id, e.n",
+                _INSERT_MESSAGE_EVENTS,
                 [ids, labels, types, [s for s, _ in wanted], [t for _, t in wanted]],
+                prepare=True,
             )
             _kick_on_commit()
         if listening:

@@ -63,6 +63,10 @@ def _deliver_one(subscription: EventSubscription, deadline: float) -> int:
                 if result.delivered:
                     sent += result.delivered
                     idle_since = None
+                    if result.delivered < subscription.max_batch:
+                        # The FIFO is drained (a short batch): look again after the poll
+                        # interval instead of reading an empty batch now.
+                        time.sleep(IDLE_POLL_SECONDS)
                     continue
                 retry_in = result.retry_in
                 if result.failed and retry_in is not None and retry_in <= SHORT_RETRY_SECONDS:
