@@ -18,7 +18,14 @@ from campaigns.limits import (
     PRIORITY_MIN,
     start_time_problem,
 )
-from campaigns.models import Campaign, ContactList, MessageTemplate, SenderNumber, Suppression
+from campaigns.models import (
+    SENDABLE_TEMPLATE_LABEL,
+    Campaign,
+    ContactList,
+    MessageTemplate,
+    SenderNumber,
+    Suppression,
+)
 from messaging.policy.fields import PolicyFieldError, campaign_policy
 
 TEMPLATE_SLOTS = 4
@@ -37,7 +44,9 @@ def check_templates(
                 f"sender's account {sender.account}."
             )
         if not template.is_sendable:
-            errors.append(f"Template {template} is {template.status}, not APPROVED.")
+            errors.append(
+                f"Template {template} is {template.status}, not {SENDABLE_TEMPLATE_LABEL}."
+            )
         if errors:
             problems[str(template)] = errors
     return problems
@@ -169,7 +178,7 @@ class CampaignUploadForm(CanaryFields):
         self.fields["default_region"].initial = settings.WHATSAPP_DEFAULT_REGION
         # Only templates that can be sent: a paused or rejected one would only fail later.
         templates = (
-            MessageTemplate.objects.filter(status=MessageTemplate.SENDABLE_STATUS)
+            MessageTemplate.objects.sendable()
             .select_related("account")
             .order_by("name", "language")
         )

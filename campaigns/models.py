@@ -136,6 +136,21 @@ class SenderNumber(models.Model):
         return f"{self.display_number} ({self.phone_number_id})"
 
 
+# The template statuses that send, the one rule of every path that picks or checks a template
+# (the wizard, the API, the command, staff replies, test sends, the status webhook and
+# sync_templates): APPROVED, and REINSTATED, the status webhook's word for a template that was
+# paused or flagged and sends again (docs/whatsapp-api.md, "Template statuses"). Every other
+# one (PENDING, PAUSED, DISABLED, REJECTED…) does not.
+SENDABLE_TEMPLATE_STATUSES = frozenset({"APPROVED", "REINSTATED"})
+# How messages name them: "APPROVED or REINSTATED".
+SENDABLE_TEMPLATE_LABEL = " or ".join(sorted(SENDABLE_TEMPLATE_STATUSES))
+
+
+class MessageTemplateQuerySet(models.QuerySet["MessageTemplate"]):
+    def sendable(self) -> MessageTemplateQuerySet:
+        return self.filter(status__in=SENDABLE_TEMPLATE_STATUSES)
+
+
 class MessageTemplate(models.Model):
     """A template as synced from the Graph API; read-only for staff once synced."""
 
@@ -149,6 +164,8 @@ class MessageTemplate(models.Model):
     components = models.JSONField(default=list)
     synced_at = models.DateTimeField(null=True, blank=True)
 
+    objects = MessageTemplateQuerySet.as_manager()
+
     class Meta:
         constraints = [
             models.UniqueConstraint(
@@ -159,12 +176,13 @@ class MessageTemplate(models.Model):
     def __str__(self) -> str:
         return f"{self.name}:{self.language}"
 
-    # The one status a template can be sent in (forms list only these).
-    SENDABLE_STATUS = "APPROVED"
+    @staticmethod
+    def status_sends(status: str) -> bool:
+        return status in SENDABLE_TEMPLATE_STATUSES
 
     @property
     def is_sendable(self) -> bool:
-        return self.status == self.SENDABLE_STATUS
+        return self.status_sends(self.status)
 
 
 # An erased contact's phone (and its queue rows' and messages'): "erased:<contact id>".

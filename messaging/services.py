@@ -14,7 +14,12 @@ from django.db.models import Count, F, Q
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
-from campaigns.models import ERASED_PHONE_PREFIX, Campaign, CampaignTemplate
+from campaigns.models import (
+    ERASED_PHONE_PREFIX,
+    SENDABLE_TEMPLATE_LABEL,
+    Campaign,
+    CampaignTemplate,
+)
 from messaging import minutes
 from messaging.evidence import held_filter
 from messaging.integrations.events.payloads import publish_campaign_state
@@ -342,7 +347,9 @@ def promote_template(*, campaign_id: int, template_id: int) -> int:
         raise TransitionError(f"Template {template_id} is not one of campaign {campaign_id}'s")
     template = MessageTemplate.objects.get(pk=template_id)
     if not template.is_sendable:
-        raise TransitionError(f"Template {template} is {template.status}, not approved")
+        raise TransitionError(
+            f"Template {template} is {template.status}, not {SENDABLE_TEMPLATE_LABEL}"
+        )
     moved, last_id = 0, 0
     while True:
         with transaction.atomic():

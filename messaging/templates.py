@@ -20,8 +20,6 @@ from messaging.services import pause_active_campaigns
 
 logger = logging.getLogger(__name__)
 
-# Template statuses that still send; every other one (PAUSED, DISABLED, REJECTED…) pauses.
-SENDABLE_TEMPLATE_STATUSES = frozenset({"APPROVED", "REINSTATED"})
 # The scheduled sync starts no account after this long: one more account's pages can take
 # their read timeouts, and the cluster kills a task at Q_CLUSTER["timeout"] (60 s).
 SCHEDULED_SYNC_SECONDS = 20.0
@@ -29,11 +27,12 @@ SCHEDULED_SYNC_SECONDS = 20.0
 
 def record_template_status(*, template: MessageTemplate, status: str, reason: str = "") -> None:
     """Meta says `template` is now `status`: store it, announce it (the outbound event), and
-    pause the running and scheduled campaigns that use it unless the status still sends."""
+    pause the running and scheduled campaigns that use it unless the status still sends
+    (MessageTemplate.status_sends: APPROVED or REINSTATED)."""
     MessageTemplate.objects.filter(pk=template.pk).update(status=status)
     lookup_cache.changed()  # the send API refuses (or accepts) it from its next request
     publish_template_change(template, kind="status", status=status, reason=reason)
-    if status not in SENDABLE_TEMPLATE_STATUSES:
+    if not MessageTemplate.status_sends(status):
         text = f"Template {template} is {status}" + (f" ({reason})" if reason else "")
         logger.warning("template %s: %s", template.pk, text)
         pause_active_campaigns(reason=text[:255], templates=template.pk)
@@ -55,7 +54,9 @@ def sync_templates(*, waba_id: str) -> TemplateSync:
     """Every template of the account from the Graph API, upserted. A template already stored
     whose status changed is recorded as the status webhook records it
     (`record_template_status`), so a webhook that never came is caught here; an unchanged one
-    does nothing more, so campaigns staff resumed stay running. Raises GraphError (its
+    does nothing more, so campaigns staff resumed stay running. Nor does a move from one status
+    that sends to another: the Graph API lists a template the webhook said was REINSTATED as
+    APPROVED, and that is no news for staff or subscribers. Raises GraphError (its
     account-wide action, e.g. a 190 failing the token, applied as for a send) or
     TemplateDataError (nothing stored)."""
     try:
@@ -71,9 +72,10 @@ def sync_templates(*, waba_id: str) -> TemplateSync:
     stored = MessageTemplate.objects.filter(pk__in=list(before)).order_by("name", "language")
     for template in stored:
         old = before[template.pk]
-        if template.status != old:
-            record_template_status(template=template, status=template.status)
-            sync.changed.append(f"{template.name}:{template.language} {old} -> {template.status}")
+        if template.status == old or (MessageTemplate.status_sends(old) and template.is_sendable):
+            continue
+        record_template_status(template=template, status=template.status)
+        sync.changed.append(f"{template.name}:{template.language} {old} -> {template.status}")
     return sync
 
 

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 
 from campaigns.csv_import import normalise_phone
-from campaigns.models import MessageTemplate, SenderNumber
+from campaigns.models import SENDABLE_TEMPLATE_LABEL, MessageTemplate, SenderNumber
 from messaging.graph_api import OutcomeKind, send_once, template_payload
 from messaging.models import PreviewSend
 
@@ -62,7 +62,9 @@ def send_test(
             "test numbers)"
         )
     if not template.is_sendable:
-        raise ValueError(f"template {template} is {template.status}, only APPROVED can be sent")
+        raise ValueError(
+            f"template {template} is {template.status}, only {SENDABLE_TEMPLATE_LABEL} can be sent"
+        )
     sends = []
     for number in to:
         test = PreviewSend.objects.create(

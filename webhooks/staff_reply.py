@@ -24,11 +24,11 @@ class ReplyRefused(Exception):
 
 
 def reply_templates(sender: SenderNumber) -> list[MessageTemplate]:
-    """What staff may pick outside the window: the account's approved templates."""
+    """What staff may pick outside the window: the account's sendable templates."""
     return list(
-        MessageTemplate.objects.filter(
-            account_id=sender.account_id, status=MessageTemplate.SENDABLE_STATUS
-        ).order_by("name", "language")
+        MessageTemplate.objects.sendable()
+        .filter(account_id=sender.account_id)
+        .order_by("name", "language")
     )
 
 

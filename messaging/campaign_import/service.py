@@ -22,7 +22,13 @@ from campaigns.csv_import import (
     required_columns,
 )
 from campaigns.limits import campaign_settings_problem
-from campaigns.models import Campaign, CampaignTemplate, MessageTemplate, SenderNumber
+from campaigns.models import (
+    SENDABLE_TEMPLATE_LABEL,
+    Campaign,
+    CampaignTemplate,
+    MessageTemplate,
+    SenderNumber,
+)
 from messaging.campaign_import.audience import Audience, CsvAudience
 from messaging.campaign_import.batch import _BatchImport
 from messaging.campaign_import.job import ImportResult, _Job
@@ -166,7 +172,9 @@ def _check_templates(
                 f"{sender.display_number}"
             )
         if not template.is_sendable:
-            raise ValueError(f"template {label} is {template.status}, only APPROVED can be sent")
+            raise ValueError(
+                f"template {label} is {template.status}, only {SENDABLE_TEMPLATE_LABEL} can be sent"
+            )
         if template.pk in seen:
             raise ValueError(f"template {label} is chosen twice")
         if not isinstance(weight, int) or weight < 1:

@@ -40,9 +40,9 @@ def sync_demo_templates(*, base_url: str) -> list[MessageTemplate]:
     items = fetch_templates(waba_id=DEMO_WABA_ID, base_url=base_url)
     upsert_templates(waba_id=DEMO_WABA_ID, items=items, source="the simulator")
     templates = list(
-        MessageTemplate.objects.filter(
-            account__waba_id=DEMO_WABA_ID, name=DEMO_TEMPLATE, status="APPROVED"
-        ).order_by("language")
+        MessageTemplate.objects.sendable()
+        .filter(account__waba_id=DEMO_WABA_ID, name=DEMO_TEMPLATE)
+        .order_by("language")
     )
     if not templates:
         raise ValueError(f"the simulator serves no approved {DEMO_TEMPLATE!r} template")

@@ -337,7 +337,8 @@ class SimulatorApp:
         """Change a template's status or quality, as Meta would, and send its webhook.
 
         {"name", "language", "status": "PAUSED", "reason"?} or {"name", "language", "quality"}.
-        A PAUSED or DISABLED template then refuses sends (132015 / 132016).
+        A PAUSED or DISABLED template then refuses sends (132015 / 132016); a REINSTATED one
+        is APPROVED again.
         """
         key = (str(patch.get("name", "")), str(patch.get("language", "")))
         template = self.by_key.get(key)
@@ -355,7 +356,8 @@ class SimulatorApp:
             status = str(status).upper()
             if status not in _TEMPLATE_STATUSES:
                 raise ValueError(f"status {status!r}: expected one of {sorted(_TEMPLATE_STATUSES)}")
-            template["status"] = status
+            # REINSTATED is the webhook's event only: the template GET lists it APPROVED again.
+            template["status"] = "APPROVED" if status == "REINSTATED" else status
             value = {"event": status, **ids, "reason": str(patch.get("reason") or "NONE")}
             field_name = "message_template_status_update"
         else:
