@@ -26,6 +26,7 @@ from phonenumbers import PhoneMetadata, PhoneNumberType, phonenumberutil
 # The national number lengths the library accepts (its _MIN/_MAX_LENGTH_FOR_NSN); the fast
 # path stays well inside them, so none of parse's length exceptions can apply.
 _MIN_DIGITS = 4
+_MIN_LENGTH = 2
 _MAX_NATIONAL = 17
 # Country codes are 1–3 digits (the library's _MAX_LENGTH_COUNTRY_CODE).
 _MAX_COUNTRY_CODE = 3
@@ -79,17 +80,27 @@ class _Region:
         # The library tries the mobile pattern only when it differs from the fixed line's.
         if not metadata.same_mobile_and_fixed_line_pattern:
             kinds.append(metadata.mobile)
-        self.types = [_desc(kind) for kind in kinds]
+        # Valid = the general desc matches and so does any type's. One alternation of the type
+        # patterns a national number of each length could match, so a number costs two
+        # regex calls instead of up to ten `_is_number_matching_desc`.
+        self.types: dict[int, Callable[[str], Any]] = {}
+        for length in range(_MIN_LENGTH, _MAX_NATIONAL + 1):
+            patterns = [
+                kind.national_number_pattern
+                for kind in kinds
+                if kind is not None
+                and kind.national_number_pattern
+                and (len(kind.possible_length) == 0 or length in kind.possible_length)
+            ]
+            if patterns:
+                self.types[length] = re.compile("|".join(f"(?:{p})" for p in patterns)).fullmatch
         self.premium_rate = _desc(metadata.premium_rate)
         self.toll_free = _desc(metadata.toll_free)
         leading = metadata.leading_digits
         self.leading_digits = re.compile(leading).match if leading is not None else None
         # Parsing: a national number matching these prefixes goes to the library.
-        self.idd = (
-            re.compile(metadata.international_prefix).match
-            if metadata.international_prefix
-            else None
-        )
+        idd = metadata.international_prefix
+        self.idd = re.compile(idd).match if idd is not None else None
         npfp = metadata.national_prefix_for_parsing
         self.national_prefix = re.compile(npfp).match if npfp else None
         self.country_code: int = metadata.country_code or 0
@@ -98,7 +109,8 @@ class _Region:
         """`_number_type_helper(national, metadata) != UNKNOWN`."""
         if not _matches(national, self.general):
             return False
-        return any(_matches(national, kind) for kind in self.types)
+        types = self.types.get(len(national))
+        return types is not None and types(national) is not None
 
 
 class _CallingCode:

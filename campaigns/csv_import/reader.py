@@ -171,7 +171,7 @@ class CsvFile:
             except (csv.Error, _BadLine) as exc:
                 raise CsvImportError(f"row {row_number + 1}: {exc}") from None
             row_number += 1
-            if not any(fields) or not any(f.strip() for f in fields):
+            if not "".join(fields).strip():
                 continue  # a blank line, or a spreadsheet's empty row of delimiters
             if len(fields) != width:
                 raise CsvImportError(

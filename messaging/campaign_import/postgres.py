@@ -214,12 +214,14 @@ class _PostgresImport:
             return rows
         suppressed, s_params = suppressed_sql("p.phone")
         not_on_whatsapp, u_params = undeliverable_sql("p.phone")
-        # OFFSET 0 keeps the subquery whole, so each predicate runs once per number.
+        # OFFSET 0 keeps the subquery whole, so each predicate runs once per number. The
+        # numbers (E.164, no commas) go as one text, not a text[]: psycopg quotes an array
+        # element by element in Python.
         cursor.execute(
             "SELECT phone, s FROM (SELECT p.phone, "  # noqa: S608
-            f"{suppressed} AS s, {not_on_whatsapp} AS u FROM unnest(%s::text[]) AS p(phone) "
-            "OFFSET 0) x WHERE s OR u",
-            [*s_params, *u_params, [row[1] for row in rows]],
+            f"{suppressed} AS s, {not_on_whatsapp} AS u FROM "
+            "unnest(string_to_array(%s, ',')) AS p(phone) OFFSET 0) x WHERE s OR u",
+            [*s_params, *u_params, ",".join([row[1] for row in rows])],
         )
         blocked = dict(cursor.fetchall())
         if not blocked:
