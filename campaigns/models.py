@@ -60,8 +60,8 @@ class WhatsAppAccount(models.Model):
     portfolio = models.ForeignKey(
         Portfolio, null=True, blank=True, on_delete=models.SET_NULL, related_name="accounts"
     )
-    # Set when the API answered 0/190 (auth): every campaign of the account is paused until
-    # staff replace the token and clear this.
+    # Set when the API answered 0/190, 3 or 10 (auth): every campaign of the account is paused,
+    # and the scheduled syncs skip the account, until staff replace the token and clear this.
     auth_failed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from campaigns.models import Portfolio, SenderNumber, TierSource, WhatsAppAccount
@@ -30,7 +30,13 @@ from messaging.graph_api import GraphError, fetch_business_account, fetch_phone_
 from messaging.integrations.events.payloads import publish_number_change
 from messaging.models import NumberChange
 from messaging.policy import budget
-from messaging.policy.actions import Effects, apply_effects, management_error
+from messaging.policy.actions import (
+    Effects,
+    apply_effects,
+    failed_tokens,
+    management_error,
+    skipped_tokens_line,
+)
 from messaging.services import pause_active_campaigns
 
 logger = logging.getLogger(__name__)
@@ -456,16 +462,30 @@ def _sync_number(number: SenderNumber, report: SyncReport, effects: Effects) -> 
 SCHEDULED_SYNC_SECONDS = 20.0
 
 
+def unattended(
+    numbers: QuerySet[SenderNumber],
+) -> tuple[QuerySet[SenderNumber], dict[str, datetime]]:
+    """What a sync that names no account reads of `numbers`: not the numbers of an account
+    whose token failed (actions.failed_tokens), which it names instead."""
+    accounts = numbers.values_list("account__waba_id", flat=True).distinct()
+    failed = failed_tokens(accounts)
+    return numbers.exclude(account__waba_id__in=list(failed)), failed
+
+
 def sync_all_numbers() -> str:
     """The cluster's Schedule (every 3 hours, messaging migration 0015): the numbers synced
     longest ago first, within SCHEDULED_SYNC_SECONDS, so a run cut short is resumed by the
-    next one rather than starting over."""
+    next one rather than starting over; not those of an account whose token failed."""
     deadline = time.monotonic() + SCHEDULED_SYNC_SECONDS
-    numbers = SenderNumber.objects.select_related("account").order_by(
-        F("synced_at").asc(nulls_first=True), "pk"
+    numbers, failed = unattended(
+        SenderNumber.objects.select_related("account").order_by(
+            F("synced_at").asc(nulls_first=True), "pk"
+        )
     )
     report = sync_numbers(numbers, until=deadline)
     for problem in report.problems:
         logger.warning("sync_numbers: %s", problem)
     left = f", {report.skipped} left for the next run" if report.skipped else ""
-    return f"{report.numbers - report.failed} of {report.numbers} number(s) synced{left}"
+    unasked = f"; {skipped_tokens_line(failed)}" if failed else ""
+    synced = report.numbers - report.failed
+    return f"{synced} of {report.numbers} number(s) synced{left}{unasked}"

@@ -15,7 +15,7 @@ from campaigns.template_sync import SyncResult, TemplateDataError, describe, ups
 from messaging.graph_api import GraphError, fetch_templates
 from messaging.integrations import lookup_cache
 from messaging.integrations.events.payloads import publish_template_change
-from messaging.policy.actions import management_error
+from messaging.policy.actions import failed_tokens, management_error, skipped_tokens_line
 from messaging.services import pause_active_campaigns
 
 logger = logging.getLogger(__name__)
@@ -82,10 +82,13 @@ def sync_templates(*, waba_id: str) -> TemplateSync:
 def sync_all_templates() -> str:
     """The cluster's Schedule (hourly, messaging migration 0016): every account, the one
     synced longest ago first, none started after SCHEDULED_SYNC_SECONDS, so a run cut short is
-    resumed by the next one rather than starting over."""
+    resumed by the next one rather than starting over. Accounts whose token failed are left
+    out, and named (actions.failed_tokens)."""
     deadline = time.monotonic() + SCHEDULED_SYNC_SECONDS
+    failed_token = failed_tokens()
     accounts = list(
-        WhatsAppAccount.objects.annotate(synced=Min("templates__synced_at"))
+        WhatsAppAccount.objects.exclude(waba_id__in=list(failed_token))
+        .annotate(synced=Min("templates__synced_at"))
         .order_by(F("synced").asc(nulls_first=True), "pk")
         .values_list("waba_id", flat=True)
     )
@@ -104,4 +107,5 @@ def sync_all_templates() -> str:
         for change in sync.changed:
             logger.info("sync_templates: account %s: %s", waba_id, change)
     left = f", {skipped} left for the next run" if skipped else ""
-    return f"{synced} of {synced + failed} account(s) synced{left}"
+    unasked = f"; {skipped_tokens_line(failed_token)}" if failed_token else ""
+    return f"{synced} of {synced + failed} account(s) synced{left}{unasked}"

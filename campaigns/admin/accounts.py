@@ -222,4 +222,8 @@ class WhatsAppAccountAdmin(admin.ModelAdmin[WhatsAppAccount]):
     def clear_auth_failure(self, request: HttpRequest, queryset: QuerySet[WhatsAppAccount]) -> None:
         # Only clears the flag; campaigns paused by it stay paused until staff resume them.
         cleared = queryset.filter(auth_failed_at__isnull=False).update(auth_failed_at=None)
-        self.message_user(request, f"Cleared the auth failure of {cleared} account(s).")
+        self.message_user(
+            request,
+            f"Cleared the auth failure of {cleared} account(s): the scheduled syncs call them "
+            "again; resume the campaigns it paused.",
+        )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -167,6 +167,40 @@ def management_error(
     judge_management(rule, code=code, account_id=account_id[0], effects=collected)
     if effects is None:
         apply_effects(collected)
+
+
+def failed_tokens(waba_ids: Iterable[str] | None = None) -> dict[str, datetime]:
+    """waba_id -> auth_failed_at of the accounts (of `waba_ids`, or all) whose token failed.
+
+    A sync that names no account (the cluster's Schedules, `sync_numbers` without arguments)
+    leaves these out until staff clear the failure (the account admin's action, once the token
+    is replaced): another call could only fail again, and its pause would stop once more the
+    campaigns staff resumed. A sync that names the account still calls it, so staff can try a
+    new token; a call that succeeds clears nothing, since reading templates or numbers does not
+    prove the token may send (10, a missing permission, fails a token too)."""
+    from campaigns.models import WhatsAppAccount
+
+    failed = WhatsAppAccount.objects.filter(auth_failed_at__isnull=False)
+    if waba_ids is not None:
+        failed = failed.filter(waba_id__in=list(waba_ids))
+    rows = failed.order_by("waba_id").values_list("waba_id", "auth_failed_at")
+    return {waba_id: at for waba_id, at in rows if at is not None}
+
+
+def skipped_tokens_line(failed: Mapping[str, datetime]) -> str:
+    """What a sync that left out `failed` (failed_tokens) says about them."""
+    return (
+        f"{len(failed)} account(s) skipped, their token failed: {', '.join(sorted(failed))} "
+        "(clear the auth failure in admin once the token is replaced)"
+    )
+
+
+def failed_token_note(waba_id: str, since: datetime) -> str:
+    """What a sync that was told to call an account whose token failed says about it."""
+    return (
+        f"account {waba_id}: its token failed at {since:%Y-%m-%d %H:%M} UTC; the scheduled "
+        "syncs skip it until staff clear the auth failure in admin"
+    )
 
 
 def apply_effects(effects: Effects, *, throttle: Callable[[int], object] | None = None) -> None:

@@ -8,12 +8,15 @@ from datetime import timedelta
 
 import pytest
 import requests
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.management import CommandError, call_command
+from django.urls import reverse
 from django.utils import timezone
 from django_q.models import Schedule
 
 from campaigns.models import Campaign, Portfolio, SenderNumber, TierSource, WhatsAppAccount
 from messaging import numbers as number_sync
+from messaging import templates as template_sync
 from messaging.graph_api import GraphApiClient, template_payload
 from messaging.integrations.alerts import conditions
 from messaging.models import NumberChange, OutboundMessage
@@ -223,3 +226,60 @@ def test_a_rare_schedule_does_not_hide_a_dead_cluster(settings):
         next_run=now + timedelta(hours=3)
     )
     assert [f.key for f in conditions.cluster_down(now)] == ["cluster_down"]
+
+
+def test_the_scheduled_syncs_leave_a_failed_token_alone_until_staff_clear_it(
+    api, monkeypatch, admin_client, capsys
+):
+    good, bad = factories.AccountFactory(), factories.AccountFactory()
+    campaigns = {}
+    for account in (good, bad):
+        number = factories.SenderFactory(account=account)
+        campaigns[account] = factories.CampaignFactory(
+            sender=number, status=Campaign.Status.RUNNING
+        )
+    monkeypatch.setenv(f"WHATSAPP_ACCESS_TOKEN_{bad.waba_id}", "expired")
+
+    def bad_campaign() -> str:
+        return Campaign.objects.get(pk=campaigns[bad].pk).status
+
+    # The run that finds the token expired fails it and pauses its campaigns, as a send would.
+    assert number_sync.sync_all_numbers() == "1 of 2 number(s) synced"
+    bad.refresh_from_db()
+    assert bad.auth_failed_at is not None and bad_campaign() == Campaign.Status.PAUSED
+    skipped = (
+        f"1 account(s) skipped, their token failed: {bad.waba_id} "
+        "(clear the auth failure in admin once the token is replaced)"
+    )
+
+    # Staff resume it; the next runs of both schedules call only the good account (2 GETs
+    # for its owner and number, 1 for its templates), say which they skipped, pause nothing.
+    Campaign.objects.filter(pk=campaigns[bad].pk).update(status=Campaign.Status.RUNNING)
+    requests_before = api.stats()["requests"]
+    assert number_sync.sync_all_numbers() == f"1 of 1 number(s) synced; {skipped}"
+    assert template_sync.sync_all_templates() == f"1 of 1 account(s) synced; {skipped}"
+    assert api.stats()["requests"] - requests_before == 3
+    call_command("sync_numbers")  # no account named: the same choice as the cluster's
+    assert skipped in capsys.readouterr().out
+    assert bad_campaign() == Campaign.Status.RUNNING
+    assert Campaign.objects.get(pk=campaigns[good].pk).status == Campaign.Status.RUNNING
+
+    # Named, the account is called: still expired, it says so and pauses again.
+    with pytest.raises(CommandError, match="error 190"):
+        call_command("sync_templates", "--waba-id", bad.waba_id)
+    note = f"account {bad.waba_id}: its token failed at "
+    assert note in capsys.readouterr().err
+    assert bad_campaign() == Campaign.Status.PAUSED
+
+    # A new token works when named, but only staff clear the failure (a read proves no send).
+    monkeypatch.delenv(f"WHATSAPP_ACCESS_TOKEN_{bad.waba_id}")
+    call_command("sync_numbers", "--waba-id", bad.waba_id)
+    out = capsys.readouterr().out
+    assert "1 number(s) synced" in out and note in out
+    assert WhatsAppAccount.objects.get(pk=bad.pk).auth_failed_at is not None
+    admin_client.post(
+        reverse("admin:campaigns_whatsappaccount_changelist"),
+        {"action": "clear_auth_failure", ACTION_CHECKBOX_NAME: [bad.pk]},
+    )
+    assert template_sync.sync_all_templates() == "2 of 2 account(s) synced"
+    assert number_sync.sync_all_numbers() == "2 of 2 number(s) synced"

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
 from campaigns.commands import SafeCommand, graph_id_option
 from campaigns.models import SenderNumber, WhatsAppAccount
-from messaging.numbers import sync_numbers
+from messaging.numbers import sync_numbers, unattended
+from messaging.policy.actions import failed_token_note, failed_tokens, skipped_tokens_line
 
 
 class Command(SafeCommand):
@@ -17,7 +19,10 @@ class Command(SafeCommand):
         "GET /{PHONE_NUMBER_ID} for every sender number (or those of one WABA / the ids given) "
         "and store its messaging limit (the portfolio's), quality rating, status and name. "
         "A number that cannot be read keeps its values and gets the error; the exit status is "
-        "non-zero when any failed. The cluster runs it every 3 hours (a django-q2 Schedule)."
+        "non-zero when any failed. The cluster runs it every 3 hours (a django-q2 Schedule). "
+        "Without arguments, as on the cluster, the numbers of an account whose token failed "
+        "are skipped until staff clear the failure in admin; --waba-id or the numbers' ids "
+        "call them anyway, to try a new token."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -42,14 +47,24 @@ class Command(SafeCommand):
             missing = sorted(set(ids) - {n.phone_number_id for n in numbers})
             if missing:
                 raise CommandError(f"no sender number with id {', '.join(missing)}")
+        named = waba_id is not None or bool(phone_number_ids)
+        unasked: dict[str, datetime] = {}
+        if not named:
+            numbers, unasked = unattended(numbers)
         numbers_list = list(numbers.order_by("account_id", "pk"))
-        if not numbers_list:
+        if not numbers_list and not unasked:
             raise CommandError("no sender numbers to sync (add one with add_sender)")
         report = sync_numbers(numbers_list)
         for line in report.lines:
             self.stdout.write(line)
         for problem in report.problems:
             self.stderr.write(problem)
+        if unasked:
+            self.stdout.write(skipped_tokens_line(unasked))
+        if named:
+            called = {n.account.waba_id for n in numbers_list}
+            for failed_waba, since in failed_tokens(called).items():
+                self.stdout.write(failed_token_note(failed_waba, since))
         if report.failed:
             raise CommandError(f"{report.failed} of {report.numbers} number(s) could not be read")
         self.stdout.write(f"{report.numbers} number(s) synced")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser, OutputWrapper
 
 from campaigns.commands import SafeCommand, graph_id_option
 from campaigns.models import WhatsAppAccount
 from campaigns.template_sync import TemplateDataError
 from messaging.graph_api import GraphError
+from messaging.policy.actions import failed_token_note, failed_tokens
 from messaging.templates import sync_templates
 
 
@@ -17,7 +18,9 @@ class Command(SafeCommand):
     help = (
         "Fetch every template of a WABA (GET /{WABA_ID}/message_templates) and upsert them; a "
         "stored template whose status changed pauses its campaigns as the status webhook does. "
-        "The cluster runs it for every account hourly (a django-q2 Schedule)."
+        "The cluster runs it for every account hourly (a django-q2 Schedule), except an account "
+        "whose token failed, until staff clear the failure in admin; this command still calls "
+        "it, to try a new token."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -29,8 +32,14 @@ class Command(SafeCommand):
             sync = sync_templates(waba_id=waba_id)
         except GraphError as exc:
             # An expired token has paused the account as on a send (messaging.policy.actions).
+            self._failed_token(waba_id, self.stderr)
             raise CommandError(f"could not fetch templates of WABA {waba_id}: {exc}") from None
         except TemplateDataError as exc:
             raise CommandError(str(exc)) from None
         for line in sync.lines():
             self.stdout.write(line)
+        self._failed_token(waba_id, self.stdout)
+
+    def _failed_token(self, waba_id: str, out: OutputWrapper) -> None:
+        for failed_waba, since in failed_tokens([waba_id]).items():
+            out.write(failed_token_note(failed_waba, since))
