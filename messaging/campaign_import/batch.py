@@ -75,11 +75,6 @@ class _BatchImport:
     ) -> None:
         phones = [r.e164 for r in batch]
         blocked = suppressed_among(phones)
-        blocked |= set(
-            Contact.objects.filter(phone__in=phones, opted_out_at__isnull=False).values_list(
-                "phone", flat=True
-            )
-        )
         unreachable = undeliverable_among(phones) - blocked
         keep = [r for r in batch if r.e164 not in blocked and r.e164 not in unreachable]
         result.suppressed += len(blocked & set(phones))

@@ -91,13 +91,15 @@ def cancel_pending_to(*, phones: list[str], detail: str) -> int:
 def suppressed_sql(phone: str) -> tuple[str, list[Any]]:
     """A SQL predicate (and its parameters), true when the number in column expression `phone`
     may not be queued: the set-based twin of `suppressed_among`, for imports and copies done in
-    one statement. Suppressions match on the hash: an erased contact's has no number left."""
-    suppression, contact = Suppression._meta.db_table, Contact._meta.db_table
+    one statement. Suppressions match on the hash: an erased contact's has no number left.
+    `Contact.opted_out_at` is not consulted here nor anywhere a message is let through: it is
+    the contact's display of the suppression, written by `opt_out`/`opt_in` beside it, so
+    the claim, the imports and the API judge by the one list."""
+    suppression = Suppression._meta.db_table
     hashed, params = phone_hash_sql(phone)
     return (
         # EXISTS, never NULL, so NOT (…) reads right too.
-        f"(EXISTS (SELECT 1 FROM {suppression} s WHERE s.phone_hash = {hashed}) OR EXISTS "  # noqa: S608
-        f"(SELECT 1 FROM {contact} c WHERE c.phone = {phone} AND c.opted_out_at IS NOT NULL))",
+        f"EXISTS (SELECT 1 FROM {suppression} s WHERE s.phone_hash = {hashed})",  # noqa: S608
         list(params),
     )
 

@@ -36,7 +36,9 @@ def import_csv(sender, templates, path, **kwargs):
 @pytest.fixture
 def blocked():
     factories.SuppressionFactory(phone="+14155552673")
+    # An opted-out contact as the opt-out service leaves it: the suppression is what counts.
     factories.ContactFactory(phone="+14155552674", opted_out_at=timezone.now())
+    factories.SuppressionFactory(phone="+14155552674")
 
 
 def test_duplicates_suppressed_and_invalid_are_counted_and_dropped(
