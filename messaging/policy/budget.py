@@ -27,6 +27,7 @@ from django.db.models.functions import Coalesce
 
 from campaigns.models import Contact, SenderNumber
 from messaging.models import PENDING_STATUSES, OutboundMessage, OutboundStatus
+from messaging.sql_paths import AnyOf
 
 SEED_WAIT_STEPS = 100  # × 50 ms
 _TIER = re.compile(r"^TIER_(\d+)(K?)$")
@@ -220,7 +221,7 @@ def in_service_window(phones: list[str], now: datetime) -> set[str]:
     """Numbers that wrote to us within 24 h: their window is open, so they cost no budget."""
     return set(
         Contact.objects.filter(
-            phone__in=phones, last_inbound_at__gte=now - timedelta(hours=24)
+            AnyOf(F("phone"), phones), last_inbound_at__gte=now - timedelta(hours=24)
         ).values_list("phone", flat=True)
     )
 
@@ -232,7 +233,7 @@ def messaged_since(
     (`excluding` the rows being judged right now, claimed in the caller's transaction)."""
     rows = (
         OutboundMessage.objects.filter(sender_id__in=ledger.sender_ids, status__in=COUNTED)
-        .exclude(pk__in=excluding or [])
+        .exclude(AnyOf(F("pk"), excluding or []))
         .filter(Q(accepted_at__gte=since) | Q(accepted_at__isnull=True, claimed_at__gte=since))
         .values("phone")
         .annotate(last=Max(Coalesce(F("accepted_at"), F("claimed_at"))))

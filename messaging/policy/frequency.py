@@ -15,9 +15,10 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q
+from django.db.models import F, Q
 
 from messaging.models import OutboundMessage, OutboundStatus
+from messaging.sql_paths import AnyOf
 
 _CAP = re.compile(r"^\s*(\d{1,4})\s*/\s*(\d{1,4})\s*d\s*$")
 # Namespace of the advisory locks taken per number (the second key is the number's hash).
@@ -83,8 +84,8 @@ def recent_sends(
     """Per number, when each capped (marketing) message of the period went, oldest first;
     a message in flight counts as going now."""
     rows = (
-        OutboundMessage.objects.filter(phone__in=sorted(set(phones)))
-        .exclude(pk__in=excluding)
+        OutboundMessage.objects.filter(AnyOf(F("phone"), sorted(set(phones))))
+        .exclude(AnyOf(F("pk"), excluding))
         .exclude(template__category__in=_exempt())
         .filter(
             Q(accepted_at__gte=since)

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -25,6 +25,7 @@ from campaigns.suppression import phone_hash_sql, phone_hashes, suppressed_phone
 from messaging import state_version
 from messaging.integrations.events.payloads import publish_opt_ins, publish_opt_outs
 from messaging.models import OutboundMessage, OutboundStatus
+from messaging.sql_paths import postgres_fast_paths
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +116,18 @@ def suppressed_among(phones: Iterable[str]) -> set[str]:
     numbers = list(set(phones))
     if not numbers:
         return set()
-    return suppressed_phones(numbers)
+    if not postgres_fast_paths():
+        return suppressed_phones(numbers)
+    # PostgreSQL hashes the numbers (suppressed_sql), from one array parameter: the claim and
+    # the sender's re-check of the rows it holds ask about thousands of numbers, and an HMAC
+    # and a placeholder each in Python would keep the pacer from the GIL.
+    predicate, params = suppressed_sql("p")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT p FROM unnest(%s::text[]) AS p WHERE {predicate}",  # noqa: S608
+            [numbers, *params],
+        )
+        return {phone for (phone,) in cursor.fetchall()}
 
 
 def mark_undeliverable(codes: dict[str, int]) -> int:

@@ -13,8 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import phonenumbers
-from phonenumbers import timezone as phone_timezones
+from messaging.policy.phone_zones import zone_names
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _RANGE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
@@ -102,10 +101,11 @@ def _zone(name: str) -> ZoneInfo | None:
 @lru_cache(maxsize=65536)
 def zones_for_phone(phone: str) -> tuple[ZoneInfo, ...]:
     """The zones libphonenumber gives the number (several for big countries), else UTC."""
-    try:
-        names = phone_timezones.time_zones_for_number(phonenumbers.parse(phone, None))
-    except phonenumbers.NumberParseException:
-        names = ()
+    return _zones_named(zone_names(phone))
+
+
+@lru_cache(maxsize=4096)
+def _zones_named(names: tuple[str, ...]) -> tuple[ZoneInfo, ...]:
     zones = tuple(z for n in names if (z := _zone(n)) is not None)
     return zones or (ZoneInfo("UTC"),)
 
