@@ -44,6 +44,8 @@ class ClaimedMessage:
     # The worker's monotonic clock before the claim began (the row's claimed_at is no earlier):
     # the sender starts no send once the lease could run out before its answer is in.
     claim_started: float = 0.0
+    # Its campaign's priority, set by the sender at the claim: its lane in hand (lanes.Lanes).
+    priority: int = 0
 
 
 @dataclass(slots=True)

@@ -8,7 +8,9 @@ Three threads share the work so that database round trips never delay a send slo
 - the feeder keeps a few seconds of claimed rows ready, refreshes which campaigns are running
   (a pause or cancel is seen within a second) and gives back rows it must not send;
 - the flusher writes outcomes back once a second (one statement per batch) and applies the
-  side effects the error table asks for.
+  side effects the error table asks for;
+- with Redis, the waker claims a transactional send the moment it is committed (a Redis
+  message), into a lane in hand ahead of the campaign rows (messaging.lanes).
 
 How many sends are in flight follows Little's law: the rate this worker gets × the p95 of its
 recent answer times × IN_FLIGHT_MARGIN, within SENDER_MAX_IN_FLIGHT (the thread and
@@ -31,11 +33,11 @@ from typing import Any
 
 import redis
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignTemplate, MessageTemplate, SenderNumber
-from messaging import queue, state_version
+from messaging import queue, redis_client, state_version
 from messaging.errors import Action, Category, ErrorRule
 from messaging.graph_api import (
     GraphApiClient,
@@ -44,6 +46,7 @@ from messaging.graph_api import (
     access_token,
     queued_message_payload,
 )
+from messaging.lanes import Lanes
 from messaging.models import OutboundStatus
 from messaging.outcomes import decide, record_answers
 from messaging.pacing import Bucket, bucket_for, starting_rate
@@ -74,6 +77,11 @@ RETRY_CLAIM_INTERVAL = 1.0  # the first retry of a transient error is due after 
 FLUSH_INTERVAL = 1.0
 FLUSH_INTERVAL_IDLE = 0.25  # nothing left to send: outcomes (and so retries) go back sooner
 TAIL_CLAIM_INTERVAL = 0.25
+# The waker: at most one claim of higher-priority rows per this long (a burst of API sends is
+# claimed in a few statements, not one each); after a Redis error it subscribes again after
+# WAKER_RETRY (the feeder's look at the counter covers the gap).
+WAKER_MIN_INTERVAL = 0.01
+WAKER_RETRY = 2.0
 # A campaign with nothing due brings its transient retries forward while the API is healthy:
 # fewer than this share of this worker's recent answers were transient errors.
 HEALTHY_TRANSIENT_SHARE = 0.1
@@ -155,7 +163,9 @@ class NumberSender:
         self.recent_transient: deque[bool] = deque(maxlen=HEALTH_SAMPLES)
         self.client = client or GraphApiClient(max_connections=self.pool_size)
         self.token = access_token(self.number.account.waba_id)
-        self.pending: deque[ClaimedMessage] = deque()
+        # Claimed rows in hand, highest priority first: a transactional row claimed after
+        # seconds of campaign rows goes at the next slot.
+        self.pending = Lanes()
         self.to_release: deque[ClaimedMessage] = deque()
         self.results: deque[tuple[ClaimedMessage, SendOutcome]] = deque()
         self.active: dict[int, ActiveCampaign] = {}
@@ -172,6 +182,7 @@ class NumberSender:
         self.next_claim = 0.0
         self.next_retry_claim = 0.0
         self.claim_again = False
+        self._seen_urgent: int | None = None  # the urgent counter last acted on
         self.at_tail = False  # the last claim found less due than it could send
         # Sends/s this worker achieves, smoothed; starts at its expected share of the rate.
         self.workers_serving = max(1, self.bucket.serving(self.worker_id))
@@ -191,9 +202,12 @@ class NumberSender:
         deadline = time.monotonic() + max_seconds
         feeder = threading.Thread(target=self._guard, args=(self._feed, deadline, until_idle))
         flusher = threading.Thread(target=self._guard, args=(self._flush_loop,))
+        waker = threading.Thread(target=self._wake_loop, name="waker")
         executor = ThreadPoolExecutor(self.pool_size, thread_name_prefix="send")
         feeder.start()
         flusher.start()
+        if settings.REDIS_URL:
+            waker.start()
         try:
             self.claiming.wait(timeout=10)
             backoff = Backoff(f"sender {self.number.pk}: pacer")
@@ -210,6 +224,8 @@ class NumberSender:
         finally:
             self.draining.set()
             feeder.join()
+            if waker.is_alive():
+                waker.join()  # before the release: rows it claimed go back too
             executor.shutdown(wait=True)  # in-flight requests finish and are recorded
             self._release_pending()
             self.done.set()
@@ -386,6 +402,11 @@ class NumberSender:
     def _feed_once(self, until_idle: bool) -> bool:
         """One feeder tick; returns whether there is nothing left to do."""
         now = time.monotonic()
+        urgent = state_version.current(state_version.urgent_key(self.number.pk))
+        if urgent != self._seen_urgent:  # a transactional send the waker has not claimed
+            self._seen_urgent = urgent
+            self._claim_ahead()
+            self.next_claim = 0.0
         version, opt_outs = state_version.both()
         if now >= self._next_refresh or version != self._seen_version:
             self._refresh_active()
@@ -396,11 +417,6 @@ class NumberSender:
         if opt_outs != self._seen_opt_outs:
             self._withdraw_suppressed()
             self._seen_opt_outs = opt_outs
-        urgent = state_version.current(state_version.urgent_key(self.number.pk))
-        if urgent != self._seen_urgent:  # a transactional send: it goes before rows in hand
-            self._seen_urgent = urgent
-            self._claim_ahead()
-            self.next_claim = 0.0
         self._release_unsendable()
         self._measure_own_rate(now)
         low = len(self.pending) < self.own_rate * self.claim_horizon / 2
@@ -534,18 +550,65 @@ class NumberSender:
                 break
         return claimed_any
 
+    # --- the waker ------------------------------------------------------------------------
+    def _wake_loop(self) -> None:
+        """Claim higher-priority rows as soon as a transactional send is committed.
+
+        The feeder looks at the urgent counter only between its own steps, and one of those
+        (a claim of a second or more of campaign rows, a refresh) can take a good part of a
+        second on a loaded machine: this thread waits on the counter's Redis channel instead
+        and claims at once, on its own connection. A failure here is only a delay: the
+        feeder's look at the counter still claims the row.
+        """
+        channel = state_version.urgent_key(self.number.pk)
+        self.claiming.wait(timeout=10)  # the feeder has read the running campaigns
+        try:
+            while not self.draining.is_set():
+                pubsub = redis_client.get_redis().pubsub(ignore_subscribe_messages=True)
+                try:
+                    pubsub.subscribe(channel)
+                    self._wake_on_messages(pubsub)
+                except (redis.RedisError, OSError, DatabaseError) as exc:
+                    logger.warning("sender %s: waker paused: %s", self.number.pk, exc)
+                    connection.close()  # a fresh one next time, if the database went away
+                    self.draining.wait(WAKER_RETRY)
+                except Exception:
+                    logger.exception("sender %s: waker failed", self.number.pk)
+                    connection.close()
+                    self.draining.wait(WAKER_RETRY)
+                finally:
+                    pubsub.close()
+        finally:
+            connection.close()
+
+    def _wake_on_messages(self, pubsub: Any) -> None:
+        while not self.draining.is_set():
+            message = pubsub.get_message(timeout=0.2)
+            if message is None:
+                continue
+            value = int(message["data"])
+            while (more := pubsub.get_message(timeout=0)) is not None:  # a burst: one claim
+                value = max(value, int(more["data"]))
+            self._claim_ahead()
+            if self._seen_urgent is None or value > self._seen_urgent:
+                self._seen_urgent = value  # the feeder need not claim these again
+            self.draining.wait(WAKER_MIN_INTERVAL)
+
     def _claim_ahead(self) -> None:
         """Rows of a higher-priority campaign (a transactional send) go before those in hand."""
-        if not self.active:
+        active = list(self.active.values())
+        if not active:
             return
-        lowest = min(c.priority for c in self.active.values())
-        ahead = [c for c in self.active.values() if c.priority > lowest]
+        lowest = min(c.priority for c in active)
+        # The stream too when it runs alone (an idle number): its send goes now, not at the
+        # feeder's next poll of the table.
+        ahead = [c for c in active if c.priority > lowest or c.standing]
         limit = max(1, math.ceil(self.own_rate))
         now = self.clock()
         batches = [self._claim_campaign(c, limit, False, now) for c in ahead]
         claimed = [m for group in _interleave(batches) for m in group]
         self._load_templates(claimed)
-        self.pending.extendleft(reversed(claimed))
+        self.pending.extend(claimed)  # their lane goes before the campaign rows in hand
 
     def _load_templates(self, claimed: list[ClaimedMessage]) -> None:
         """Templates a transactional stream uses are not linked to it: look up new ones."""
@@ -575,6 +638,7 @@ class NumberSender:
         )
         for message in claimed:
             message.claim_started = started
+            message.priority = campaign.priority
         return claimed
 
     def _too_old(self, message: ClaimedMessage) -> bool:

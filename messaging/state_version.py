@@ -77,5 +77,36 @@ def both() -> tuple[int | None, int | None]:
 
 
 def urgent_key(sender_id: int) -> str:
-    """Bumped when rows that go before the ones in hand (a transactional send) are queued."""
+    """Bumped when rows that go before the ones in hand (a transactional send) are queued;
+    also the name of the channel its new value is published on (`wake_on_commit`)."""
     return f"wac:sender:{sender_id}:urgent"
+
+
+# One round trip: the campaigns version (the dispatcher serves a stream's number only while it
+# has rows), the number's urgent counter (what a feeder compares) and the message (what wakes
+# a waiting sender loop at once).
+_WAKE = """
+redis.call('INCR', KEYS[1])
+local v = redis.call('INCR', KEYS[2])
+redis.call('PUBLISH', KEYS[2], v)
+return v
+"""
+
+
+def wake_on_commit(sender_id: int) -> None:
+    """Rows that go before the ones in hand were queued for `sender_id` (a transactional
+    send): once committed, bump the campaigns version and the number's urgent counter and
+    publish the new value, so the sender loops of the number claim them now rather than at
+    their feeder's next look."""
+    if settings.REDIS_URL:
+        transaction.on_commit(lambda: _wake(urgent_key(sender_id)))
+
+
+def _wake(key: str) -> None:
+    from messaging.redis_client import get_redis
+
+    try:
+        get_redis().eval(_WAKE, 2, CAMPAIGNS, key)
+    except redis.RedisError:
+        # The feeders also read the counter every tick and poll the table every second.
+        logger.warning("could not wake the senders of %s", key, exc_info=True)

@@ -27,7 +27,7 @@ from messaging.integrations import lookup_cache
 from messaging.models import OutboundMessage
 from messaging.policy.imports import SUPPRESSED, UNDELIVERABLE, refused_among
 from messaging.sql_paths import postgres_fast_paths
-from messaging.state_version import CAMPAIGNS, bump_on_commit, urgent_key
+from messaging.state_version import bump_on_commit, wake_on_commit
 from webhooks.inbox import open_windows
 
 MAX_BATCH = 1000
@@ -303,8 +303,9 @@ def _enqueue(
 
 def _wake_sender(sender: SenderNumber) -> None:
     # The dispatcher serves a stream's number only while it has rows: tell it at once; and
-    # a sender loop already running puts these rows before the campaign rows it holds.
-    bump_on_commit(CAMPAIGNS, urgent_key(sender.pk))
+    # a sender loop already running claims these rows now, before the campaign rows it holds
+    # (one round trip for both).
+    wake_on_commit(sender.pk)
 
 
 # Sender number id → its stream's id (a stream is never re-created for a number).
