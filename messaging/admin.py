@@ -87,7 +87,16 @@ class OutboundMessageAdmin(admin.ModelAdmin[OutboundMessage]):
         ("Outcome", {"fields": ["wamid", "error_code", "error_category", "error_detail"]}),
         (
             "Timeline",
-            {"fields": ["accepted_at", "sent_at", "delivered_at", "read_at", "failed_at"]},
+            {
+                "fields": [
+                    "accepted_at",
+                    "sent_at",
+                    "delivered_at",
+                    "read_at",
+                    "failed_at",
+                    "expired_at",
+                ]
+            },
         ),
         ("Payload", {"fields": ["parameters"], "classes": ["collapse"]}),
     ]

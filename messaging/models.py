@@ -128,6 +128,8 @@ class OutboundMessage(models.Model):
     delivered_at = models.DateTimeField(null=True, blank=True)
     read_at = models.DateTimeField(null=True, blank=True)
     failed_at = models.DateTimeField(null=True, blank=True)
+    # When it ended `expired` (never sent: past its deadline, messaging.policy.gate).
+    expired_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

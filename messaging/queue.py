@@ -225,7 +225,8 @@ WITH v AS (
         error_detail = v.error_detail,
         claimed_at = CASE WHEN v.status = {S.UNKNOWN} THEN %s ELSE m.claimed_at END,
         accepted_at = CASE WHEN v.status = {S.ACCEPTED} THEN %s ELSE m.accepted_at END,
-        failed_at = CASE WHEN v.status = {S.FAILED} THEN %s ELSE m.failed_at END
+        failed_at = CASE WHEN v.status = {S.FAILED} THEN %s ELSE m.failed_at END,
+        expired_at = CASE WHEN v.status = {S.EXPIRED} THEN %s ELSE m.expired_at END
     FROM v
     WHERE m.id = v.id AND m.status = ANY(%s)
     RETURNING m.id, m.campaign_id, v.status
@@ -282,7 +283,7 @@ def _record_outcomes(
         [o.error_detail[:500] for o in outcomes],
     ]
     with connection.cursor() as cursor:
-        cursor.execute(_RECORD_SQL, [*columns, now, now, now, list(from_statuses), now])
+        cursor.execute(_RECORD_SQL, [*columns, now, now, now, now, list(from_statuses), now])
         return cursor.fetchall()
 
 
@@ -313,6 +314,8 @@ def _record_orm(
                 fields["accepted_at"] = now
             if o.status == S.FAILED:
                 fields["failed_at"] = now
+            if o.status == S.EXPIRED:
+                fields["expired_at"] = now
             row = OutboundMessage.objects.filter(id=o.id, status__in=from_statuses)
             campaign_id = row.values_list("campaign_id", flat=True).first()
             if campaign_id is None or not row.update(**fields):

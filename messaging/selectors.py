@@ -286,3 +286,29 @@ def paced_by_postgres() -> list[DegradedNumber]:
         .order_by("since")
     )
     return [DegradedNumber(r.sender_id, r.sender.display_number, r.since) for r in rows]
+
+
+def message_timeline(row: OutboundMessage) -> list[dict[str, Any]]:
+    """What happened to one message, in order: accepted (our answer), each status WhatsApp
+    reported, and `expired` when it ended so (never sent, its detail says which deadline)."""
+    timeline: list[dict[str, Any]] = []
+    if row.accepted_at:
+        timeline.append({"at": row.accepted_at, "status": "accepted"})
+    for log in row.status_logs.order_by("timestamp", "id"):
+        timeline.append(
+            {
+                "at": log.timestamp,
+                "status": log.status,
+                "error_code": log.error_code,
+                "error_title": log.error_title,
+            }
+        )
+    if row.status == OutboundStatus.EXPIRED:
+        at = row.expired_at
+        if at is None:  # expired before the time was recorded: it was due by its deadline
+            from messaging.policy.gate import deadline
+
+            at = deadline(row.campaign.valid_until, row.valid_until)
+        if at is not None:
+            timeline.append({"at": at, "status": "expired", "error_title": row.error_detail})
+    return timeline

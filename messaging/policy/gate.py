@@ -21,7 +21,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -33,6 +33,7 @@ from messaging.policy.frequency import Cap
 from messaging.policy.optout import SUPPRESSED_DETAIL, suppressed_among
 from messaging.policy.windows import Window, opening, parse_days, parse_window, zones_for
 from messaging.queue import ClaimedMessage, RowOutcome, record_outcomes
+from messaging.sql_paths import postgres_fast_paths
 
 # error_category of a waiting row: why it waits (the live page and the plan group by it).
 WAIT_WINDOW = "wait:window"
@@ -104,20 +105,61 @@ def campaign_window(campaign: Campaign, categories: Iterable[str]) -> Window | N
     return None
 
 
+# Rows expired per statement (and per outbox insert) when a campaign expires: bulk, with the
+# ids of a million-row campaign never held at once.
+EXPIRE_CHUNK = 10_000
+_QUEUE = OutboundMessage._meta.db_table
+_EXPIRE_SQL = f"""
+WITH due AS (
+    SELECT id FROM {_QUEUE} WHERE campaign_id = %s AND status IN ({S.QUEUED}, {S.RETRY})
+    LIMIT %s FOR UPDATE
+)
+UPDATE {_QUEUE} AS m SET status = {S.EXPIRED}, error_detail = %s, expired_at = %s
+FROM due WHERE m.id = due.id AND m.status IN ({S.QUEUED}, {S.RETRY})
+RETURNING m.id
+"""  # noqa: S608
+
+
 def expire_campaign(campaign_id: int, *, now: datetime | None = None) -> int:
-    """A campaign past valid_until: its unsent rows end `expired` (counted) and it completes
-    once nothing else is in flight. Returns how many rows expired."""
+    """A campaign past valid_until: its unsent rows end `expired` (counted, each reported as
+    `message.expired` like every other status move) and it completes once nothing else is in
+    flight; its first expiry is reported as `campaign.expired`. Returns how many rows expired.
+
+    Called again while rows come back from workers that held them, so only the call that
+    finds no row expired by the campaign's deadline yet reports the campaign.
+    """
+    from messaging.integrations.events.payloads import publish_campaign_state
+    from messaging.integrations.events.publish import publish_message_statuses
     from messaging.services import complete_if_finished
 
     now = now or timezone.now()
     with transaction.atomic():
-        expired = OutboundMessage.objects.filter(
-            campaign_id=campaign_id, status__in=PENDING_STATUSES
-        ).update(status=S.EXPIRED, error_detail=EXPIRED_DETAIL)
+        rows = OutboundMessage.objects.filter(campaign_id=campaign_id)
+        first = not rows.filter(status=S.EXPIRED, error_detail=EXPIRED_DETAIL).exists()
+        expired = 0
+        while ids := _expire_some(campaign_id, now):
+            publish_message_statuses([(row_id, S.EXPIRED) for row_id in ids])
+            expired += len(ids)
         if expired:
+            # After the rows, as every writer of both does (the claim, the record step).
             Campaign.objects.filter(pk=campaign_id).update(expired=F("expired") + expired)
+            if first:
+                publish_campaign_state(Campaign.objects.get(pk=campaign_id), state="expired")
     complete_if_finished(campaign_id=campaign_id)
     return expired
+
+
+def _expire_some(campaign_id: int, now: datetime) -> list[int]:
+    """Up to EXPIRE_CHUNK unsent rows of the campaign end expired (one statement); their ids.
+    A row a claim holds is waited for, then left alone (it is no longer unsent)."""
+    if postgres_fast_paths():
+        with connection.cursor() as cursor:
+            cursor.execute(_EXPIRE_SQL, [campaign_id, EXPIRE_CHUNK, EXPIRED_DETAIL, now])
+            return [row_id for (row_id,) in cursor.fetchall()]
+    pending = OutboundMessage.objects.filter(campaign_id=campaign_id, status__in=PENDING_STATUSES)
+    ids = list(pending.values_list("pk", flat=True)[:EXPIRE_CHUNK])
+    pending.filter(pk__in=ids).update(status=S.EXPIRED, error_detail=EXPIRED_DETAIL, expired_at=now)
+    return ids
 
 
 def expire_due_campaigns(*, now: datetime | None = None) -> int:

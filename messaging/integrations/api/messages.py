@@ -23,6 +23,7 @@ from messaging.integrations.api.schemas import (
 from messaging.integrations.models import ApiKey
 from messaging.integrations.transactional import MessageSpec, SendRefused, send_batch
 from messaging.models import OutboundMessage, OutboundStatus
+from messaging.selectors import message_timeline
 
 router = Router(tags=["messages"])
 ERRORS: dict[int, Any] = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut}
@@ -113,21 +114,11 @@ def send_many(request: HttpRequest, payload: BatchIn) -> Status:
 
 @router.get("/messages/{message_id}", response={200: MessageDetailOut, **ERRORS, 429: ErrorOut})
 def message_detail(request: HttpRequest, message_id: int) -> Status:
-    """The message's current status and every status WhatsApp reported for it, in order."""
+    """The message's current status and every status WhatsApp reported for it, in order; a
+    message that could not go before its deadline ends with `expired`."""
     require(request, ApiKey.Scope.MESSAGES_READ)
     row = lookups.message(message_id)
-    timeline: list[dict[str, Any]] = []
-    if row.accepted_at:
-        timeline.append({"at": row.accepted_at, "status": "accepted"})
-    for log in row.status_logs.order_by("timestamp", "id"):
-        timeline.append(
-            {
-                "at": log.timestamp,
-                "status": log.status,
-                "error_code": log.error_code,
-                "error_title": log.error_title,
-            }
-        )
+    timeline = message_timeline(row)
     return Status(
         200,
         {

@@ -22,8 +22,11 @@ CAMPAIGN_EVENTS = {
 }
 
 
-def publish_campaign_state(campaign: Any) -> None:
-    event_type = CAMPAIGN_EVENTS.get(str(campaign.status))
+def publish_campaign_state(campaign: Any, *, state: str | None = None) -> None:
+    """The campaign's status as an event; `state` names one that is not a status of its own
+    ("expired": past valid_until, its unsent rows expired; it then completes)."""
+    state = state or str(campaign.status)
+    event_type = CAMPAIGN_EVENTS.get(state)
     if event_type is None:
         return
     publish(
@@ -33,7 +36,7 @@ def publish_campaign_state(campaign: Any) -> None:
                 "campaign_id": campaign.pk,
                 "name": campaign.name,
                 "kind": campaign.kind,
-                "status": campaign.status,
+                "status": state,
                 "pause_reason": campaign.pause_reason,
                 "sender_id": campaign.sender_id,
             }
