@@ -19,13 +19,14 @@ docs/results.md has the chart's costs before and after.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, F, QuerySet
+from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import TruncMinute
 
+from campaigns.models import Campaign
 from messaging.models import CampaignMinute, OutboundMessage
 from messaging.sql_paths import postgres_fast_paths
 
@@ -179,3 +180,31 @@ def per_minute(campaign_id: int) -> list[tuple[datetime, tuple[int, ...]]]:
         .order_by("minute")
         .values_list("minute", *KINDS)
     ]
+
+
+def send_rates(*, now: datetime) -> dict[int, float]:
+    """Messages accepted per second over the last 60 s, per sender number (every campaign and
+    the transactional stream on it), from the minutes every worker's record step moves.
+
+    The last 60 s are the current minute so far and the end of the one before, which counts
+    in proportion (a sliding window over two fixed ones: exact at a steady rate). Only the
+    campaigns that can have sent meanwhile are read (running, or changed state since), one
+    index probe each.
+    """
+    current = minute_of(now)
+    previous = current - timedelta(minutes=1)
+    share_of_previous = 1.0 - (now - current).total_seconds() / 60.0
+    recent = Campaign.objects.filter(
+        Q(status=Campaign.Status.RUNNING) | Q(updated_at__gte=previous)
+    ).values("pk")
+    rows = (
+        CampaignMinute.objects.filter(campaign_id__in=recent, minute__in=[previous, current])
+        .values_list("campaign__sender_id", "minute")
+        .annotate(n=Sum("accepted"))
+        .order_by()
+    )
+    rates: dict[int, float] = {}
+    for sender_id, minute, n in rows:
+        weight = 1.0 if minute_of(minute) == current else share_of_previous
+        rates[sender_id] = rates.get(sender_id, 0.0) + (n or 0) * weight / 60.0
+    return rates

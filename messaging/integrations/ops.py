@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 
 from campaigns.models import Campaign, SenderNumber
+from messaging import minutes
 from messaging.integrations.models import Alert, OutboxEvent
 from messaging.models import OutboundMessage, OutboundStatus
 from messaging.policy import budget
@@ -90,6 +91,14 @@ def metric_lines() -> list[str]:
         "wac_sender_in_flight",
         "Rows claimed and being sent.",
         {str(p): in_flight.get(p, 0) for p, _, _ in numbers},
+        "sender",
+    )
+    rates = minutes.send_rates(now=timezone.now())
+    _gauge(
+        lines,
+        "wac_sender_send_rate",
+        "Messages accepted per second over the last 60 s (all its campaigns and its stream).",
+        {str(p): round(rates.get(p, 0.0), 2) for p, _, _ in numbers},
         "sender",
     )
     _budget_gauges(lines)

@@ -86,8 +86,9 @@ def test_metrics_query_count_does_not_grow_with_data(admin_client, django_assert
     factories.CampaignFactory()
     with CaptureQueriesContext(connection) as first:
         admin_client.get("/metrics")
-    # The session and user, the campaign/queue/raw-event queries, the integrations gauges.
-    assert len(first) <= 12
+    # The session and user, the campaign/queue/raw-event queries, the integrations gauges
+    # (the send rates among them).
+    assert len(first) <= 13
     for status in (Campaign.Status.RUNNING, Campaign.Status.PAUSED, Campaign.Status.COMPLETED):
         campaign = factories.CampaignFactory(status=status)
         for queue_status in (OutboundStatus.QUEUED, OutboundStatus.SENT, OutboundStatus.FAILED):
@@ -109,6 +110,7 @@ def test_metrics_show_the_engine_events_and_alert_gauges(admin_client):
     for name in (
         "wac_sender_rate_learned",
         "wac_sender_in_flight",
+        "wac_sender_send_rate",
         "wac_webhook_lag_seconds",
         "wac_outbound_events",
         "wac_alerts_active",
@@ -159,3 +161,35 @@ def test_metrics_show_the_budget_left_per_portfolio(admin_client, redis_client):
     budget.ledgers().admit(ledger, ["+351910000001"], now, judging=[])
     samples = _samples(admin_client.get("/metrics").content.decode())
     assert samples[key] == 1997
+
+
+def test_metrics_show_each_numbers_send_rate_over_the_last_minute(admin_client):
+    from datetime import UTC, datetime, timedelta
+
+    from messaging import minutes
+    from messaging.models import CampaignMinute
+
+    busy, idle = factories.SenderFactory.create_batch(2)
+    running = factories.CampaignFactory(sender=busy, status=Campaign.Status.RUNNING)
+    stream = factories.CampaignFactory(
+        sender=busy, status=Campaign.Status.RUNNING, kind=Campaign.Kind.TRANSACTIONAL
+    )
+    old = factories.CampaignFactory(sender=idle, status=Campaign.Status.COMPLETED)
+    Campaign.objects.filter(pk=old.pk).update(updated_at=datetime(2025, 1, 1, tzinfo=UTC))
+    now = datetime(2026, 3, 1, 12, 0, 15, tzinfo=UTC)  # a quarter into the minute
+    current, previous = now.replace(second=0), now.replace(second=0) - timedelta(minutes=1)
+    for campaign, minute, accepted in (
+        (running, previous, 600),
+        (running, current, 240),
+        (stream, current, 60),
+        (running, previous - timedelta(minutes=1), 5000),  # before the last 60 s
+        (old, previous, 900),  # finished long ago: not read (it sent nothing since)
+    ):
+        CampaignMinute.objects.create(campaign=campaign, minute=minute, accepted=accepted)
+
+    # 240 + 60 this minute, and the last three quarters of the 600 of the minute before.
+    assert minutes.send_rates(now=now) == {busy.pk: pytest.approx((300 + 450) / 60)}
+
+    samples = _samples(admin_client.get("/metrics").content.decode())
+    assert samples[f'wac_sender_send_rate{{sender="{idle.pk}"}}'] == 0
+    assert f'wac_sender_send_rate{{sender="{busy.pk}"}}' in samples
