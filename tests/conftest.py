@@ -44,6 +44,17 @@ def _fresh_lookup_cache():
     lookup_cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_breaker_settings():
+    """The breaker's per-process cache of campaign thresholds holds no previous test's rows (a
+    database flush and Redis's flushdb bump no version)."""
+    from messaging.policy.breaker import forget_settings
+
+    forget_settings()
+    yield
+    forget_settings()
+
+
 @pytest.fixture
 def redis_client():
     """A real Redis connection on a clean database (REDIS_URL from scripts/services.sh)."""

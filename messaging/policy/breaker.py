@@ -97,7 +97,6 @@ def observe(samples: Iterable[Sample], effects: Effects, *, moved: Iterable[int]
     paused (policy.actions.apply_effects). Campaigns in their canary (of the samples, or
     `moved`: campaigns whose rows a status moved) get their verdict looked at once the
     caller's transaction commits."""
-    from campaigns.models import Campaign
 
     by_campaign: dict[int, list[str]] = {campaign_id: [] for campaign_id in moved}
     for sample in samples:
@@ -110,10 +109,7 @@ def observe(samples: Iterable[Sample], effects: Effects, *, moved: Iterable[int]
         by_campaign.setdefault(sample.campaign_id, []).append(entry)
     if not by_campaign:
         return
-    campaigns = Campaign.objects.filter(
-        pk__in=by_campaign, kind=Campaign.Kind.CAMPAIGN, status=Campaign.Status.RUNNING
-    ).values_list("pk", "max_failure_rate", "canary_state")
-    for campaign_id, override, canary_state in campaigns:
+    for campaign_id, (override, canary_state) in _settings_of(by_campaign).items():
         if canary_state == "running":
             _check_canary_on_commit(campaign_id)
         if not by_campaign[campaign_id]:
@@ -127,6 +123,54 @@ def observe(samples: Iterable[Sample], effects: Effects, *, moved: Iterable[int]
         sample_ok = window.total >= settings.POLICY_BREAKER_MIN_SAMPLE
         if sample_ok and window.rate > threshold:
             effects.pause_campaigns.setdefault(campaign_id, pause_reason(window, threshold))
+
+
+# (max_failure_rate, canary_state) of each running campaign, or None for any other campaign, as
+# read at one campaigns state version (messaging.state_version): every change of a campaign's
+# status, canary state or thresholds bumps it (services, canary, the admin's save), so the
+# flusher reads the campaigns table only after one, not once a flush. Without Redis (no
+# version), every call reads.
+_Settings = tuple[float | None, str]
+_cache_lock = threading.Lock()
+_cache: dict[int, _Settings | None] = {}
+_cache_version: list[int | None] = [None]
+
+
+def _settings_of(campaign_ids: Iterable[int]) -> dict[int, _Settings]:
+    """The threshold override and canary state of those of `campaign_ids` that are running
+    campaigns (not transactional streams)."""
+    from campaigns.models import Campaign
+    from messaging import state_version
+
+    # The version before the rows: a change committed after this read moves it again.
+    version = state_version.current()
+    wanted = set(campaign_ids)
+    with _cache_lock:
+        if version is None or version != _cache_version[0]:
+            _cache.clear()
+            _cache_version[0] = version
+        known = {pk: _cache[pk] for pk in wanted if pk in _cache}
+    missing = wanted - set(known)
+    if missing:
+        read: dict[int, _Settings | None] = dict.fromkeys(missing)
+        rows = Campaign.objects.filter(
+            pk__in=missing, kind=Campaign.Kind.CAMPAIGN, status=Campaign.Status.RUNNING
+        ).values_list("pk", "max_failure_rate", "canary_state")
+        for pk, override, canary_state in rows:
+            read[pk] = (override, canary_state)
+        known.update(read)
+        if version is not None:
+            with _cache_lock:
+                if _cache_version[0] == version:
+                    _cache.update(read)
+    return {pk: found for pk, found in sorted(known.items()) if found is not None}
+
+
+def forget_settings() -> None:
+    """Drop the cached campaign settings (tests: a database flush bumps no version)."""
+    with _cache_lock:
+        _cache.clear()
+        _cache_version[0] = None
 
 
 def _check_canary_on_commit(campaign_id: int) -> None:

@@ -280,6 +280,44 @@ def test_the_window_counts_each_message_once_and_only_recipient_codes(small_wind
     assert not effects.pause_campaigns
 
 
+def test_the_breaker_reads_a_campaign_again_only_once_its_state_version_moves(
+    small_window, redis_client, django_assert_num_queries
+):
+    from messaging import state_version
+
+    campaign = factories.CampaignFactory(status=Campaign.Status.RUNNING, max_failure_rate=0.5)
+    effects = Effects()
+    breaker.observe([Sample(campaign.pk)] * 40 + [Sample(campaign.pk, 131050)] * 20, effects)
+    assert not effects.pause_campaigns  # 33 % < 50 %
+    with django_assert_num_queries(0):  # the flusher's next batch: nothing changed
+        breaker.observe([Sample(campaign.pk, 131050)], effects)
+    # Staff pause it: its outcomes no longer pause it (it is not running).
+    services.pause_campaign(campaign_id=campaign.pk)
+    breaker.observe([Sample(campaign.pk, 131050)] * 10, effects)
+    assert not effects.pause_campaigns
+    # Running again with a stricter threshold, by a path that bumps the version (every path
+    # that changes a campaign's status, canary or thresholds does): judged by the new one.
+    Campaign.objects.filter(pk=campaign.pk).update(
+        status=Campaign.Status.RUNNING, max_failure_rate=0.2
+    )
+    state_version.bump_on_commit()
+    breaker.observe([Sample(campaign.pk, 131050)], effects)
+    assert campaign.pk in effects.pause_campaigns
+
+
+def test_without_redis_the_breaker_reads_the_campaign_every_batch(
+    small_window, settings, django_assert_num_queries
+):
+    settings.REDIS_URL = ""
+    campaign = factories.CampaignFactory(status=Campaign.Status.RUNNING, max_failure_rate=0.5)
+    breaker.observe([Sample(campaign.pk)] * 40, Effects())
+    Campaign.objects.filter(pk=campaign.pk).update(max_failure_rate=0.2)  # no version to bump
+    effects = Effects()
+    with django_assert_num_queries(1):
+        breaker.observe([Sample(campaign.pk, 131050)] * 20, effects)
+    assert campaign.pk in effects.pause_campaigns
+
+
 def test_create_campaign_takes_the_canary_and_thresholds(number, template, tmp_path):
     from django.core.management import call_command
 
