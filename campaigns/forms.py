@@ -105,13 +105,7 @@ class CanaryFields(forms.Form):
         names = ("canary_percent", "canary_rate", "max_failure_rate", "max_opt_out_rate")
         if any(name in self.errors for name in names):
             return
-        fields = self.canary_policy()
-        problem = settings_problem(
-            percent_=fields.get("canary_percent", 0.0),
-            rate=fields.get("canary_rate"),
-            max_failure=fields.get("max_failure_rate"),
-            max_opt_out=fields.get("max_opt_out_rate"),
-        )
+        problem = settings_problem(self.canary_policy())
         if problem:
             self.add_error(None, problem)
 
@@ -444,12 +438,7 @@ class CampaignAdminForm(forms.ModelForm[Campaign]):
                 else (getattr(instance, name))
             )
 
-        problem = settings_problem(
-            percent_=value("canary_percent") or 0.0,
-            rate=value("canary_rate"),
-            max_failure=value("max_failure_rate"),
-            max_opt_out=value("max_opt_out_rate"),
-        )
+        problem = settings_problem({name: value(name) for name in self.Meta.fields})
         if problem:
             raise ValidationError(problem)
         return cleaned

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -81,11 +82,13 @@ def parse_share(text: str, what: str) -> float:
     return share
 
 
-def settings_problem(
-    *, percent_: float, rate: float | None, max_failure: float | None, max_opt_out: float | None
-) -> str:
-    """What is wrong with a campaign's canary and threshold fields ('' when fine): the one
-    check for the wizard, the admin form and the command."""
+def settings_problem(fields: Mapping[str, Any]) -> str:
+    """What is wrong with a campaign's canary and threshold fields ('' when fine), given by
+    their Campaign field names (a missing or empty one is unset): the one check for the
+    wizard, the admin form and the command."""
+    percent_ = fields.get("canary_percent") or 0.0
+    rate = fields.get("canary_rate")
+    max_failure, max_opt_out = fields.get("max_failure_rate"), fields.get("max_opt_out_rate")
     if not 0 <= percent_ <= 100:
         return "The canary share must be between 0 and 100 %."
     if rate is not None and rate <= 0:

@@ -231,12 +231,7 @@ def _canary(options: dict[str, Any]) -> dict[str, Any]:
             )
     except CanaryError as exc:
         raise CommandError(str(exc)) from None
-    problem = settings_problem(
-        percent_=fields.get("canary_percent", 0.0),
-        rate=fields.get("canary_rate"),
-        max_failure=fields.get("max_failure_rate"),
-        max_opt_out=fields.get("max_opt_out_rate"),
-    )
+    problem = settings_problem(fields)
     if problem:
         raise CommandError(problem)
     return fields
