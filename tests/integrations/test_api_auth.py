@@ -133,3 +133,28 @@ def test_a_scope_change_is_seen_at_once_and_within_the_cache_bound_without_a_ver
         assert time.monotonic() < deadline, "the cached key outlived API_LOOKUP_CACHE_SECONDS"
         time.sleep(0.1)
     assert client.get("/messages/999999").status_code == 404
+
+
+def test_with_redis_away_requests_are_served_and_the_limit_stops_trying_for_a_while(
+    sender, api_key, settings, monkeypatch
+):
+    import socket
+
+    from messaging import redis_client
+
+    ApiKey.objects.filter(pk=api_key.api_key.pk).update(rate_limit_per_minute=1)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    settings.REDIS_URL = f"redis://127.0.0.1:{closed}/0"
+    monkeypatch.setattr(redis_client, "_down_until", 0.0)
+    redis_client.get_redis.cache_clear()
+    try:
+        client = api_for(api_key.secret)
+        # Over the limit of 1, and still served: the limit protects the engine, it is not
+        # worth refusing requests for.
+        assert [client.get("/messages/999999").status_code for _ in range(3)] == [404] * 3
+        # The first failure tells the other callers to skip Redis for a moment.
+        assert redis_client.seems_down()
+    finally:
+        redis_client.get_redis.cache_clear()

@@ -10,7 +10,7 @@ import redis
 from messaging.integrations import lookup_cache
 from messaging.integrations.api.errors import ApiError
 from messaging.integrations.models import ApiKey
-from messaging.redis_client import get_redis
+from messaging import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -26,15 +26,18 @@ def check_rate(api_key: ApiKey, *, now: float | None = None) -> int | None:
     now = time.time() if now is None else now
     window = int(now // WINDOW_SECONDS)
     key = f"wac:api:rate:{api_key.pk}:{window}"
+    if redis_client.seems_down():
+        return None  # a call just failed: don't pay the connect timeout on every request
     try:
         # No MULTI/EXEC: the expiry only has to follow the count, not be atomic with it.
-        pipe = get_redis().pipeline(transaction=False)
+        pipe = redis_client.get_redis().pipeline(transaction=False)
         pipe.incr(key)
         pipe.expire(key, WINDOW_SECONDS * 2)
         pipe.get(lookup_cache.VERSION_KEY)
         count, _, version = pipe.execute()
     except redis.RedisError:
         # The limit protects the engine, not correctness: better served than refused.
+        redis_client.failed()
         logger.warning("rate limit not checked: Redis unavailable", exc_info=True)
         return None
     if count > api_key.rate_limit_per_minute:
