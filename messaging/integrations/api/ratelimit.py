@@ -7,10 +7,10 @@ import time
 
 import redis
 
+from messaging import redis_client
 from messaging.integrations import lookup_cache
 from messaging.integrations.api.errors import ApiError
 from messaging.integrations.models import ApiKey
-from messaging import redis_client
 
 logger = logging.getLogger(__name__)
 
