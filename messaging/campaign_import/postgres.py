@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from django.db import connection
@@ -42,10 +43,107 @@ class _PostgresImport:
         with connection.cursor() as cursor:
             self._prepare(cursor, batch, writing=job.campaign is not None)
             with _Producer(rows) as chunks:
-                for chunk in chunks:
-                    seq = self._chunk(cursor, job, batch, chunk, seq, result)
+                if job.campaign is None:
+                    for chunk in chunks:
+                        seq = self._chunk(cursor, job, batch, chunk, seq, result)
+                else:
+                    seq = self._write_chunks(cursor, job, batch, chunks, result)
             self._finish(cursor, job, batch, seq, result)
         return result
+
+    def _write_chunks(
+        self, cursor: Any, job: _Job, batch: str, chunks: Iterator[_Chunk], result: ImportResult
+    ) -> int:
+        """A file's chunks written to the campaign, chunk n's statements overlapping chunk
+        n+1's rendering: psycopg lets go of the GIL while it waits for the server, so a
+        thread renders the next chunk's rows (parameters, JSON) while PostgreSQL inserts
+        the current one, where this thread used to do both in turn and each side waited for
+        the other. The next chunk's numbers are checked for suppression before the current
+        chunk's rows go in, which gives the same answer: the import writes neither the
+        suppression list nor `undeliverable_at`, and a number is in one chunk only.
+        Returns the queue position after the last row."""
+        seq = 0
+        pending: tuple[_Chunk, Future[list[tuple[Any, ...]]]] | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv-import-render") as pool:
+            # On an error the pool's exit waits for the chunk being rendered; the atomic
+            # block around the import rolls everything back, as before.
+            for chunk in chunks:
+                self._count(chunk, result)
+                kept = self._deliverable(cursor, chunk.kept, result)
+                rendered = pool.submit(self._rendered, job, kept, seq)
+                # The render thread holds the rows now; once rendered, only their COPY text
+                # stays in memory.
+                chunk.kept = []
+                seq += len(kept)
+                if pending is not None:
+                    self._store(cursor, job, batch, *pending)
+                pending = (chunk, rendered)
+            if pending is not None:
+                self._store(cursor, job, batch, *pending)
+        return seq
+
+    @staticmethod
+    def _count(chunk: _Chunk, result: ImportResult) -> None:
+        result.duplicates += chunk.duplicates
+        for _row, _value, reason in chunk.rejected:
+            count_refusal(result, reason)
+        for row in chunk.rejected[: max(0, REJECTIONS_SHOWN - len(result.rejections))]:
+            result.rejections.append(RejectionRow(*row))
+
+    @staticmethod
+    def _rendered(
+        job: _Job, kept: list[tuple[int, str, str, dict[str, str]]], seq: int
+    ) -> list[tuple[Any, ...]]:
+        """The COPY rows of a chunk's kept rows, which start at queue position `seq`: each
+        row's template (the pattern) and its rendered parameters."""
+        renderers = {p.template_id: plan_json(p) for p in job.plans}
+        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+        pattern, period = job.pattern, len(job.pattern)
+        copy_rows: list[tuple[Any, ...]] = []
+        append = copy_rows.append
+        for offset, (row_number, phone, name, values) in enumerate(kept):
+            template_id = pattern[(seq + offset) % period]
+            append(
+                (
+                    row_number,
+                    phone,
+                    name,
+                    dumps(values),
+                    template_id,
+                    renderers[template_id](values),
+                )
+            )
+        return copy_rows
+
+    def _store(
+        self,
+        cursor: Any,
+        job: _Job,
+        batch: str,
+        chunk: _Chunk,
+        rendered: Future[list[tuple[Any, ...]]],
+    ) -> None:
+        """A chunk's rendered rows COPYed and written, then its rejections."""
+        assert job.campaign is not None
+        copy_rows = rendered.result()
+        if copy_rows:
+            cursor.execute(f"TRUNCATE {batch}")
+            with cursor.cursor.copy(
+                f"COPY {batch} (row_number, phone, name, vals, template_id, parameters) FROM STDIN"
+            ) as copy:
+                write_row = copy.write_row
+                for row in copy_rows:
+                    write_row(row)
+            # Freed before the statements run: the future keeps the list itself.
+            copy_rows.clear()
+            self._write(cursor, job, batch, 0, rendered=True)
+        if chunk.rejected:
+            table = ImportRejection._meta.db_table
+            with cursor.cursor.copy(
+                f"COPY {table} (campaign_id, row_number, value, reason) FROM STDIN"
+            ) as copy:
+                for row_number, value, reason in chunk.rejected:
+                    copy.write_row((job.campaign.pk, row_number, value, reason))
 
     def run_selected(
         self, job: _Job, select: tuple[str, list[Any]], needed: dict[str, str]
@@ -167,40 +265,11 @@ class _PostgresImport:
     def _chunk(
         self, cursor: Any, job: _Job, batch: str, chunk: _Chunk, seq: int, result: ImportResult
     ) -> int:
-        """One chunk of a file: numbers that may not be messaged found first (one query), so
-        the send order, and with it each row's template, is known here and the parameters
-        are rendered in this thread (which otherwise waits for PostgreSQL), then the rows
-        COPYed with them and written."""
-        result.duplicates += chunk.duplicates
-        for _row, _value, reason in chunk.rejected:
-            count_refusal(result, reason)
-        for row in chunk.rejected[: max(0, REJECTIONS_SHOWN - len(result.rejections))]:
-            result.rejections.append(RejectionRow(*row))
+        """One chunk of a file previewed (no campaign): numbers that may not be messaged left
+        out (one query), the rest shown in send order."""
+        self._count(chunk, result)
         kept = self._deliverable(cursor, chunk.kept, result)
-        if job.campaign is None:
-            self._preview_rows(job, kept, seq, result)
-        elif kept:
-            renderers = {p.template_id: plan_json(p) for p in job.plans}
-            dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-            pattern, period = job.pattern, len(job.pattern)
-            cursor.execute(f"TRUNCATE {batch}")
-            with cursor.cursor.copy(
-                f"COPY {batch} (row_number, phone, name, vals, template_id, parameters) FROM STDIN"
-            ) as copy:
-                for offset, (row_number, phone, name, values) in enumerate(kept):
-                    template_id = pattern[(seq + offset) % period]
-                    parameters = renderers[template_id](values)
-                    copy.write_row(
-                        (row_number, phone, name, dumps(values), template_id, parameters)
-                    )
-            self._write(cursor, job, batch, seq, rendered=True)
-        if job.campaign is not None and chunk.rejected:
-            table = ImportRejection._meta.db_table
-            with cursor.cursor.copy(
-                f"COPY {table} (campaign_id, row_number, value, reason) FROM STDIN"
-            ) as copy:
-                for row_number, value, reason in chunk.rejected:
-                    copy.write_row((job.campaign.pk, row_number, value, reason))
+        self._preview_rows(job, kept, seq, result)
         return seq + len(kept)
 
     @staticmethod

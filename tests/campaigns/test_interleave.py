@@ -9,6 +9,7 @@ import pytest
 from campaigns.csv_import import interleave_pattern
 from messaging.campaign_import import create_campaign_from_csv, producer
 from messaging.models import OutboundMessage
+from messaging.policy.optout import opt_out
 from tests.factories import e164
 
 pytestmark = pytest.mark.django_db
@@ -77,3 +78,25 @@ def test_interleave_continues_across_chunks_and_skips_dropped_rows(
     order = list(OutboundMessage.objects.order_by("id").values_list("template_id", "phone"))
     assert [t for t, _ in order] == (ids * 5)[:14]
     assert [p for _, p in order] == [e164(i) for i in range(14)]
+
+
+def test_numbers_suppressed_in_later_chunks_take_no_turn(sender, templates, write_csv, monkeypatch):
+    """Each chunk's suppressed numbers are found while the chunk before is written (the
+    render thread works ahead): the result is still that of one pass, parameters included."""
+    monkeypatch.setattr(producer, "CHUNK_ROWS", 3)
+    opt_out(phones=[e164(4), e164(8), e164(9)], source="staff")
+    path = numbers_csv(write_csv, 13)
+    result = create_campaign_from_csv(
+        name="c", csv_file=path, sender=sender, templates=[(t, 1) for t in templates]
+    )
+    kept = [i for i in range(13) if i not in (4, 8, 9)]
+    assert (result.queued, result.suppressed) == (10, 3)
+    ids = [t.pk for t in templates]
+    order = list(
+        OutboundMessage.objects.order_by("id").values_list("template_id", "phone", "parameters")
+    )
+    assert [t for t, _, _ in order] == (ids * 4)[:10]
+    assert [p for _, p, _ in order] == [e164(i) for i in kept]
+    assert [[v["text"] for v in params[0]["parameters"]] for _, _, params in order] == [
+        [f"N{i}", f"C{i}"] for i in kept
+    ]
