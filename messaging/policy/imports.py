@@ -18,9 +18,9 @@ from django.conf import settings
 from django.db import connection, models
 from django.db.models import QuerySet, Value
 
-from campaigns.models import Contact, Suppression
+from campaigns.models import Contact
 from campaigns.suppression import phone_hashes, suppressions_matching
-from messaging.policy.optout import undeliverable_since
+from messaging.policy.optout import suppressed_sql, undeliverable_since
 from messaging.sql_paths import postgres_fast_paths
 
 US_MARKETING_REASON = "Meta does not deliver marketing templates to US numbers"
@@ -77,9 +77,9 @@ def refused_among(phones: Iterable[str]) -> dict[str, str]:
     numbers = sorted(set(phones))
     if not numbers:
         return {}
-    hashes = phone_hashes(numbers)
     if postgres_fast_paths():
-        return _refused_sql(hashes)
+        return _refused_sql(numbers)
+    hashes = phone_hashes(numbers)
     phone_of = {h: p for p, h in hashes.items()}
     why = models.CharField()
     suppressed = (
@@ -101,18 +101,15 @@ def refused_among(phones: Iterable[str]) -> dict[str, str]:
     return refused
 
 
-def _refused_sql(hashes: dict[str, str]) -> dict[str, str]:
-    # The same two rules in SQL text that does not depend on how many numbers there are
-    # (building the ORM union cost more than running it): a suppression matches on the hash
-    # as in `suppressions_matching`, and `undeliverable_sql` is the set-based twin.
-    unreachable, params = undeliverable_sql("p.phone")
-    suppression = Suppression._meta.db_table
-    sql = (
-        f"SELECT p.phone, EXISTS (SELECT 1 FROM {suppression} s WHERE s.phone_hash = p.hash), "  # noqa: S608
-        f"{unreachable} FROM unnest(%s::text[], %s::text[]) AS p(phone, hash)"
-    )
+def _refused_sql(numbers: list[str]) -> dict[str, str]:
+    # The same two rules as their SQL twins (`optout.suppressed_sql`, `undeliverable_sql`), in
+    # text that does not depend on how many numbers there are (building the ORM union cost
+    # more than running it).
+    suppressed, s_params = suppressed_sql("p.phone")
+    unreachable, u_params = undeliverable_sql("p.phone")
+    sql = f"SELECT p.phone, {suppressed}, {unreachable} FROM unnest(%s::text[]) AS p(phone)"  # noqa: S608
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, list(hashes), list(hashes.values())])
+        cursor.execute(sql, [*s_params, *u_params, numbers])
         rows = cursor.fetchall()
     return {
         phone: SUPPRESSED if suppressed else UNDELIVERABLE
