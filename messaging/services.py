@@ -25,6 +25,7 @@ from messaging.evidence import held_filter
 from messaging.integrations.events.payloads import publish_campaign_state
 from messaging.models import PENDING_STATUSES, OutboundMessage, OutboundStatus
 from messaging.policy import breaker, canary
+from messaging.policy.actions import token_failure
 from messaging.policy.fields import copied_settings
 from messaging.policy.optout import suppressed_numbers, suppressed_sql
 from messaging.state_version import bump_on_commit
@@ -82,6 +83,10 @@ def start_campaign(*, campaign_id: int, at: datetime | None = None) -> Campaign:
     now = timezone.now()
     if at is not None and at > now:
         return _move(campaign, Status.SCHEDULED, start_at=at, pause_reason="")
+    if failure := token_failure(campaign.sender_id):
+        if campaign.status == Status.SCHEDULED:  # its start time came: it waits for staff
+            return _move(campaign, Status.PAUSED, pause_reason=f"Not started: {failure}"[:255])
+        raise TransitionError(f"Campaign {campaign.pk} ({campaign.name}) cannot start: {failure}")
     campaign = _move(
         campaign,
         Status.RUNNING,
@@ -140,6 +145,8 @@ def resume_campaign(*, campaign_id: int) -> Campaign:
     campaign = _lock(campaign_id)
     if campaign.status != Status.PAUSED:
         raise TransitionError(f"Campaign {campaign.pk} is {campaign.status}, not paused")
+    if failure := token_failure(campaign.sender_id):
+        raise TransitionError(f"Campaign {campaign.pk} ({campaign.name}) cannot resume: {failure}")
     # Staff decided: the failures before the pause no longer count, and a failed canary's
     # held rows go.
     transaction.on_commit(lambda: breaker.reset(campaign_id))

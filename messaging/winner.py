@@ -112,7 +112,11 @@ def _decide(campaign: Campaign, text: str, resume: bool) -> str:
             winner_decided_at=timezone.now(), winner_decision=text[:500]
         )
         if resume:
-            services.resume_campaign(campaign_id=campaign.pk)
+            try:
+                services.resume_campaign(campaign_id=campaign.pk)
+            except services.TransitionError as exc:  # a failed token: staff resume it later
+                text = f"{text} Not resumed: {exc}"
+                Campaign.objects.filter(pk=campaign.pk).update(winner_decision=text[:500])
         owner = campaign.created_by_id
         if owner is not None:
             # The page's "Decisions" list reads the admin history; its entry needs a user:

@@ -33,6 +33,7 @@ from messaging.campaign_import.audience import Audience, CsvAudience
 from messaging.campaign_import.batch import _BatchImport
 from messaging.campaign_import.job import ImportResult, _Job
 from messaging.campaign_import.postgres import _PostgresImport
+from messaging.policy.actions import token_failure
 from messaging.policy.imports import phone_rule
 from messaging.services import start_campaign
 from messaging.sql_paths import postgres_fast_paths
@@ -69,6 +70,9 @@ def create_campaign(
     )
     if problem:
         raise ValueError(problem)
+    if start_now and (failure := token_failure(sender.pk)):
+        # Refused before the import, not after it: nothing is written, the audience is intact.
+        raise ValueError(f"Cannot start now: {failure}")
     name = name.strip()
     if start_at is not None and timezone.is_naive(start_at):
         start_at = timezone.make_aware(start_at)

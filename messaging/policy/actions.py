@@ -187,6 +187,23 @@ def failed_tokens(waba_ids: Iterable[str] | None = None) -> dict[str, datetime]:
     return {waba_id: at for waba_id, at in rows if at is not None}
 
 
+def token_failure(sender_id: int) -> str:
+    """Why a campaign on this number may not start or resume now ('' when it may): its
+    account's token failed (auth_failed_at). Its first send would answer 190 again and pause
+    it; staff replace the token and clear the failure in admin first."""
+    from campaigns.models import WhatsAppAccount
+
+    failed = WhatsAppAccount.objects.filter(
+        numbers__pk=sender_id, auth_failed_at__isnull=False
+    ).values_list("waba_id", "auth_failed_at")
+    for waba_id, at in failed:
+        return (
+            f"the token of business account {waba_id} failed at {at:%Y-%m-%d %H:%M} UTC: "
+            "replace it, then clear the auth failure in admin (business accounts)"
+        )
+    return ""
+
+
 def skipped_tokens_line(failed: Mapping[str, datetime]) -> str:
     """What a sync that left out `failed` (failed_tokens) says about them."""
     return (
