@@ -424,7 +424,7 @@ class CampaignAdminForm(forms.ModelForm[Campaign]):
             self.fields["canary_percent"].required = False  # empty = no canary
 
     def clean(self) -> dict[str, Any]:
-        from messaging.policy.canary import settings_problem
+        from messaging.policy.canary import SETTINGS_FIELDS, settings_problem
 
         cleaned = super().clean() or {}
         if "canary_percent" in self.fields and cleaned.get("canary_percent") is None:
@@ -438,7 +438,7 @@ class CampaignAdminForm(forms.ModelForm[Campaign]):
                 else (getattr(instance, name))
             )
 
-        problem = settings_problem({name: value(name) for name in self.Meta.fields})
+        problem = settings_problem({name: value(name) for name in SETTINGS_FIELDS})
         if problem:
             raise ValidationError(problem)
         return cleaned

@@ -82,6 +82,10 @@ def parse_share(text: str, what: str) -> float:
     return share
 
 
+# The Campaign fields `settings_problem` judges.
+SETTINGS_FIELDS = ("canary_percent", "canary_rate", "max_failure_rate", "max_opt_out_rate")
+
+
 def settings_problem(fields: Mapping[str, Any]) -> str:
     """What is wrong with a campaign's canary and threshold fields ('' when fine), given by
     their Campaign field names (a missing or empty one is unset): the one check for the
