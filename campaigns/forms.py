@@ -100,10 +100,9 @@ class CanaryFields(forms.Form):
         return fields
 
     def _clean_canary(self) -> None:
-        from messaging.policy.canary import settings_problem
+        from messaging.policy.canary import SETTINGS_FIELDS, settings_problem
 
-        names = ("canary_percent", "canary_rate", "max_failure_rate", "max_opt_out_rate")
-        if any(name in self.errors for name in names):
+        if any(name in self.errors for name in SETTINGS_FIELDS):
             return
         problem = settings_problem(self.canary_policy())
         if problem:
