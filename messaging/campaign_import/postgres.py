@@ -103,15 +103,11 @@ class _PostgresImport:
         append = copy_rows.append
         for offset, (row_number, phone, name, values) in enumerate(kept):
             template_id = pattern[(seq + offset) % period]
+            # The queue row's COPY text but its contact id, known once the contacts are in.
+            # JSON text holds no raw tab or newline; its backslashes are COPY's escape.
+            parameters = renderers[template_id](values).replace("\\", "\\\\")
             append(
-                (
-                    row_number,
-                    phone,
-                    name,
-                    dumps(values),
-                    template_id,
-                    renderers[template_id](values),
-                )
+                (row_number, phone, name, dumps(values), f"{template_id}\t{phone}\t{parameters}\n")
             )
         return copy_rows
 
@@ -129,14 +125,15 @@ class _PostgresImport:
         if copy_rows:
             cursor.execute(f"TRUNCATE {batch}")
             with cursor.cursor.copy(
-                f"COPY {batch} (row_number, phone, name, vals, template_id, parameters) FROM STDIN"
+                f"COPY {batch} (row_number, phone, name, vals) FROM STDIN"
             ) as copy:
                 write_row = copy.write_row
                 for row in copy_rows:
-                    write_row(row)
-            # Freed before the statements run: the future keeps the list itself.
+                    write_row(row[:4])
+            ids = self._upsert_contacts(cursor, job, batch)
+            self._copy_queue(cursor, job, copy_rows, ids)
+            # Freed now: the future keeps the list itself.
             copy_rows.clear()
-            self._write(cursor, job, batch, 0, rendered=True)
         if chunk.rejected:
             table = ImportRejection._meta.db_table
             with cursor.cursor.copy(
@@ -352,6 +349,62 @@ class _PostgresImport:
             return seq + kept
         self._write(cursor, job, batch, seq, upsert_contacts=not contacts_exist)
         return seq + kept
+
+    @staticmethod
+    def _upsert_contacts(cursor: Any, job: _Job, batch: str) -> dict[str, int]:
+        """The batch's contacts upserted as `_write` does; returns each number's contact id
+        (the rows the upsert inserted or changed come back with it, the others are read)."""
+        contact = Contact._meta.db_table
+        cursor.execute(
+            f"INSERT INTO {contact} AS c (phone, name, attributes, wa_id, created_at) "  # noqa: S608
+            f"SELECT phone, coalesce(name, ''), vals - 'name', '', %s FROM {batch} "
+            "ORDER BY phone ON CONFLICT (phone) DO UPDATE SET "
+            "name = CASE WHEN EXCLUDED.name <> '' THEN EXCLUDED.name ELSE c.name END, "
+            "attributes = c.attributes || EXCLUDED.attributes "
+            "WHERE (EXCLUDED.name <> '' AND EXCLUDED.name <> c.name) "
+            "OR NOT c.attributes @> EXCLUDED.attributes RETURNING c.phone, c.id",
+            [job.now],
+        )
+        ids = dict(cursor.fetchall())
+        cursor.execute(
+            f"SELECT c.phone, c.id FROM {contact} c WHERE c.phone = ANY("  # noqa: S608
+            f'ARRAY(SELECT b.phone COLLATE "default" FROM {batch} b)) '
+            "AND NOT c.phone = ANY(string_to_array(%s, ','))",
+            [",".join(ids)],
+        )
+        ids.update(cursor.fetchall())
+        return ids
+
+    @staticmethod
+    def _copy_queue(
+        cursor: Any, job: _Job, copy_rows: list[tuple[Any, ...]], ids: dict[str, int]
+    ) -> None:
+        """A chunk's queue rows COPYed straight into the queue, in send order (ids follow)."""
+        campaign = job.campaign
+        assert campaign is not None
+        constant = (
+            f"\t{campaign.pk}\t{job.sender.pk}\t{job.priority}\t{OutboundStatus.QUEUED.value}"
+            f"\t0\t{job.now.isoformat()}\t\t\t\t"
+        )
+        # Django's error wrapper, so a refused row raises django.db.DatabaseError as an
+        # INSERT through the cursor does.
+        with (
+            connection.wrap_database_errors,
+            cursor.cursor.copy(
+                f"COPY {OutboundMessage._meta.db_table} (contact_id, campaign_id, sender_id, "
+                "priority, status, attempts, next_attempt_at, claimed_by, error_category, "
+                "error_detail, template_id, phone, parameters) FROM STDIN"
+            ) as copy,
+        ):
+            for start in range(0, len(copy_rows), 2000):
+                copy.write(
+                    "".join(
+                        [
+                            f"{ids[row[1]]}{constant}{row[4]}"
+                            for row in copy_rows[start : start + 2000]
+                        ]
+                    )
+                )
 
     @staticmethod
     def _write(
