@@ -164,7 +164,7 @@ class _PostgresImport:
             loaded -= self._reject_selected(cursor, job, batch, needed, result)
             loaded -= self._reject_by_rule(cursor, job, batch, result)
             # The contacts are the selection itself: no upsert to do.
-            seq = self._apply_loaded(cursor, job, batch, loaded, 0, result, contacts_exist=True)
+            seq = self._apply_loaded(cursor, job, batch, loaded, 0, result)
             self._finish(cursor, job, batch, seq, result)
         return result
 
@@ -329,8 +329,6 @@ class _PostgresImport:
         loaded: int,
         seq: int,
         result: ImportResult,
-        *,
-        contacts_exist: bool = False,
     ) -> int:
         """The rows now in the batch table, whatever loaded them: suppressed numbers dropped,
         then previewed or written. Returns the queue position after them."""
@@ -347,12 +345,13 @@ class _PostgresImport:
         if job.campaign is None:
             self._preview_batch(cursor, job, batch, seq, result)
             return seq + kept
-        self._write(cursor, job, batch, seq, upsert_contacts=not contacts_exist)
+        self._write(cursor, job, batch, seq)
         return seq + kept
 
     @staticmethod
     def _upsert_contacts(cursor: Any, job: _Job, batch: str) -> dict[str, int]:
-        """The batch's contacts upserted as `_write` does; returns each number's contact id
+        """The batch's contacts upserted (sorted by phone, so two imports sharing numbers lock
+        them in the same order); returns each number's contact id
         (the rows the upsert inserted or changed come back with it, the others are read)."""
         contact = Contact._meta.db_table
         cursor.execute(
@@ -412,40 +411,13 @@ class _PostgresImport:
         job: _Job,
         batch: str,
         seq: int,
-        *,
-        upsert_contacts: bool = True,
-        rendered: bool = False,
     ) -> None:
-        """Contacts upserted and queue rows inserted from the batch table; with `rendered`
-        its rows carry their template and parameters already (a CSV's chunk), else they are
-        assigned and rendered here (a selection that never left the database)."""
+        """Queue rows inserted from the batch table, assigned and rendered here (a selection
+        that never left the database, whose contacts exist); a CSV's chunk goes through
+        `_upsert_contacts` and `_copy_queue` instead."""
         contact = Contact._meta.db_table
         campaign = job.campaign
         assert campaign is not None
-        if upsert_contacts:
-            # Sorted by phone, so two imports sharing numbers lock them in the same order.
-            cursor.execute(
-                f"INSERT INTO {contact} AS c (phone, name, attributes, wa_id, created_at) "  # noqa: S608
-                f"SELECT phone, coalesce(name, ''), vals - 'name', '', %s FROM {batch} "
-                "ORDER BY phone ON CONFLICT (phone) DO UPDATE SET "
-                "name = CASE WHEN EXCLUDED.name <> '' THEN EXCLUDED.name ELSE c.name END, "
-                "attributes = c.attributes || EXCLUDED.attributes "
-                "WHERE (EXCLUDED.name <> '' AND EXCLUDED.name <> c.name) "
-                "OR NOT c.attributes @> EXCLUDED.attributes",
-                [job.now],
-            )
-        if rendered:
-            cursor.execute(
-                f"INSERT INTO {OutboundMessage._meta.db_table} (campaign_id, contact_id, "  # noqa: S608
-                "template_id, sender_id, phone, parameters, priority, status, attempts, "
-                "next_attempt_at, claimed_by, error_category, error_detail) "
-                f"SELECT %s, (SELECT c.id FROM {contact} c WHERE c.phone = q.phone COLLATE "
-                '"default"), q.template_id, %s, q.phone, q.parameters, %s, %s, 0, %s, '
-                # The batch holds the chunk in file order, which is send order.
-                f"'', '', '' FROM {batch} q ORDER BY q.row_number",
-                [campaign.pk, job.sender.pk, job.priority, OutboundStatus.QUEUED, job.now],
-            )
-            return
         render_sql, render_params = _render_case(job.plans)
         period = len(job.pattern)
         cursor.execute(
