@@ -64,6 +64,17 @@ class Lanes:
                     return lane.popleft()
         raise IndexError("pop from empty Lanes")
 
+    def take_all(self) -> list[ClaimedMessage]:
+        """Every row held, in the order they would go, leaving the lanes empty: one step under
+        the lock, so a row another thread pops or adds meanwhile is neither lost nor taken
+        twice (a `while lanes: popleft()` loop can find the last row gone between the two)."""
+        with self._lock:
+            taken = [m for p in self._order for m in self._lanes[p]]
+            self._lanes.clear()
+            self._order = []
+            self._size = 0
+        return taken
+
     def clear(self) -> None:
         with self._lock:
             self._lanes.clear()

@@ -265,8 +265,13 @@ class NumberSender:
             executor.submit(self._send_one, message, slot)
 
     def _next_sendable(self) -> ClaimedMessage | None:
-        while self.pending:
-            message = self.pending.popleft()
+        while True:
+            try:
+                # Not `while self.pending: popleft()`: the feeder may take the last row between
+                # the check and the pop (_release_unsendable), which raised IndexError here.
+                message = self.pending.popleft()
+            except IndexError:
+                return None
             if message.id in self.withdrawn:
                 self.to_cancel.append(message)
             elif message.valid_until is not None and gate.past(message.valid_until, self.clock()):
@@ -278,7 +283,6 @@ class NumberSender:
                 return message
             else:
                 self.to_release.append(message)  # paused or cancelled since it was claimed
-        return None
 
     def _send_one(self, message: ClaimedMessage, slot: float) -> None:
         if message.id in self.withdrawn or self._too_old(message):  # the last look
@@ -647,9 +651,11 @@ class NumberSender:
         return time.monotonic() - message.claim_started > self.send_window
 
     def _release_unsendable(self) -> None:
-        if not self.active and self.pending:
-            while self.pending:
-                self.to_release.append(self.pending.popleft())
+        if not self.active:
+            # Taken in one step: the pacer pops from the same lanes meanwhile, and a check of
+            # `self.pending` then a popleft() raised IndexError here when it took the last row
+            # in between (the feeder thread died and the whole run drained).
+            self.to_release.extend(self.pending.take_all())
         batch = []
         while self.to_release:
             batch.append(self.to_release.popleft())
@@ -681,8 +687,7 @@ class NumberSender:
                 raise
 
     def _release_pending(self) -> None:
-        self.to_release.extend(self.pending)
-        self.pending.clear()
+        self.to_release.extend(self.pending.take_all())
         backoff = Backoff(f"sender {self.number.pk}: release")
         try:
             patience = time.monotonic() + SHUTDOWN_PATIENCE

@@ -37,6 +37,34 @@ def test_lanes_serve_the_highest_priority_first_and_keep_order_within_one():
         lanes.popleft()
 
 
+def test_taking_every_row_while_another_thread_pops_hands_each_row_to_exactly_one():
+    """The feeder takes the rows in hand (nothing active) while the pacer pops: no row is
+    taken twice or lost, and neither side raises when the other took the last one."""
+    for _ in range(50):
+        lanes = Lanes()
+        lanes.extend([_row(pk, pk % 3) for pk in range(2000)])
+        popped: list[int] = []
+        errors: list[BaseException] = []
+
+        def pacer() -> None:
+            while True:
+                try:
+                    popped.append(lanes.popleft().id)
+                except IndexError:
+                    return
+                except BaseException as exc:  # pragma: no cover - the failure being tested
+                    errors.append(exc)
+                    return
+
+        thread = threading.Thread(target=pacer)
+        thread.start()
+        taken = [m.id for m in lanes.take_all()]
+        thread.join(timeout=30)
+        assert not thread.is_alive() and not errors
+        assert sorted(popped + taken) == list(range(2000))
+        assert not lanes and len(lanes) == 0
+
+
 def _spec(template, to: str) -> MessageSpec:
     return MessageSpec(
         to=to, template=template.name, language=template.language, variables={"1": "Ana", "2": "X1"}
