@@ -18,6 +18,9 @@ Phases:
   B0. paced, one subscription to message.sent/delivered/read, deliverer running, every POST
      accepted — the same load; then until the backlog is empty. Latency = arrival at the
      receiver − the commit of the apply that wrote the event. The CPU figures come from here.
+  A and B0 run --pairs times, interleaved (the subscription switched off and on), with the
+  written tables vacuumed before each phase (autovacuum off for them): the median pair's
+  B0 − A is reported, since one pair moves by ±20 % with nothing changed.
   B. the same with --fail-share of the POSTs failing
   C. capacity — a backlog of --backlog messages × 3 events written with the deliverer
      stopped, then delivered: events/s from its start until nothing is pending, once with
@@ -62,6 +65,17 @@ SENDER_MS_PER_MESSAGE = 0.51  # docs/benchmarks.md, "Sending engine", 1,000 mps,
 EVENTS_FLOOR = 3000.0
 CPU_FLOOR = 0.10
 LADDER = ("sent", "delivered", "read")
+# Written by every phase; vacuumed between phases (_settle) instead of by autovacuum, whose
+# runs would land in one phase or another at random.
+HOT_TABLES = (
+    "messaging_outboundmessage",
+    "webhooks_statuslog",
+    "integrations_messageeventlog",
+    "integrations_eventlogcursor",
+    "integrations_outboxevent",
+    "messaging_campaignminute",
+    "campaigns_campaign",
+)
 
 
 # --- the receiver ---------------------------------------------------------------------------
@@ -169,6 +183,8 @@ def seed(messages: int) -> tuple[int, list[tuple[int, str]]]:
         )
     with connection.cursor() as cursor:
         cursor.execute(f"VACUUM ANALYZE {OutboundMessage._meta.db_table}")
+        for table in HOT_TABLES:
+            cursor.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
     rows = list(OutboundMessage.objects.order_by("pk").values_list("pk", "wamid"))
     connection.close()
     return campaign.pk, rows
@@ -221,9 +237,9 @@ def apply_paced(rows: list[tuple[int, str]], *, rate: float) -> dict:
 def _pending() -> int:
     from django.db import connection
 
-    from messaging.integrations.models import OutboxEvent
+    from messaging.integrations.events.delivery import backlog
 
-    n = OutboxEvent.objects.filter(state=OutboxEvent.State.PENDING).count()
+    n = backlog()
     connection.close()
     return n
 
@@ -279,17 +295,49 @@ def _latencies(arrivals: dict, committed: dict[int, float]) -> dict:
     }
 
 
+def _event_order(event_id: str) -> tuple[int, ...]:
+    """A message event's place: `evt_m<entry>_<position>` from the message event log, in
+    entry then position order."""
+    return tuple(int(part) for part in event_id.removeprefix("evt_m").split("_"))
+
+
 def _order_violations(arrivals: dict) -> int:
     """Messages whose first arrivals are not sent < delivered < read in event order."""
-    by_message: dict[int, list[tuple[int, str]]] = {}
+    by_message: dict[int, list[tuple[tuple[int, ...], str]]] = {}
     for event_id, (message_id, status, _at) in arrivals.items():
-        by_message.setdefault(message_id, []).append((int(event_id[4:]), status))
+        by_message.setdefault(message_id, []).append((_event_order(event_id), status))
     bad = 0
     for events in by_message.values():
         events.sort()
         if [s for _, s in events] != list(LADDER):
             bad += 1
     return bad
+
+
+def _added_ms(a: dict, b: dict) -> float:
+    """CPU per message that B (subscribed) took beyond A: the applying process, PostgreSQL
+    and the deliverer, until B's events were all delivered."""
+    return (
+        1000
+        * (
+            (b["cpu_s"] - a["cpu_s"])
+            + (b["db_cpu_until_drained_s"] - a["db_cpu_s"])
+            + (b["deliverer_cpu_until_drained_s"] - a["deliverer_cpu_s"])
+        )
+        / a["messages"]
+    )
+
+
+def _settle() -> None:
+    """Vacuum the tables the phases write, outside the measured time: autovacuum is off for
+    them (seed), so no phase pays for the one before."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for table in HOT_TABLES:
+            cursor.execute(f"VACUUM {table}")
+    connection.close()
+    time.sleep(0.5)
 
 
 def _paced_subscribed(rows, *, rate: float, url: str, deliverer: Deliverer, control) -> dict:
@@ -321,13 +369,16 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=10_000, help="messages in phase C")
     parser.add_argument("--fail-share", type=float, default=0.05)
     parser.add_argument("--max-batch", type=int, default=100)
+    parser.add_argument(
+        "--pairs", type=int, default=3, help="A/B0 pairs, interleaved; the median pair counts"
+    )
     parser.add_argument("--json", type=Path)
     options = parser.parse_args()
     if not 0 <= options.fail_share < 1 or options.rate <= 0 or options.seconds <= 0:
         parser.error("--fail-share in [0, 1), --rate and --seconds positive")
 
     paced = int(options.rate * options.seconds)
-    total = 3 * paced + 2 * options.backlog
+    total = (2 * options.pairs + 1) * paced + 2 * options.backlog
     env = services_env(db_name=DB_NAME, redis_db=REDIS_DB)
     fresh_database(env["DATABASE_URL"])
     setup_django(env)
@@ -337,13 +388,10 @@ def main() -> None:
     started = time.monotonic()
     _campaign, rows = seed(total)
     print(f"seeded {total:,} accepted messages in {time.monotonic() - started:.1f} s", flush=True)
-    phase_rows = {
-        "A": rows[:paced],
-        "B0": rows[paced : 2 * paced],
-        "B": rows[2 * paced : 3 * paced],
-        "C0": rows[3 * paced : 3 * paced + options.backlog],
-        "C": rows[3 * paced + options.backlog :],
-    }
+    names = [f"{p}{i}" for i in range(options.pairs) for p in ("A", "B0_")] + ["B"]
+    phase_rows = {name: rows[k * paced : (k + 1) * paced] for k, name in enumerate(names)}
+    rest = rows[len(names) * paced :]
+    phase_rows.update(C0=rest[: options.backlog], C=rest[options.backlog :])
 
     port = _free_port()
     ours, theirs = mp.get_context("fork").Pipe()
@@ -361,24 +409,44 @@ def main() -> None:
 
         deliverer.start()
         time.sleep(2.0)  # Django start-up of the deliverer, outside the measured phases
-        # A: no subscription.
-        db0, d0 = postgres_cpu_seconds(url), deliverer.cpu()
-        a = apply_paced(phase_rows["A"], rate=options.rate)
-        a["db_cpu_s"] = postgres_cpu_seconds(url) - db0
-        a["deliverer_cpu_s"] = deliverer.cpu() - d0
-        a.pop("committed")
-        print(f"A: {a['achieved_mps']:.0f} msg/s applied", flush=True)
-
-        EventSubscription.objects.create(
+        subscription = EventSubscription.objects.create(
             name="bench",
             url=f"http://127.0.0.1:{port}/hook",
             secret="bench-secret",
             event_types=["message.sent", "message.delivered", "message.read"],
             max_batch=options.max_batch,
+            active=False,
         )
-        time.sleep(0.5)
-        # B0, B: the same load with the subscription; the deliverer keeps up (or not).
-        for name, share in (("B0", 0.0), ("B", options.fail_share)):
+        # A and B0 interleaved: A without the subscription, B0 with it, every POST accepted.
+        # The machine's own drift (other processes, caches) is as large as the effect, so
+        # the added CPU is B0 - A of each pair, and the median pair is reported.
+        ours.send(("fail_share", 0.0))
+        ours.recv()
+        pairs = []
+        for i in range(options.pairs):
+            _settle()
+            db0, d0 = postgres_cpu_seconds(url), deliverer.cpu()
+            a = apply_paced(phase_rows[f"A{i}"], rate=options.rate)
+            a["db_cpu_s"] = postgres_cpu_seconds(url) - db0
+            a["deliverer_cpu_s"] = deliverer.cpu() - d0
+            a.pop("committed")
+            subscription.active = True
+            subscription.save()
+            _settle()
+            b0 = _paced_subscribed(
+                phase_rows[f"B0_{i}"], rate=options.rate, url=url, deliverer=deliverer, control=ours
+            )
+            b0["fail_share"] = 0.0
+            subscription.active = False
+            subscription.save()
+            pairs.append((_added_ms(a, b0), a, b0))
+            print(f"pair {i}: events add {pairs[-1][0]:.3f} ms CPU per message", flush=True)
+        _median, report["A"], report["B0"] = sorted(pairs, key=lambda p: p[0])[len(pairs) // 2]
+        report["pairs_added_ms"] = [p[0] for p in pairs]
+        subscription.active = True
+        subscription.save()
+        # B: the same load with failures; the deliverer keeps up (or not).
+        for name, share in [("B", options.fail_share)]:
             ours.send(("fail_share", share))
             ours.recv()
             report[name] = _paced_subscribed(
@@ -422,19 +490,11 @@ def main() -> None:
         deliverer.stop()
         ours.send("stop")
         receiver.join(timeout=10)
-    report.update(A=a, loadavg_1m_before_after=[load_before[0], os.getloadavg()[0]])
-    b = report["B0"]
-    n = len(phase_rows["A"])
+    report.update(loadavg_1m_before_after=[load_before[0], os.getloadavg()[0]])
+    a, b = report["A"], report["B0"]
+    n = a["messages"]
     a_ms = 1000 * (a["cpu_s"] + a["db_cpu_s"]) / n
-    added_ms = (
-        1000
-        * (
-            (b["cpu_s"] - a["cpu_s"])
-            + (b["db_cpu_until_drained_s"] - a["db_cpu_s"])
-            + (b["deliverer_cpu_until_drained_s"] - a["deliverer_cpu_s"])
-        )
-        / n
-    )
+    added_ms = _added_ms(a, b)
     report["cpu"] = {
         "apply_ms_per_message": a_ms,
         "apply_with_events_ms_per_message": 1000 * (b["cpu_s"] + b["db_cpu_s"]) / n,
@@ -499,7 +559,8 @@ def print_report(r: dict) -> None:
         f"{cpu['added_ms_per_message']:.3f} ms CPU per message (deliverer "
         f"{cpu['deliverer_ms_per_message']:.3f}) = {cpu['added_share_of_apply']:.1%} of the "
         f"webhook apply, {cpu['added_share_of_engine']:.1%} of apply + sender "
-        f"({SENDER_MS_PER_MESSAGE} ms, docs/benchmarks.md) (floor 10 %)"
+        f"({SENDER_MS_PER_MESSAGE} ms, docs/benchmarks.md) (floor 10 %); the pairs: "
+        + ", ".join(f"{ms:.3f}" for ms in r["pairs_added_ms"])
     )
 
 

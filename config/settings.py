@@ -288,6 +288,10 @@ EVENTS_RETRY_HOURS = env.float("EVENTS_RETRY_HOURS", default=24.0)
 EVENTS_TIMEOUT_SECONDS = env.float("EVENTS_TIMEOUT_SECONDS", default=10.0)
 EVENTS_SLICE_SECONDS = env.float("EVENTS_SLICE_SECONDS", default=30.0)
 EVENTS_MAX_PARALLEL = env.int("EVENTS_MAX_PARALLEL", default=8)
+# A subscription that takes batches gets message events in full batches while they keep
+# coming: a partial batch waits until its oldest event is this old. Each batch costs a POST
+# and three statements whatever its size (docs/benchmarks.md, "Outbound events").
+EVENTS_BATCH_WAIT_SECONDS = env.float("EVENTS_BATCH_WAIT_SECONDS", default=0.1)
 
 # --- Alerts to staff ----------------------------------------------------------------------
 # E-mail recipients; empty: active staff with the integrations.receive_alerts permission.
@@ -336,6 +340,9 @@ RETENTION_STATUS_LOG_DAYS = env.int("RETENTION_STATUS_LOG_DAYS", default=90)
 RETENTION_FINISHED_CAMPAIGN_DAYS = env.int("RETENTION_FINISHED_CAMPAIGN_DAYS", default=30)
 # Delivered outbound events (at 1,000 msg/s with 3 status events each: 260 M rows a day).
 RETENTION_OUTBOUND_EVENT_DAYS = env.int("RETENTION_OUTBOUND_EVENT_DAYS", default=3)
+# Message event log entries every active subscription has read (docs/integrations.md): kept
+# this long after they were written, then purged (20 entries a second at 1,000 msg/s).
+RETENTION_EVENT_LOG_HOURS = env.int("RETENTION_EVENT_LOG_HOURS", default=1)
 # Key of the suppression hash (HMAC-SHA256 of the E.164) that outlives an erased contact.
 # Empty = derived from SECRET_KEY; set it in production so rotating SECRET_KEY keeps every
 # suppression matching. Never change it once suppressions exist.

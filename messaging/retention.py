@@ -10,6 +10,8 @@ Three kinds (settings `RETENTION_*`, docs/retention.md):
   cancelled more than N days ago; the rows stay (counters, reports, reply attribution);
 - `outbound_events`: outbound event rows (integrations outbox) *delivered* and written more
   than N days ago (pending ones and dead letters stay: staff re-deliver those);
+- `event_log`: message event log entries every active subscription has read, written more
+  than RETENTION_EVENT_LOG_HOURS ago (their events are built from the queue rows);
 - `idempotency_keys`: API Idempotency-Key answers older than API_IDEMPOTENCY_HOURS.
 
 Each batch is one short transaction of at most `batch_size` rows chosen by primary key, so
@@ -30,7 +32,13 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from campaigns.models import Campaign
-from messaging.integrations.models import IdempotentRequest, OutboxEvent
+from messaging.integrations.models import (
+    EventLogCursor,
+    EventSubscription,
+    IdempotentRequest,
+    MessageEventLog,
+    OutboxEvent,
+)
 from messaging.models import OutboundMessage
 from webhooks.models import RawEvent, StatusLog
 
@@ -41,6 +49,7 @@ KINDS = (
     "status_logs",
     "queue_parameters",
     "outbound_events",
+    "event_log",
     "idempotency_keys",
 )
 FINISHED = (Campaign.Status.COMPLETED, Campaign.Status.CANCELLED)
@@ -53,6 +62,13 @@ _CAMPAIGN = Campaign._meta.db_table
 _OUTBOX = OutboxEvent._meta.db_table
 _IDEMPOTENCY = IdempotentRequest._meta.db_table
 _OUTBOX_PURGEABLE = f"state = {OutboxEvent.State.DELIVERED} AND created_at < %s"
+_EVENT_LOG = MessageEventLog._meta.db_table
+# Below every active subscription's cursor (all of it when none reads the log).
+_EVENT_LOG_PURGEABLE = (
+    "created_at < %s AND xid < COALESCE((SELECT min(c.xid) FROM "  # noqa: S608
+    f"{EventLogCursor._meta.db_table} c JOIN {EventSubscription._meta.db_table} s "
+    "ON s.id = c.subscription_id WHERE s.active), 9223372036854775807)"
+)
 
 
 @dataclass
@@ -69,6 +85,7 @@ class Cutoffs:
     status_logs: datetime
     finished_campaigns: datetime
     outbound_events: datetime
+    event_log: datetime
     idempotency_keys: datetime
 
     @classmethod
@@ -79,6 +96,7 @@ class Cutoffs:
             status_logs=now - timedelta(days=settings.RETENTION_STATUS_LOG_DAYS),
             finished_campaigns=now - timedelta(days=settings.RETENTION_FINISHED_CAMPAIGN_DAYS),
             outbound_events=now - timedelta(days=settings.RETENTION_OUTBOUND_EVENT_DAYS),
+            event_log=now - timedelta(hours=settings.RETENTION_EVENT_LOG_HOURS),
             idempotency_keys=now - timedelta(hours=settings.API_IDEMPOTENCY_HOURS),
         )
 
@@ -113,6 +131,12 @@ def purge(
             "outbound_events",
             _batches_below(
                 _OUTBOX, _OUTBOX_PURGEABLE, cutoffs.outbound_events, time_column="created_at"
+            ),
+        ),
+        (
+            "event_log",
+            _batches_below(
+                _EVENT_LOG, _EVENT_LOG_PURGEABLE, cutoffs.event_log, time_column="created_at"
             ),
         ),
         (
@@ -167,12 +191,19 @@ def _count(cutoffs: Cutoffs) -> dict[str, int]:
     events = OutboxEvent.objects.filter(
         state=OutboxEvent.State.DELIVERED, created_at__lt=cutoffs.outbound_events
     ).count()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*) FROM {_EVENT_LOG} WHERE {_EVENT_LOG_PURGEABLE}",  # noqa: S608
+            [cutoffs.event_log],
+        )
+        event_log = cursor.fetchone()[0]
     keys = IdempotentRequest.objects.filter(created_at__lt=cutoffs.idempotency_keys).count()
     return {
         "webhook_bodies": bodies,
         "status_logs": logs,
         "queue_parameters": parameters,
         "outbound_events": events,
+        "event_log": event_log,
         "idempotency_keys": keys,
     }
 

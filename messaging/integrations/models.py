@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.functions import Now
 
 
@@ -118,6 +121,9 @@ class OutboxEvent(models.Model):
     next_attempt_at = models.DateTimeField(db_default=Now())
     last_error = models.CharField(max_length=300, db_default="")
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # The event id of a message event that came from the log (`evt_m<entry>_<position>`,
+    # moved here by a failed POST), kept so a receiver de-duplicates across the move.
+    event_key = models.CharField(max_length=40, db_default="")
 
     class Meta:
         indexes = [
@@ -134,7 +140,61 @@ class OutboxEvent(models.Model):
 
     @property
     def event_id(self) -> str:
-        return f"evt_{self.pk}"
+        return self.event_key or f"evt_{self.pk}"
+
+
+class PgArray(models.Field):
+    """A PostgreSQL array column, read and written by raw SQL only (the hot paths); text
+    elsewhere (the SQLite quickstart never writes these tables)."""
+
+    def __init__(self, *args: Any, base_type: str = "bigint", **kwargs: Any) -> None:
+        self.base_type = base_type
+        super().__init__(*args, **kwargs)
+
+    def deconstruct(self) -> Any:
+        name, path, args, kwargs = super().deconstruct()
+        kwargs["base_type"] = self.base_type
+        return name, path, args, kwargs
+
+    def db_type(self, connection: BaseDatabaseWrapper) -> str:
+        return f"{self.base_type}[]" if connection.vendor == "postgresql" else "text"
+
+
+class MessageEventLog(models.Model):
+    """The message status events of one transaction: which queue rows moved to which status.
+
+    Written by `publish_message_statuses` in the transaction of the moves (one narrow row, no
+    payload, no row per subscription); each subscription reads it through its own cursor
+    (`EventLogCursor`) and PostgreSQL builds the payloads from the queue rows at delivery.
+    """
+
+    # The writing transaction (pg_current_xact_id()): what tells a reader that no transaction
+    # still running can add an entry below the reader's horizon.
+    xid = models.BigIntegerField()
+    created_at = models.DateTimeField(db_default=Now())
+    ids = PgArray(base_type="bigint")
+    statuses = PgArray(base_type="smallint")
+    size = models.PositiveSmallIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["xid"], name="event_log_xid")]
+
+
+class EventLogCursor(models.Model):
+    """How far one subscription has read the message event log (delivery.py says how).
+
+    Delivered = every entry with `xid` below `xid`, the entries listed in `done`, and the
+    first `head_pos` events of entry `head`. A table of its own, so saving a subscription in
+    admin never writes back a stale position.
+    """
+
+    subscription = models.OneToOneField(
+        EventSubscription, on_delete=models.CASCADE, primary_key=True, related_name="log_cursor"
+    )
+    xid = models.BigIntegerField()
+    done = PgArray(base_type="bigint", null=True)
+    head = models.BigIntegerField(default=0)
+    head_pos = models.IntegerField(default=0)
 
 
 class Alert(models.Model):

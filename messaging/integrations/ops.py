@@ -15,7 +15,8 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, SenderNumber
 from messaging import minutes
-from messaging.integrations.models import Alert, OutboxEvent
+from messaging.integrations.events.delivery import event_counts
+from messaging.integrations.models import Alert
 from messaging.models import OutboundMessage, OutboundStatus
 from messaging.policy import budget
 from webhooks.models import RawEvent
@@ -109,17 +110,12 @@ def metric_lines() -> list[str]:
         "# TYPE wac_webhook_lag_seconds gauge",
         f"wac_webhook_lag_seconds {lag:.1f}",
     ]
-    events = dict(
-        OutboxEvent.objects.filter(state__in=[0, 2])
-        .values_list("state")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
+    pending, dead = event_counts()
     _gauge(
         lines,
         "wac_outbound_events",
         "Outbound events pending or dead-lettered.",
-        {"pending": events.get(0, 0), "dead": events.get(2, 0)},
+        {"pending": pending, "dead": dead},
         "state",
     )
     _gauge(

@@ -12,7 +12,13 @@ from django_q.models import Schedule
 
 from campaigns.models import Campaign
 from messaging.integrations.keys import create_api_key
-from messaging.integrations.models import EventSubscription, IdempotentRequest, OutboxEvent
+from messaging.integrations.models import (
+    EventLogCursor,
+    EventSubscription,
+    IdempotentRequest,
+    MessageEventLog,
+    OutboxEvent,
+)
 from messaging.models import OutboundMessage, OutboundStatus
 from messaging.retention import purge, scheduled_purge
 from messaging.services import TransitionError, requeue_failed
@@ -64,6 +70,16 @@ def _event(subscription, state: int, *, days_ago: float) -> OutboxEvent:
     return event
 
 
+def _log_entry(subscription, *, read: bool, hours_ago: float) -> MessageEventLog:
+    """A message event log entry the subscription's cursor has passed (read) or not."""
+    horizon = EventLogCursor.objects.get(subscription=subscription).xid
+    entry = MessageEventLog.objects.create(
+        xid=horizon - 5 if read else horizon + 5, ids=[1], statuses=[3], size=1
+    )
+    MessageEventLog.objects.filter(pk=entry.pk).update(created_at=NOW - timedelta(hours=hours_ago))
+    return entry
+
+
 def _key_answer(api_key, *, hours_ago: float) -> IdempotentRequest:
     row = IdempotentRequest.objects.create(
         api_key=api_key, key=f"k{hours_ago}", fingerprint="f", response_status=202
@@ -79,6 +95,7 @@ def data(settings):
     settings.RETENTION_FINISHED_CAMPAIGN_DAYS = 30
     settings.RETENTION_OUTBOUND_EVENT_DAYS = 3
     settings.API_IDEMPOTENCY_HOURS = 48
+    settings.RETENTION_EVENT_LOG_HOURS = 1
     subscription = EventSubscription.objects.create(name="crm", url="http://x.test/", secret="s")
     api_key = create_api_key(name="crm", scopes=[]).api_key
     S = OutboxEvent.State
@@ -107,6 +124,11 @@ def data(settings):
             "old_pending": _event(subscription, S.PENDING, days_ago=4),
             "old_dead": _event(subscription, S.DEAD, days_ago=4),
             "recent_delivered": _event(subscription, S.DELIVERED, days_ago=2),
+        },
+        "event_log": {
+            "old_read": _log_entry(subscription, read=True, hours_ago=2),
+            "recent_read": _log_entry(subscription, read=True, hours_ago=0.5),
+            "old_unread": _log_entry(subscription, read=False, hours_ago=2),
         },
         "keys": {
             "old": _key_answer(api_key, hours_ago=49),
@@ -138,7 +160,15 @@ def test_purge_removes_only_what_is_past_retention(data):
         "status_logs": 2,
         "queue_parameters": 3,
         "outbound_events": 1,
+        "event_log": 1,
         "idempotency_keys": 1,
+    }
+    remaining_log = MessageEventLog.objects.filter(
+        pk__in=[e.pk for e in data["event_log"].values()]
+    )
+    assert {k for k, e in data["event_log"].items() if remaining_log.filter(pk=e.pk).exists()} == {
+        "recent_read",
+        "old_unread",
     }
     # Pending events and dead letters stay whatever their age: staff re-deliver those.
     assert _remaining_events_and_keys(data) == (
@@ -165,6 +195,7 @@ def test_dry_run_counts_the_same_and_changes_nothing(data):
         "would remove 2 status log rows",
         "would remove 3 queue rows' rendered parameters",
         "would remove 1 delivered outbound events",
+        "would remove 1 message event log entries read by every subscription",
         "would remove 1 expired idempotency keys",
     ]
     assert _remaining(data) == (set(data["bodies"]), set(data["logs"]), set(data["campaigns"]))
@@ -184,7 +215,7 @@ def test_a_purged_campaign_cannot_be_requeued(data):
 def test_a_time_budget_stops_early_and_the_next_run_carries_on(data):
     first = purge(time_budget=0)
     assert not first.complete and sum(first.counts.values()) == 0
-    assert sum(scheduled_purge().values()) == 8
+    assert sum(scheduled_purge().values()) == 9
 
 
 def test_the_schedule_exists():

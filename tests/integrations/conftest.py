@@ -11,6 +11,7 @@ from django.test import Client
 from messaging.integrations.keys import create_api_key
 from messaging.integrations.models import ApiKey
 from tests.engine.conftest import sim, simulator_process  # noqa: F401 (fixtures)
+from tests.integrations.receiver import Receiver
 
 ALL_SCOPES = list(ApiKey.Scope.values)
 
@@ -18,6 +19,21 @@ ALL_SCOPES = list(ApiKey.Scope.values)
 @pytest.fixture(autouse=True)
 def _clean_redis(redis_client):
     """Empty rate-limit counters and pacing buckets for every test."""
+
+
+@pytest.fixture(autouse=True)
+def _batches_go_at_once(settings):
+    """Tests deliver what they just wrote: a partial batch does not wait to fill (that wait
+    has its own test in test_event_log.py)."""
+    settings.EVENTS_BATCH_WAIT_SECONDS = 0
+
+
+@pytest.fixture
+def receiver():
+    """A loopback HTTP receiver of outbound events (tests/integrations/receiver.py)."""
+    r = Receiver()
+    yield r
+    r.close()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from messaging import services
@@ -22,11 +22,10 @@ from messaging.integrations.events.delivery import deliver_subscription
 from messaging.integrations.events.signals import outbound_event
 from messaging.integrations.events.tasks import run_delivery
 from messaging.integrations.models import EventSubscription, EventType, OutboxEvent
-from messaging.models import OutboundMessage
+from messaging.models import OutboundMessage, OutboundStatus
 from messaging.policy.optout import opt_in, opt_out
 from messaging.sender import run_number
 from tests.engine.conftest import make_campaign
-from tests.integrations.receiver import Receiver
 from tests.webhooks.payloads import envelope, messages_body, status, statuses_body, text_message
 from webhooks.drain import apply_parsed
 from webhooks.payload import parse
@@ -34,13 +33,6 @@ from webhooks.payload import parse
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "receiver-secret"
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.close()
 
 
 def subscribe(receiver, **fields) -> EventSubscription:
@@ -139,7 +131,7 @@ def test_every_event_type_reaches_the_subscriber_signed_once_in_order(
             )
         )
 
-        assert run_delivery(seconds=30) == OutboxEvent.objects.count()
+        assert run_delivery(seconds=30) == len(receiver.events())
     finally:
         outbound_event.disconnect(dispatch_uid="t")
 
@@ -168,7 +160,13 @@ def test_every_event_type_reaches_the_subscriber_signed_once_in_order(
     paused = next(e for e in events if e["type"] == "campaign.paused")
     assert paused["data"]["pause_reason"] == "spam signal"
     assert not OutboxEvent.objects.exclude(state=OutboxEvent.State.DELIVERED).exists()
-    assert sub.events.count() == len(events)
+    assert delivery.backlog() == 0
+    # Message statuses came from the event log, everything else through the outbox.
+    from_log = [e for e in events if e["id"].startswith("evt_m")]
+    assert {e["type"] for e in from_log} == {
+        f"message.{s}" for s in ("accepted", "sent", "delivered", "read", "failed")
+    }
+    assert sub.events.count() == len(events) - len(from_log)
 
 
 def test_nothing_is_written_without_a_subscription_for_the_type(receiver, sender, template):
@@ -229,9 +227,31 @@ def test_after_24_hours_events_are_dead_letters_and_one_click_redelivers(receive
     assert [e["id"] for e in receiver.events()] == [f"evt_{event.pk}"]
 
 
-def test_a_deliverer_killed_mid_delivery_loses_nothing_and_keeps_the_order(receiver):
+def _status_event_ids(sender, template, n: int) -> list[str]:
+    """`n` message.sent events, one per transaction (one event log entry each)."""
+    from messaging.integrations.events.publish import publish_message_statuses
+    from messaging.integrations.models import MessageEventLog
+
+    campaign = make_campaign(sender=sender, templates=[template], contacts=n)
+    for row in OutboundMessage.objects.filter(campaign=campaign).order_by("id"):
+        with transaction.atomic():
+            publish_message_statuses([(row.pk, OutboundStatus.SENT)])
+    return [
+        f"evt_m{pk}_1" for pk in MessageEventLog.objects.order_by("id").values_list("pk", flat=True)
+    ]
+
+
+@pytest.mark.parametrize("source", ["outbox", "event log"])
+def test_a_deliverer_killed_mid_delivery_loses_nothing_and_keeps_the_order(
+    receiver, source, request
+):
     sub = subscribe(receiver)
-    events = _events_for(sub, 6)
+    if source == "outbox":
+        expected = [e.event_id for e in _events_for(sub, 6)]
+    else:
+        expected = _status_event_ids(
+            request.getfixturevalue("sender"), request.getfixturevalue("template"), 6
+        )
     receiver.delay = 0.5  # each POST takes a while: the kill lands during one
     db = connection.settings_dict
     env = {
@@ -254,13 +274,13 @@ def test_a_deliverer_killed_mid_delivery_loses_nothing_and_keeps_the_order(recei
     finally:
         if process.poll() is None:
             process.kill()
-    assert OutboxEvent.objects.filter(state=0).exists()
+    assert delivery.backlog() > 0
     receiver.delay = 0
     run_delivery(seconds=30)
     arrived = [e["id"] for e in receiver.events()]
-    expected = [f"evt_{e.pk}" for e in events]
     assert list(dict.fromkeys(arrived)) == expected  # every event, first arrivals in order
     assert len(arrived) - len(expected) <= 1  # at most the one in flight came twice
+    assert delivery.backlog() == 0
     assert not OutboxEvent.objects.exclude(state=OutboxEvent.State.DELIVERED).exists()
 
 
@@ -274,7 +294,9 @@ def test_the_batch_read_keeps_to_the_pending_index_after_statistics_taken_in_a_b
     while sub.events.filter(state=0).count() > 100:
         assert deliver_subscription(sub).delivered
     with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN " + delivery._BATCH, [sub.pk, sub.pk, sub.max_batch])
+        cursor.execute(
+            "EXPLAIN " + delivery._BATCH, [sub.pk, sub.pk, delivery.NO_BOUND, sub.max_batch]
+        )
         plan = "\n".join(r[0] for r in cursor.fetchall())
         cursor.execute("EXPLAIN " + delivery._DUE, [timezone.now()])
         due = "\n".join(r[0] for r in cursor.fetchall())

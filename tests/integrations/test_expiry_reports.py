@@ -19,17 +19,9 @@ from messaging.models import OutboundMessage
 from messaging.models import OutboundStatus as S
 from messaging.policy import gate
 from tests.engine.conftest import make_campaign
-from tests.integrations.receiver import Receiver
 from tests.integrations.test_api_send import template_body
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.close()
 
 
 def test_an_expired_campaign_reports_each_unsent_row_and_itself_once(

@@ -12,25 +12,17 @@ import time
 import pytest
 
 from messaging.integrations.events.tasks import run_delivery
-from messaging.integrations.models import EventSubscription, OutboxEvent
+from messaging.integrations.models import EventSubscription
 from messaging.models import OutboundMessage
 from messaging.models import OutboundStatus as S
 from messaging.sender import run_number
 from tests.engine.conftest import make_campaign
-from tests.integrations.receiver import Receiver
 from tests.webhooks.payloads import status, statuses_body
 from webhooks.drain import apply_parsed, drain
 from webhooks.payload import parse
 
 pytestmark = pytest.mark.django_db(transaction=True)
 LADDER = ["accepted", "sent", "delivered", "read"]
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.close()
 
 
 def _statuses_by_message(receiver) -> dict[int, list[str]]:
@@ -85,7 +77,7 @@ def test_sent_delivered_and_read_in_one_post_are_three_events_in_order(
             )
         )
     )
-    assert run_delivery(seconds=20) == OutboxEvent.objects.count()
+    assert run_delivery(seconds=20) == len(receiver.events()) == 11
     seen = _statuses_by_message(receiver)
     assert seen[in_order.pk] == ["sent", "delivered", "read"]
     assert seen[shuffled.pk] == ["sent", "delivered", "read"]

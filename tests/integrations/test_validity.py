@@ -19,20 +19,12 @@ from messaging.policy import gate
 from messaging.policy.windows import Window
 from messaging.queue import ClaimedMessage
 from messaging.sender import run_number
-from tests.integrations.receiver import Receiver
 from tests.integrations.test_api_send import template_body
 from tests.webhooks.payloads import status, statuses_body
 from webhooks.drain import apply_parsed
 from webhooks.payload import parse
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.close()
 
 
 def _refusal(answer) -> tuple[int, str, str | None]:

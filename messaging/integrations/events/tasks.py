@@ -37,10 +37,20 @@ IDLE_POLL_SECONDS = 0.05
 LINGER_SECONDS = 0.5
 
 
+# A writer looks at Redis at most this often: a runner seen (or kicked) a moment ago is still
+# there, and one that ends queues its successor while events are pending.
+KICK_EVERY_SECONDS = 1.0
+_last_kick = [-KICK_EVERY_SECONDS]
+
+
 def kick_delivery() -> None:
     """After a commit that wrote events: make sure a runner is coming (cheap, throttled)."""
     if Conf.SYNC or not settings.REDIS_URL:
         return  # tests deliver explicitly; without Redis the minute schedule delivers
+    now = time.monotonic()
+    if now - _last_kick[0] < KICK_EVERY_SECONDS:
+        return
+    _last_kick[0] = now
     try:
         r = get_redis()
         if r.exists(RUNNER_LOCK) or not r.set(KICK_KEY, 1, nx=True, ex=2):
@@ -63,6 +73,12 @@ def _deliver_one(subscription: EventSubscription, deadline: float) -> int:
                 if result.delivered:
                     sent += result.delivered
                     idle_since = None
+                if result.fill_in is not None:
+                    # What is left makes less than a batch: one look when it has filled or
+                    # waited long enough (0: a full batch is ready now), not a poll.
+                    time.sleep(min(result.fill_in, max(0.0, deadline - time.monotonic())))
+                    continue
+                if result.delivered:
                     if result.delivered < subscription.max_batch:
                         # The FIFO is drained (a short batch): look again after the poll
                         # interval instead of reading an empty batch now.
@@ -112,7 +128,9 @@ def run_delivery(*, seconds: float, until_idle: bool = True) -> int:
                 idle_since = time.monotonic()
             elif until_idle and time.monotonic() - idle_since > 1.0:
                 break
-            time.sleep(0.2)
+            # Running threads look for their own events; a subscription that comes due
+            # meanwhile waits a little longer for its thread (the look costs a query).
+            time.sleep(0.5 if running else 0.2)
         for future in running.values():
             delivered += future.result()
     connection.close()

@@ -36,6 +36,7 @@ class Command(SafeCommand):
             "status_logs": "status log rows",
             "queue_parameters": "queue rows' rendered parameters",
             "outbound_events": "delivered outbound events",
+            "event_log": "message event log entries read by every subscription",
             "idempotency_keys": "expired idempotency keys",
         }
         for kind, count in report.counts.items():
