@@ -6,6 +6,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
@@ -25,6 +26,24 @@ from messaging.campaign_import.rendering_sql import _render_case
 from messaging.models import OutboundMessage, OutboundStatus
 from messaging.policy.imports import undeliverable_sql
 from messaging.policy.optout import suppressed_sql
+
+_BACKSLASH = "\\"
+# COPY's text format: backslash, tab, newline and carriage return escaped (NUL cannot be in a
+# checked row).
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+@dataclass
+class _Rendered:
+    """A chunk's rows ready to COPY: the batch table's text, and the queue's line of each
+    row but its contact id (known once the contacts are in), with its number."""
+
+    contacts: bytes
+    phones: list[str]
+    lines: list[str]
+
+    def clear(self) -> None:
+        self.contacts, self.phones, self.lines = b"", [], []
 
 
 class _PostgresImport:
@@ -63,7 +82,7 @@ class _PostgresImport:
         suppression list nor `undeliverable_at`, and a number is in one chunk only.
         Returns the queue position after the last row."""
         seq = 0
-        pending: tuple[_Chunk, Future[list[tuple[Any, ...]]]] | None = None
+        pending: tuple[_Chunk, Future[_Rendered]] | None = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv-import-render") as pool:
             # On an error the pool's exit waits for the chunk being rendered; the atomic
             # block around the import rolls everything back, as before.
@@ -93,23 +112,30 @@ class _PostgresImport:
     @staticmethod
     def _rendered(
         job: _Job, kept: list[tuple[int, str, str, dict[str, str]]], seq: int
-    ) -> list[tuple[Any, ...]]:
-        """The COPY rows of a chunk's kept rows, which start at queue position `seq`: each
-        row's template (the pattern) and its rendered parameters."""
+    ) -> _Rendered:
+        """A chunk's kept rows, which start at queue position `seq`, as COPY text: the batch
+        table's (for the contact upsert) whole, the queue's but for each row's contact id
+        (its template by the pattern, its rendered parameters). Built here, not in the thread
+        that feeds PostgreSQL, which then only hands bytes over: a row at a time in that
+        thread, every `write_row` waited for the GIL the parser holds, and PostgreSQL for it."""
         renderers = {p.template_id: plan_json(p) for p in job.plans}
         dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
         pattern, period = job.pattern, len(job.pattern)
-        copy_rows: list[tuple[Any, ...]] = []
-        append = copy_rows.append
+        contacts: list[str] = []
+        phones: list[str] = []
+        lines: list[str] = []
         for offset, (row_number, phone, name, values) in enumerate(kept):
             template_id = pattern[(seq + offset) % period]
-            # The queue row's COPY text but its contact id, known once the contacts are in.
-            # JSON text holds no raw tab or newline; its backslashes are COPY's escape.
-            parameters = renderers[template_id](values).replace("\\", "\\\\")
-            append(
-                (row_number, phone, name, dumps(values), f"{template_id}\t{phone}\t{parameters}\n")
+            # JSON text holds no raw tab or newline; its backslashes are COPY's escape. An
+            # E.164 number needs no escaping, a name may.
+            contacts.append(
+                f"{row_number}\t{phone}\t{name.translate(_COPY_ESCAPES)}\t"
+                f"{dumps(values).replace(_BACKSLASH, _BACKSLASH * 2)}\n"
             )
-        return copy_rows
+            parameters = renderers[template_id](values).replace(_BACKSLASH, _BACKSLASH * 2)
+            phones.append(phone)
+            lines.append(f"{template_id}\t{phone}\t{parameters}\n")
+        return _Rendered("".join(contacts).encode(), phones, lines)
 
     def _store(
         self,
@@ -117,23 +143,21 @@ class _PostgresImport:
         job: _Job,
         batch: str,
         chunk: _Chunk,
-        rendered: Future[list[tuple[Any, ...]]],
+        rendered: Future[_Rendered],
     ) -> None:
         """A chunk's rendered rows COPYed and written, then its rejections."""
         assert job.campaign is not None
-        copy_rows = rendered.result()
-        if copy_rows:
+        done = rendered.result()
+        if done.phones:
             cursor.execute(f"TRUNCATE {batch}")
             with cursor.cursor.copy(
                 f"COPY {batch} (row_number, phone, name, vals) FROM STDIN"
             ) as copy:
-                write_row = copy.write_row
-                for row in copy_rows:
-                    write_row(row[:4])
-            ids = self._upsert_contacts(cursor, job, batch)
-            self._copy_queue(cursor, job, copy_rows, ids)
-            # Freed now: the future keeps the list itself.
-            copy_rows.clear()
+                copy.write(done.contacts)
+            ids = self._upsert_contacts(cursor, job, batch, len(done.phones))
+            self._copy_queue(cursor, job, done, ids)
+            # Freed now: the future keeps the object itself.
+            done.clear()
         if chunk.rejected:
             table = ImportRejection._meta.db_table
             with cursor.cursor.copy(
@@ -349,10 +373,10 @@ class _PostgresImport:
         return seq + kept
 
     @staticmethod
-    def _upsert_contacts(cursor: Any, job: _Job, batch: str) -> dict[str, int]:
-        """The batch's contacts upserted (sorted by phone, so two imports sharing numbers lock
-        them in the same order); returns each number's contact id
-        (the rows the upsert inserted or changed come back with it, the others are read)."""
+    def _upsert_contacts(cursor: Any, job: _Job, batch: str, rows: int) -> dict[str, int]:
+        """The batch's `rows` contacts upserted (sorted by phone, so two imports sharing
+        numbers lock them in the same order); returns each number's contact id (the rows the
+        upsert inserted or changed come back with it, the others are read)."""
         contact = Contact._meta.db_table
         cursor.execute(
             f"INSERT INTO {contact} AS c (phone, name, attributes, wa_id, created_at) "  # noqa: S608
@@ -365,6 +389,9 @@ class _PostgresImport:
             [job.now],
         )
         ids = dict(cursor.fetchall())
+        if len(ids) == rows:
+            # Every number came back (new contacts, a first import): none left to read.
+            return ids
         cursor.execute(
             f"SELECT c.phone, c.id FROM {contact} c WHERE c.phone = ANY("  # noqa: S608
             f'ARRAY(SELECT b.phone COLLATE "default" FROM {batch} b)) '
@@ -375,9 +402,7 @@ class _PostgresImport:
         return ids
 
     @staticmethod
-    def _copy_queue(
-        cursor: Any, job: _Job, copy_rows: list[tuple[Any, ...]], ids: dict[str, int]
-    ) -> None:
+    def _copy_queue(cursor: Any, job: _Job, rendered: _Rendered, ids: dict[str, int]) -> None:
         """A chunk's queue rows COPYed straight into the queue, in send order (ids follow)."""
         campaign = job.campaign
         assert campaign is not None
@@ -385,6 +410,12 @@ class _PostgresImport:
             f"\t{campaign.pk}\t{job.sender.pk}\t{job.priority}\t{OutboundStatus.QUEUED.value}"
             f"\t0\t{job.now.isoformat()}\t\t\t\t"
         )
+        text = "".join(
+            [
+                f"{ids[phone]}{constant}{line}"
+                for phone, line in zip(rendered.phones, rendered.lines, strict=True)
+            ]
+        ).encode()
         # Django's error wrapper, so a refused row raises django.db.DatabaseError as an
         # INSERT through the cursor does.
         with (
@@ -395,15 +426,7 @@ class _PostgresImport:
                 "error_detail, template_id, phone, parameters) FROM STDIN"
             ) as copy,
         ):
-            for start in range(0, len(copy_rows), 2000):
-                copy.write(
-                    "".join(
-                        [
-                            f"{ids[row[1]]}{constant}{row[4]}"
-                            for row in copy_rows[start : start + 2000]
-                        ]
-                    )
-                )
+            copy.write(text)
 
     @staticmethod
     def _write(

@@ -102,6 +102,25 @@ def test_existing_contacts_are_updated_and_attributes_merged(sender, write_csv):
     assert OutboundMessage.objects.filter(contact=ann).exists()
 
 
+def test_text_copy_escapes_keep_names_and_values_as_written(sender, write_csv):
+    # The PostgreSQL path writes COPY text itself: its escape character, tabs and line breaks
+    # in a name, and JSON's own escapes in a value, must come out as they went in.
+    template = factories.TemplateFactory(
+        account=sender.account, components=[{"type": "BODY", "text": "Code {{1}}"}]
+    )
+    name = 'Ann \\N \\\\ "Q"\tTab\nLine\r'
+    code = 'A\\1 "x" \\t'
+    quoted = name.replace('"', '""')
+    path = write_csv(f'phone,code,name,note\n+14155552671,{code},"{quoted}",\\N\n')
+    result = import_csv(sender, [template], path)
+    assert result.queued == 1
+    contact = Contact.objects.get(phone="+14155552671")
+    assert contact.name == name.strip()
+    assert contact.attributes == {"code": code, "note": "\\N"}
+    message = OutboundMessage.objects.get()
+    assert message.parameters[0]["parameters"][0]["text"] == code
+
+
 def test_region_override_reads_national_numbers(sender, templates, write_csv):
     path = write_csv("phone,name,code\n07911 123456,Ann,A1\n")
     result = import_csv(sender, templates, path, default_region="GB")
