@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -41,9 +44,39 @@ class _Rendered:
     contacts: bytes
     phones: list[str]
     lines: list[str]
+    rejections: bytes  # the chunk's ImportRejection rows
 
     def clear(self) -> None:
-        self.contacts, self.phones, self.lines = b"", [], []
+        self.contacts, self.phones, self.lines, self.rejections = b"", [], [], b""
+
+
+# The GIL hand-over interval while a file's chunks are written (CPython's default is 5 ms).
+# The thread that feeds PostgreSQL gives the GIL up at every wait for the server and needs
+# it back as soon as the answer is in, while the parser and render threads compute: at 5 ms
+# a hand-over, PostgreSQL sat idle for seconds per million rows (docs/benchmarks.md).
+SWITCH_INTERVAL = 0.0005
+_switch_lock = threading.Lock()
+_switch_users = 0
+_switch_saved = 0.0
+
+
+@contextlib.contextmanager
+def _quick_gil_handover() -> Iterator[None]:
+    """SWITCH_INTERVAL for the process while any import in it writes chunks; the interval
+    it had before is put back when the last one ends (imports may run in several threads)."""
+    global _switch_users, _switch_saved
+    with _switch_lock:
+        if _switch_users == 0:
+            _switch_saved = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switch_saved, SWITCH_INTERVAL))
+        _switch_users += 1
+    try:
+        yield
+    finally:
+        with _switch_lock:
+            _switch_users -= 1
+            if _switch_users == 0:
+                sys.setswitchinterval(_switch_saved)
 
 
 class _PostgresImport:
@@ -81,24 +114,30 @@ class _PostgresImport:
         chunk's rows go in, which gives the same answer: the import writes neither the
         suppression list nor `undeliverable_at`, and a number is in one chunk only.
         Returns the queue position after the last row."""
+        with _quick_gil_handover():
+            return self._write_overlapped(cursor, job, batch, chunks, result)
+
+    def _write_overlapped(
+        self, cursor: Any, job: _Job, batch: str, chunks: Iterator[_Chunk], result: ImportResult
+    ) -> int:
         seq = 0
-        pending: tuple[_Chunk, Future[_Rendered]] | None = None
+        pending: Future[_Rendered] | None = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv-import-render") as pool:
             # On an error the pool's exit waits for the chunk being rendered; the atomic
             # block around the import rolls everything back, as before.
             for chunk in chunks:
                 self._count(chunk, result)
                 kept = self._deliverable(cursor, chunk.kept, result)
-                rendered = pool.submit(self._rendered, job, kept, seq)
+                rendered = pool.submit(self._rendered, job, kept, seq, chunk.rejected)
                 # The render thread holds the rows now; once rendered, only their COPY text
                 # stays in memory.
-                chunk.kept = []
+                chunk.kept, chunk.rejected = [], []
                 seq += len(kept)
                 if pending is not None:
-                    self._store(cursor, job, batch, *pending)
-                pending = (chunk, rendered)
+                    self._store(cursor, job, batch, pending)
+                pending = rendered
             if pending is not None:
-                self._store(cursor, job, batch, *pending)
+                self._store(cursor, job, batch, pending)
         return seq
 
     @staticmethod
@@ -111,13 +150,17 @@ class _PostgresImport:
 
     @staticmethod
     def _rendered(
-        job: _Job, kept: list[tuple[int, str, str, dict[str, str]]], seq: int
+        job: _Job,
+        kept: list[tuple[int, str, str, dict[str, str]]],
+        seq: int,
+        rejected: list[tuple[int, str, str]],
     ) -> _Rendered:
         """A chunk's kept rows, which start at queue position `seq`, as COPY text: the batch
         table's (for the contact upsert) whole, the queue's but for each row's contact id
-        (its template by the pattern, its rendered parameters). Built here, not in the thread
-        that feeds PostgreSQL, which then only hands bytes over: a row at a time in that
-        thread, every `write_row` waited for the GIL the parser holds, and PostgreSQL for it."""
+        (its template by the pattern, its rendered parameters), and the chunk's `rejected`
+        rows for ImportRejection. Built here, not in the thread that feeds PostgreSQL, which
+        then only hands bytes over: a row at a time in that thread, every `write_row` waited
+        for the GIL the parser holds, and PostgreSQL for it."""
         renderers = {p.template_id: plan_json(p) for p in job.plans}
         dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
         pattern, period = job.pattern, len(job.pattern)
@@ -135,14 +178,22 @@ class _PostgresImport:
             parameters = renderers[template_id](values).replace(_BACKSLASH, _BACKSLASH * 2)
             phones.append(phone)
             lines.append(f"{template_id}\t{phone}\t{parameters}\n")
-        return _Rendered("".join(contacts).encode(), phones, lines)
+        assert job.campaign is not None
+        campaign = job.campaign.pk
+        rejections = "".join(
+            [
+                f"{campaign}\t{row_number}\t{value.translate(_COPY_ESCAPES)}\t"
+                f"{reason.translate(_COPY_ESCAPES)}\n"
+                for row_number, value, reason in rejected
+            ]
+        )
+        return _Rendered("".join(contacts).encode(), phones, lines, rejections.encode())
 
     def _store(
         self,
         cursor: Any,
         job: _Job,
         batch: str,
-        chunk: _Chunk,
         rendered: Future[_Rendered],
     ) -> None:
         """A chunk's rendered rows COPYed and written, then its rejections."""
@@ -156,15 +207,14 @@ class _PostgresImport:
                 copy.write(done.contacts)
             ids = self._upsert_contacts(cursor, job, batch, len(done.phones))
             self._copy_queue(cursor, job, done, ids)
-            # Freed now: the future keeps the object itself.
-            done.clear()
-        if chunk.rejected:
+        if done.rejections:
             table = ImportRejection._meta.db_table
             with cursor.cursor.copy(
                 f"COPY {table} (campaign_id, row_number, value, reason) FROM STDIN"
             ) as copy:
-                for row_number, value, reason in chunk.rejected:
-                    copy.write_row((job.campaign.pk, row_number, value, reason))
+                copy.write(done.rejections)
+        # Freed now: the future keeps the object itself.
+        done.clear()
 
     def run_selected(
         self, job: _Job, select: tuple[str, list[Any]], needed: dict[str, str]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
 
 import pytest
@@ -9,7 +10,13 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignTemplate, Contact, ImportRejection
 from messaging import campaign_import
-from messaging.campaign_import import batch, create_campaign_from_csv, preview_csv, service
+from messaging.campaign_import import (
+    batch,
+    create_campaign_from_csv,
+    postgres,
+    preview_csv,
+    service,
+)
 from messaging.models import OutboundMessage, OutboundStatus
 from tests import factories
 
@@ -104,21 +111,40 @@ def test_existing_contacts_are_updated_and_attributes_merged(sender, write_csv):
 
 def test_text_copy_escapes_keep_names_and_values_as_written(sender, write_csv):
     # The PostgreSQL path writes COPY text itself: its escape character, tabs and line breaks
-    # in a name, and JSON's own escapes in a value, must come out as they went in.
+    # in a name or a refused number, and JSON's own escapes in a value, must come out as they
+    # went in.
     template = factories.TemplateFactory(
         account=sender.account, components=[{"type": "BODY", "text": "Code {{1}}"}]
     )
     name = 'Ann \\N \\\\ "Q"\tTab\nLine\r'
     code = 'A\\1 "x" \\t'
     quoted = name.replace('"', '""')
-    path = write_csv(f'phone,code,name,note\n+14155552671,{code},"{quoted}",\\N\n')
+    bad_phone = "n/a\\N\t\\x"
+    path = write_csv(
+        f'phone,code,name,note\n+14155552671,{code},"{quoted}",\\N\n"{bad_phone}",B,Bo,\n'
+    )
     result = import_csv(sender, [template], path)
-    assert result.queued == 1
+    assert (result.queued, result.rejected) == (1, 1)
+    rejection = ImportRejection.objects.get()
+    assert (rejection.value, rejection.reason) == (bad_phone, result.rejections[0].reason)
+    assert rejection.reason
     contact = Contact.objects.get(phone="+14155552671")
     assert contact.name == name.strip()
     assert contact.attributes == {"code": code, "note": "\\N"}
     message = OutboundMessage.objects.get()
     assert message.parameters[0]["parameters"][0]["text"] == code
+
+
+def test_the_gil_switch_interval_is_short_only_while_imports_write(sender, templates, write_csv):
+    before = sys.getswitchinterval()
+    with postgres._quick_gil_handover():
+        with postgres._quick_gil_handover():
+            assert sys.getswitchinterval() == postgres.SWITCH_INTERVAL
+        # Another import still writing: the interval stays short.
+        assert sys.getswitchinterval() == postgres.SWITCH_INTERVAL
+    assert sys.getswitchinterval() == before
+    import_csv(sender, templates, write_csv(CSV))
+    assert sys.getswitchinterval() == before
 
 
 def test_region_override_reads_national_numbers(sender, templates, write_csv):
