@@ -345,6 +345,9 @@ class Campaign(models.Model):
     failed = models.PositiveIntegerField(default=0)
     # Rows that could not go before valid_until (final, never sent).
     expired = models.PositiveIntegerField(default=0)
+    # When `campaign.expired` was reported: set once, by the conditional UPDATE of
+    # messaging.policy.gate.report_expiry, so concurrent expiries report it once.
+    expired_reported_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Import report.
     rejected_count = models.PositiveIntegerField(default=0)
     duplicate_count = models.PositiveIntegerField(default=0)

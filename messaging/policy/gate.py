@@ -123,19 +123,16 @@ RETURNING m.id
 def expire_campaign(campaign_id: int, *, now: datetime | None = None) -> int:
     """A campaign past valid_until: its unsent rows end `expired` (counted, each reported as
     `message.expired` like every other status move) and it completes once nothing else is in
-    flight; its first expiry is reported as `campaign.expired`. Returns how many rows expired.
+    flight; the campaign is reported once (`report_expiry`). Returns how many rows expired.
 
-    Called again while rows come back from workers that held them, so only the call that
-    finds no row expired by the campaign's deadline yet reports the campaign.
+    Called again while rows come back from workers that held them, and by every worker of the
+    number and maintenance at once.
     """
-    from messaging.integrations.events.payloads import publish_campaign_state
     from messaging.integrations.events.publish import publish_message_statuses
     from messaging.services import complete_if_finished
 
     now = now or timezone.now()
     with transaction.atomic():
-        rows = OutboundMessage.objects.filter(campaign_id=campaign_id)
-        first = not rows.filter(status=S.EXPIRED, error_detail=EXPIRED_DETAIL).exists()
         expired = 0
         while ids := _expire_some(campaign_id, now):
             publish_message_statuses([(row_id, S.EXPIRED) for row_id in ids])
@@ -143,10 +140,28 @@ def expire_campaign(campaign_id: int, *, now: datetime | None = None) -> int:
         if expired:
             # After the rows, as every writer of both does (the claim, the record step).
             Campaign.objects.filter(pk=campaign_id).update(expired=F("expired") + expired)
-            if first:
-                publish_campaign_state(Campaign.objects.get(pk=campaign_id), state="expired")
+            report_expiry(campaign_id, now=now)
     complete_if_finished(campaign_id=campaign_id)
     return expired
+
+
+def report_expiry(campaign_id: int, *, now: datetime) -> bool:
+    """`campaign.expired`, once per campaign: the caller's transaction ended unsent rows of the
+    campaign because its valid_until passed (an expiry by a sender or maintenance, a claim's
+    screen). Returns whether this call reported it.
+
+    One conditional UPDATE decides, not a look at the rows: two expiries at once both saw no
+    expired row committed and both reported. Under READ COMMITTED the second UPDATE waits for
+    the first's commit and then finds the mark set (or, if the first rolled back, sets it).
+    Called with the rows locked: the campaign's row after them, as every writer of both.
+    """
+    from messaging.integrations.events.payloads import publish_campaign_state
+
+    unreported = Campaign.objects.filter(pk=campaign_id, expired_reported_at__isnull=True)
+    if not unreported.update(expired_reported_at=now):
+        return False
+    publish_campaign_state(Campaign.objects.get(pk=campaign_id), state="expired")
+    return True
 
 
 def _expire_some(campaign_id: int, now: datetime) -> list[int]:
@@ -157,7 +172,9 @@ def _expire_some(campaign_id: int, now: datetime) -> list[int]:
             cursor.execute(_EXPIRE_SQL, [campaign_id, EXPIRE_CHUNK, EXPIRED_DETAIL, now])
             return [row_id for (row_id,) in cursor.fetchall()]
     pending = OutboundMessage.objects.filter(campaign_id=campaign_id, status__in=PENDING_STATUSES)
-    ids = list(pending.values_list("pk", flat=True)[:EXPIRE_CHUNK])
+    # Locked as the SQL does (a no-op on SQLite): ids another expiry ended meanwhile are left
+    # out, not reported and counted a second time.
+    ids = list(pending.select_for_update().values_list("pk", flat=True)[:EXPIRE_CHUNK])
     pending.filter(pk__in=ids).update(status=S.EXPIRED, error_detail=EXPIRED_DETAIL, expired_at=now)
     return ids
 
@@ -194,7 +211,9 @@ def screen(
     rows: list[ClaimedMessage], rules: CampaignRules, *, now: datetime
 ) -> tuple[list[ClaimedMessage], list[RowOutcome]]:
     """Decide, for each claimed row, whether it goes now (see the module docstring). Returns
-    the rows that go, and the new state of the others (cancelled, waiting or expired)."""
+    the rows that go, and the new state of the others (cancelled, waiting or expired). Rows
+    expired because the campaign is past its deadline report the campaign (`report_expiry`)
+    in the claim's transaction."""
     held: list[RowOutcome] = []
     suppressed = suppressed_among(m.phone for m in rows)
     waits: dict[int, tuple[datetime, str, str]] = {}
@@ -229,6 +248,10 @@ def screen(
             held.append(_give_back(message, S.EXPIRED, detail=f"{detail}; {why}"))
         else:
             held.append(_give_back(message, None, at=until, category=category, detail=detail))
+    if rules.expired(now) and any(h.status == S.EXPIRED for h in held):
+        # A claim after the campaign's deadline (the sender's waker claims ahead between two
+        # of the feeder's looks at it): the campaign expired here, not in expire_campaign.
+        report_expiry(rules.campaign_id, now=now)
     return candidates, held
 
 
