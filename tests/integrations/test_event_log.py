@@ -161,3 +161,15 @@ def test_a_partial_batch_waits_to_fill_until_its_oldest_event_is_old_enough(
     settings.EVENTS_BATCH_WAIT_SECONDS = 0
     assert deliver_subscription(sub).delivered == 1
     assert list(_statuses(receiver)) == rows
+
+
+def test_the_wait_after_a_batch_counts_every_ready_entry_left():
+    """Two ready entries of 150 events (5 and 3 ms old): after 100 went, 200 are left, a
+    whole batch; after 250, the second entry's last 50 are left and wait until it is old
+    enough; after all 300, a whole wait; an entry not below xmin is not ready."""
+    plan = event_log.Plan(xmin=100, candidates=[[1, 10, 150, 5], [2, 11, 150, 3], [3, 100, 9, 1]])
+    assert plan.fill_wait(100, 0.1) == 0.0
+    assert plan.fill_wait(100, 0.1, taken=100) == 0.0
+    assert plan.fill_wait(100, 0.1, taken=250) == pytest.approx(0.097)
+    assert plan.fill_wait(100, 0.1, taken=300) == 0.1
+    assert plan.fill_wait(400, 0.1) == pytest.approx(0.095)

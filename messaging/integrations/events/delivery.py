@@ -161,7 +161,7 @@ def deliver_batch(subscription: EventSubscription, *, now: datetime | None = Non
         picks = plan.picks(limit, below=plan.outbox_head)
         wait = 0.0
         if picks and limit > 1:
-            wait = plan.fill_wait(picks, limit, settings.EVENTS_BATCH_WAIT_SECONDS)
+            wait = plan.fill_wait(limit, settings.EVENTS_BATCH_WAIT_SECONDS)
         if wait:
             return Result(skipped=True, fill_in=wait)
         if picks:
@@ -191,7 +191,7 @@ def _deliver_log(
         result = Result(delivered=batch.count, skipped=not batch.count)
         wait = settings.EVENTS_BATCH_WAIT_SECONDS
         if limit > 1 and wait and plan.outbox_head is None:
-            result.fill_in = plan.wait_after(batch.count, limit, wait)
+            result.fill_in = plan.fill_wait(limit, wait, taken=batch.count)
         return result
     # The batch moves to the outbox, due after its first backoff step; retries, dead
     # letters and re-delivery take it from there.

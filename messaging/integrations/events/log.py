@@ -163,32 +163,28 @@ class Plan:
                 break
         return picks
 
-    def fill_wait(self, picks: list[tuple[int, int]], limit: int, wait_seconds: float) -> float:
-        """Seconds the picked events wait to fill a batch: while they make less than `limit`,
-        until the oldest of them is `wait_seconds` old (0: they go now). A steady stream then
-        goes in full batches, each costing one POST and three statements whatever its size."""
-        ages = {c[0]: c[3] for c in self.candidates}
+    def fill_wait(self, limit: int, wait_seconds: float, *, taken: int = 0) -> float:
+        """Seconds until the next batch is worth reading, once the first `taken` ready events
+        have gone: 0 when a whole batch is ready, else until the oldest event left is
+        `wait_seconds` old (the whole wait when none is left). A steady stream then goes in
+        full batches, each costing one POST and three statements whatever its size; after a
+        batch the answer comes from this plan instead of another read."""
         sizes = {c[0]: c[2] for c in self.candidates}
-        if sum(sizes[entry] - start for entry, start in picks) >= limit:
-            return 0.0
-        oldest = max(ages[entry] for entry, _ in picks) / 1000
-        return max(0.0, wait_seconds - oldest)
-
-    def wait_after(self, taken: int, limit: int, wait_seconds: float) -> float:
-        """After the first `taken` ready events went: seconds until the next batch is worth
-        reading (0 when a whole batch is ready; what fill_wait would say of the rest, read
-        from this plan instead of a read that would find it)."""
+        ages = {c[0]: c[3] for c in self.candidates}
         ready = self.picks(2**31)
-        sizes = {c[0]: c[2] for c in self.candidates}
-        ages = {c[0]: c[3] for c in self.candidates}
-        seen = 0
+        left = seen = oldest = 0
         for entry, start in ready:
-            seen += sizes[entry] - start
-            if seen > taken:  # the oldest entry with events left
-                if seen - taken >= limit or len(ready) == CANDIDATES:
-                    return 0.0
-                return max(0.0, wait_seconds - ages[entry] / 1000)
-        return wait_seconds  # nothing left: new events, when they come, fill for this long
+            events = sizes[entry] - start
+            if seen + events > taken:
+                left += min(events, seen + events - taken)
+                oldest = max(oldest, ages[entry])
+            seen += events
+        more_unread = len(self.candidates) == CANDIDATES and len(ready) == CANDIDATES
+        if left >= limit or more_unread:
+            return 0.0
+        if not left:
+            return wait_seconds
+        return max(0.0, wait_seconds - oldest / 1000)
 
 
 def start(subscription_id: int) -> None:
