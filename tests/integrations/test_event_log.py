@@ -173,3 +173,19 @@ def test_the_wait_after_a_batch_counts_every_ready_entry_left():
     assert plan.fill_wait(100, 0.1, taken=250) == pytest.approx(0.097)
     assert plan.fill_wait(100, 0.1, taken=300) == 0.1
     assert plan.fill_wait(400, 0.1) == pytest.approx(0.095)
+
+
+def test_a_batch_that_ends_with_its_entry_leaves_nothing_behind(receiver, rows, settings):
+    """A batch that takes exactly an entry's last event passes the entry: nothing counts as
+    pending and, with batches waiting to fill, the next events still go. An entry whose
+    statuses the subscription does not want is passed too."""
+    settings.EVENTS_BATCH_WAIT_SECONDS = 3600
+    sub = _subscribe(receiver, max_batch=2, event_types=["message.sent"])
+    _publish([(rows[0], S.SENT), (rows[1], S.SENT)])
+    assert deliver_subscription(sub).delivered == 2
+    assert delivery.backlog() == 0
+    _publish([(rows[2], S.READ)])  # not wanted
+    _publish([(rows[2], S.SENT), (rows[3], S.SENT)])
+    assert _drain(sub) == 2
+    assert delivery.backlog() == 0
+    assert list(_statuses(receiver)) == rows

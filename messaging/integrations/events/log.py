@@ -183,7 +183,9 @@ class Plan:
         if left >= limit or more_unread:
             return 0.0
         if not left:
-            return wait_seconds
+            # After a batch: wait for new events. Before one: picked entries without events
+            # left (every status in them not wanted) go at once, so the cursor passes them.
+            return wait_seconds if taken else 0.0
         return max(0.0, wait_seconds - oldest / 1000)
 
 
@@ -302,10 +304,11 @@ def advance(
     """Record as delivered the picked events up to `last` (entry, position), `taken` in all."""
     done = list(plan.done)
     head, head_pos = plan.head, plan.head_pos
-    full = limit is None or taken < limit
+    all_taken = limit is None or taken < limit  # a short batch took every picked event
     last_entry, last_pos = last
+    sizes = {c[0]: c[2] for c in plan.candidates}
     for entry, _start in picks:
-        if not full and entry == last_entry:
+        if not all_taken and entry == last_entry and last_pos < sizes.get(entry, 0):
             head, head_pos = entry, last_pos  # the batch ended inside this entry
             break
         done.append(entry)
