@@ -94,6 +94,20 @@ def _claim(campaign: Campaign, limit: int, worker: str) -> list[queue.ClaimedMes
     return queue.claim_due(campaign_id=campaign.pk, limit=limit, worker=worker)
 
 
+def _claim_screened(
+    rules: gate.CampaignRules, limit: int, worker: str
+) -> list[queue.ClaimedMessage]:
+    """A claim as the sender makes it: the gate's screen expires rows past the deadline."""
+    now = timezone.now()
+    return queue.claim_due(
+        campaign_id=rules.campaign_id,
+        limit=limit,
+        worker=worker,
+        now=now,
+        screen=lambda rows: gate.screen(rows, rules, now=now),
+    )
+
+
 def test_two_expiries_with_rows_given_back_between_them_report_the_campaign_once(
     sql_path, sender, template
 ):
@@ -137,15 +151,7 @@ def test_a_claim_that_expires_rows_of_a_campaign_past_its_deadline_reports_it_on
     Campaign.objects.filter(pk=campaign.pk).update(valid_until=timezone.now())
     campaign.refresh_from_db()
     rules = gate.CampaignRules(campaign.pk, valid_until=campaign.valid_until)
-    now = timezone.now()
-    claimed = queue.claim_due(
-        campaign_id=campaign.pk,
-        limit=3,
-        worker="waker",
-        now=now,
-        screen=lambda rows: gate.screen(rows, rules, now=now),
-    )
-    assert claimed == []
+    assert _claim_screened(rules, 3, "waker") == []
     rows = OutboundMessage.objects.filter(campaign=campaign)
     assert rows.filter(status=S.EXPIRED, error_detail=gate.EXPIRED_DETAIL).count() == 3
     assert _reported(EventType.CAMPAIGN_EXPIRED) == {campaign.pk: 1}
@@ -174,14 +180,7 @@ def test_workers_and_maintenance_expiring_one_campaign_at_once_report_it_once(
 
     def steps(name: str) -> list[Callable[[], object]]:
         def claim() -> None:
-            now = timezone.now()
-            queue.claim_due(
-                campaign_id=campaign.pk,
-                limit=7,
-                worker=name,
-                now=now,
-                screen=lambda rows: gate.screen(rows, rules, now=now),
-            )
+            _claim_screened(rules, 7, name)
 
         held = in_hand[name]
         gives_back = [lambda part=held[i : i + 10]: queue.release(part) for i in (0, 10, 20)]

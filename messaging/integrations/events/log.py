@@ -142,6 +142,11 @@ class Plan:
     candidates: list[list[int]] = field(default_factory=list)
     found: bool = False  # the subscription has a cursor
 
+    @property
+    def sizes(self) -> dict[int, int]:
+        """Each candidate entry's number of events, by entry id."""
+        return {c[0]: c[2] for c in self.candidates}
+
     def picks(self, limit: int, *, below: int | None = None) -> list[tuple[int, int]]:
         """(entry, start position) to read next, at least `limit` events' worth if ready.
 
@@ -169,7 +174,7 @@ class Plan:
         `wait_seconds` old (the whole wait when none is left). A steady stream then goes in
         full batches, each costing one POST and three statements whatever its size; after a
         batch the answer comes from this plan instead of another read."""
-        sizes = {c[0]: c[2] for c in self.candidates}
+        sizes = self.sizes
         ages = {c[0]: c[3] for c in self.candidates}
         ready = self.picks(2**31)
         left = seen = oldest = 0
@@ -306,7 +311,7 @@ def advance(
     head, head_pos = plan.head, plan.head_pos
     all_taken = limit is None or taken < limit  # a short batch took every picked event
     last_entry, last_pos = last
-    sizes = {c[0]: c[2] for c in plan.candidates}
+    sizes = plan.sizes
     for entry, _start in picks:
         if not all_taken and entry == last_entry and last_pos < sizes.get(entry, 0):
             head, head_pos = entry, last_pos  # the batch ended inside this entry
