@@ -197,6 +197,8 @@ def _report(
     run: int, rows: int, timing: Timing, result: Any, before: Timing, after: Timing, load: float
 ) -> None:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # The largest child process waited for so far (the parse process of a big file).
+    child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     floor = FLOOR_SECONDS_PER_MILLION * rows / 1_000_000
     copy_wall = (before.wall + after.wall) / 2
     copy_cpu = (before.cpu_postgres + after.cpu_postgres + before.cpu_python + after.cpu_python) / 2
@@ -208,6 +210,7 @@ def _report(
         f"{peak_mb / FLOOR_RSS_MB:.2f}x of {FLOOR_RSS_MB:.0f} MB | load average {load:.1f}"
     )
     print(f"  CPU: Python {timing.cpu_python:.1f}s, PostgreSQL backend {timing.cpu_postgres:.1f}s")
+    print(f"  peak RSS of a child process (the parse process): {child_mb:.0f} MB")
     print(
         f"  raw COPY of the same file (median of 3, before / after): {before.wall:.2f}s / "
         f"{after.wall:.2f}s wall, {before.cpu_postgres:.2f}s / {after.cpu_postgres:.2f}s "

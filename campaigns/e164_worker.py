@@ -12,14 +12,14 @@ from __future__ import annotations
 import pickle
 import struct
 import sys
-from typing import BinaryIO
+from typing import IO
 
 from campaigns.e164 import recipient_phones
 
 _LENGTH = struct.Struct("!I")
 
 
-def read_message(stream: BinaryIO) -> object | None:
+def read_message(stream: IO[bytes]) -> object | None:
     """The next message of `stream`, or None at its end."""
     head = stream.read(_LENGTH.size)
     if len(head) < _LENGTH.size:
@@ -31,13 +31,18 @@ def read_message(stream: BinaryIO) -> object | None:
     return pickle.loads(body)  # noqa: S301 (our own parent's pipe)
 
 
-def write_message(stream: BinaryIO, message: object) -> None:
-    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_LENGTH.pack(len(body)) + body)
+def write_message(stream: IO[bytes], message: object) -> None:
+    write_body(stream, pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def write_body(stream: IO[bytes], body: bytes) -> None:
+    """A message already pickled."""
+    stream.write(_LENGTH.pack(len(body)))
+    stream.write(body)
     stream.flush()
 
 
-def serve(source: BinaryIO, sink: BinaryIO) -> None:
+def serve(source: IO[bytes], sink: IO[bytes]) -> None:
     while (request := read_message(source)) is not None:
         region: str
         raws: list[str]

@@ -203,6 +203,11 @@ SENDER_MAX_IN_FLIGHT = env.int("SENDER_MAX_IN_FLIGHT", default=768)
 # import no slower; docs/benchmarks.md).
 IMPORT_PHONE_PROCESSES = env.int("IMPORT_PHONE_PROCESSES", default=0)
 IMPORT_PHONE_PROCESSES_FROM_ROWS = env.int("IMPORT_PHONE_PROCESSES_FROM_ROWS", default=20_000)
+# A CSV on disk with at least this many data rows is read, checked and rendered by a parse
+# process of its own (campaigns/csv_import/parse_worker.py) while the importing process feeds
+# PostgreSQL; smaller files stay in the import's threads (starting the process costs a
+# fraction of a second). 0 = never.
+IMPORT_PARSE_PROCESS_FROM_ROWS = env.int("IMPORT_PARSE_PROCESS_FROM_ROWS", default=100_000)
 
 # --- Send policy (messaging/policy; docs/policy.md) -------------------------------------------
 # Default sending window for marketing campaigns in each recipient's local time, e.g.

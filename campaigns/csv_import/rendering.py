@@ -6,11 +6,13 @@ import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from campaigns.csv_import.errors import CsvImportError, TemplateVariableError
 from campaigns.csv_import.reader import PHONE_HEADERS, _normalise_header
-from campaigns.models import MessageTemplate
+
+if TYPE_CHECKING:  # the package stays importable without Django (the parse process)
+    from campaigns.models import MessageTemplate
 
 # Meta refuses template variables with line breaks, tabs or more than 4 spaces in a row (132018).
 _BAD_PARAM = re.compile(r"[\n\r\t]| {5}")

@@ -26,6 +26,7 @@ from campaigns.csv_import import (
     parse_rows,
 )
 from campaigns.csv_import.reader import _normalise_header, describe_columns
+from messaging.campaign_import.parse_process import file_path
 from messaging.campaign_import.phone_pool import PhonePool
 
 # The send policy's refusal of a valid number (messaging.policy.imports.phone_rule).
@@ -51,6 +52,10 @@ class Audience:
 
     def selected_sql(self) -> tuple[str, list[Any]] | None:
         """SELECT phone, name, attributes, ordering key of each contact, or None."""
+        return None
+
+    def parse_process_path(self) -> str | None:
+        """The path of a file big enough for a parse process of its own, or None."""
         return None
 
 
@@ -82,6 +87,14 @@ class CsvAudience(Audience):
             self._pool = None
         if self._file is not None:
             self._file.close()
+
+    def parse_process_path(self) -> str | None:
+        assert self._file is not None, "enter the audience first"
+        threshold = settings.IMPORT_PARSE_PROCESS_FROM_ROWS
+        rows = self._file.data_rows
+        if threshold <= 0 or rows is None or rows < threshold:
+            return None
+        return file_path(self._source)
 
     def rows(
         self, *, region: str, needed: dict[str, str], phone_rule: PhoneRule = None

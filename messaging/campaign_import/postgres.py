@@ -7,15 +7,23 @@ import json
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 from django.db import connection
 
-from campaigns.csv_import import CsvRow, plan_json, render_plan, value_problem_sql
+from campaigns.csv_import import CsvRow, render_plan, value_problem_sql
+from campaigns.csv_import.chunks import (
+    BATCH_COLUMNS,
+    QUEUE_LINE_COLUMNS,
+    REJECTION_COLUMNS,
+    Chunk,
+    Rendered,
+    drop_mask,
+)
+from campaigns.csv_import.parse_worker import Numbers, ParseConfig, Renderer
 from campaigns.models import Contact, ImportRejection
+from messaging.campaign_import import producer
 from messaging.campaign_import.job import (
     REJECTIONS_SHOWN,
     ImportResult,
@@ -24,30 +32,20 @@ from messaging.campaign_import.job import (
     _preview_message,
     count_refusal,
 )
-from messaging.campaign_import.producer import _Chunk, _Producer
+from messaging.campaign_import.parse_process import ParseProcess, ThreadChunks
+from messaging.campaign_import.producer import _Producer
 from messaging.campaign_import.rendering_sql import _render_case
 from messaging.models import OutboundMessage, OutboundStatus
 from messaging.policy.imports import undeliverable_sql
 from messaging.policy.optout import suppressed_sql
 
-_BACKSLASH = "\\"
-# COPY's text format: backslash, tab, newline and carriage return escaped (NUL cannot be in a
-# checked row).
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
+class _ChunkSource(Protocol):
+    """A file's chunks (parse_process.py): each one's numbers, then its rendered rows."""
 
-@dataclass
-class _Rendered:
-    """A chunk's rows ready to COPY: the batch table's text, and the queue's line of each
-    row but its contact id (known once the contacts are in), with its number."""
+    def numbers(self) -> Iterator[Numbers]: ...
 
-    contacts: bytes
-    phones: list[str]
-    lines: list[str]
-    rejections: bytes  # the chunk's ImportRejection rows
-
-    def clear(self) -> None:
-        self.contacts, self.phones, self.lines, self.rejections = b"", [], [], b""
+    def render(self, mask: bytes) -> Callable[[], Rendered]: ...
 
 
 # The GIL hand-over interval while a file's chunks are written (CPython's default is 5 ms).
@@ -89,131 +87,105 @@ class _PostgresImport:
     """
 
     def run(self, job: _Job, rows: Iterator[CsvRow]) -> ImportResult:
+        """The import of `rows`, parsed on a thread of this process."""
         batch = f"wac_import_batch_{uuid.uuid4().hex[:12]}"
         result = ImportResult(campaign=job.campaign)
         seq = 0
         with connection.cursor() as cursor:
             self._prepare(cursor, batch, writing=job.campaign is not None)
-            with _Producer(rows) as chunks:
-                if job.campaign is None:
+            if job.campaign is None:
+                with _Producer(rows) as chunks:
                     for chunk in chunks:
                         seq = self._chunk(cursor, job, batch, chunk, seq, result)
-                else:
-                    seq = self._write_chunks(cursor, job, batch, chunks, result)
+            else:
+                with ThreadChunks(rows, self._renderer(job)) as source:
+                    seq = self._write_chunks(cursor, job, batch, source, result)
             self._finish(cursor, job, batch, seq, result)
         return result
 
+    def run_in_process(
+        self, job: _Job, path: str, *, region: str, needed: dict[str, str]
+    ) -> ImportResult:
+        """The import of the CSV file at `path` into the job's campaign, the file parsed and
+        rendered by a parse process (parse_process.py) while this thread feeds PostgreSQL."""
+        assert job.campaign is not None
+        config = ParseConfig(
+            path=path,
+            region=region,
+            needed=needed,
+            phone_rule=job.phone_rule,
+            plans=job.plans,
+            pattern=job.pattern,
+            campaign_id=job.campaign.pk,
+            chunk_rows=producer.CHUNK_ROWS,
+        )
+        batch = f"wac_import_batch_{uuid.uuid4().hex[:12]}"
+        result = ImportResult(campaign=job.campaign)
+        with connection.cursor() as cursor:
+            self._prepare(cursor, batch, writing=True)
+            with ParseProcess(config) as source:
+                seq = self._write_chunks(cursor, job, batch, source, result)
+            self._finish(cursor, job, batch, seq, result)
+        return result
+
+    @staticmethod
+    def _renderer(job: _Job) -> Renderer:
+        assert job.campaign is not None
+        return Renderer(job.plans, job.pattern, job.campaign.pk)
+
     def _write_chunks(
-        self, cursor: Any, job: _Job, batch: str, chunks: Iterator[_Chunk], result: ImportResult
+        self, cursor: Any, job: _Job, batch: str, source: _ChunkSource, result: ImportResult
     ) -> int:
         """A file's chunks written to the campaign, chunk n's statements overlapping chunk
-        n+1's rendering: psycopg lets go of the GIL while it waits for the server, so a
-        thread renders the next chunk's rows (parameters, JSON) while PostgreSQL inserts
-        the current one, where this thread used to do both in turn and each side waited for
-        the other. The next chunk's numbers are checked for suppression before the current
-        chunk's rows go in, which gives the same answer: the import writes neither the
-        suppression list nor `undeliverable_at`, and a number is in one chunk only.
-        Returns the queue position after the last row."""
+        n+1's rendering (in the parse process, or a thread that psycopg lets run while it
+        waits for the server), where one thread used to do both in turn and each side waited
+        for the other. Chunk n+1's numbers are checked for suppression before chunk n's rows
+        go in, which gives the same answer: the import writes neither the suppression list
+        nor `undeliverable_at`, and a number is in one chunk only. Returns the queue position
+        after the last row."""
         with _quick_gil_handover():
-            return self._write_overlapped(cursor, job, batch, chunks, result)
-
-    def _write_overlapped(
-        self, cursor: Any, job: _Job, batch: str, chunks: Iterator[_Chunk], result: ImportResult
-    ) -> int:
-        seq = 0
-        pending: Future[_Rendered] | None = None
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv-import-render") as pool:
-            # On an error the pool's exit waits for the chunk being rendered; the atomic
-            # block around the import rolls everything back, as before.
-            for chunk in chunks:
-                self._count(chunk, result)
-                kept = self._deliverable(cursor, chunk.kept, result)
-                rendered = pool.submit(self._rendered, job, kept, seq, chunk.rejected)
-                # The render thread holds the rows now; once rendered, only their COPY text
-                # stays in memory.
-                chunk.kept, chunk.rejected = [], []
-                seq += len(kept)
+            seq = 0
+            pending: Callable[[], Rendered] | None = None
+            for numbers in source.numbers():
+                self._count(numbers, result)
+                dropped = self._blocked_positions(cursor, numbers.phones, result)
+                rendered = source.render(drop_mask(len(numbers.phones), dropped))
+                seq += len(numbers.phones) - len(dropped)
                 if pending is not None:
-                    self._store(cursor, job, batch, pending)
+                    self._store(cursor, job, batch, pending())
                 pending = rendered
             if pending is not None:
-                self._store(cursor, job, batch, pending)
+                self._store(cursor, job, batch, pending())
         return seq
 
     @staticmethod
-    def _count(chunk: _Chunk, result: ImportResult) -> None:
+    def _count(chunk: Chunk | Numbers, result: ImportResult) -> None:
         result.duplicates += chunk.duplicates
         for _row, _value, reason in chunk.rejected:
             count_refusal(result, reason)
         for row in chunk.rejected[: max(0, REJECTIONS_SHOWN - len(result.rejections))]:
             result.rejections.append(RejectionRow(*row))
 
-    @staticmethod
-    def _rendered(
-        job: _Job,
-        kept: list[tuple[int, str, str, dict[str, str]]],
-        seq: int,
-        rejected: list[tuple[int, str, str]],
-    ) -> _Rendered:
-        """A chunk's kept rows, which start at queue position `seq`, as COPY text: the batch
-        table's (for the contact upsert) whole, the queue's but for each row's contact id
-        (its template by the pattern, its rendered parameters), and the chunk's `rejected`
-        rows for ImportRejection. Built here, not in the thread that feeds PostgreSQL, which
-        then only hands bytes over: a row at a time in that thread, every `write_row` waited
-        for the GIL the parser holds, and PostgreSQL for it."""
-        renderers = {p.template_id: plan_json(p) for p in job.plans}
-        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-        pattern, period = job.pattern, len(job.pattern)
-        contacts: list[str] = []
-        phones: list[str] = []
-        lines: list[str] = []
-        for offset, (row_number, phone, name, values) in enumerate(kept):
-            template_id = pattern[(seq + offset) % period]
-            # JSON text holds no raw tab or newline; its backslashes are COPY's escape. An
-            # E.164 number needs no escaping, a name may.
-            contacts.append(
-                f"{row_number}\t{phone}\t{name.translate(_COPY_ESCAPES)}\t"
-                f"{dumps(values).replace(_BACKSLASH, _BACKSLASH * 2)}\n"
-            )
-            parameters = renderers[template_id](values).replace(_BACKSLASH, _BACKSLASH * 2)
-            phones.append(phone)
-            lines.append(f"{template_id}\t{phone}\t{parameters}\n")
-        assert job.campaign is not None
-        campaign = job.campaign.pk
-        rejections = "".join(
-            [
-                f"{campaign}\t{row_number}\t{value.translate(_COPY_ESCAPES)}\t"
-                f"{reason.translate(_COPY_ESCAPES)}\n"
-                for row_number, value, reason in rejected
-            ]
-        )
-        return _Rendered("".join(contacts).encode(), phones, lines, rejections.encode())
-
     def _store(
         self,
         cursor: Any,
         job: _Job,
         batch: str,
-        rendered: Future[_Rendered],
+        done: Rendered,
     ) -> None:
         """A chunk's rendered rows COPYed and written, then its rejections."""
         assert job.campaign is not None
-        done = rendered.result()
         if done.phones:
             cursor.execute(f"TRUNCATE {batch}")
-            with cursor.cursor.copy(
-                f"COPY {batch} (row_number, phone, name, vals) FROM STDIN"
-            ) as copy:
+            with cursor.cursor.copy(f"COPY {batch} ({BATCH_COLUMNS}) FROM STDIN") as copy:
                 copy.write(done.contacts)
             ids = self._upsert_contacts(cursor, job, batch, len(done.phones))
             self._copy_queue(cursor, job, done, ids)
         if done.rejections:
             table = ImportRejection._meta.db_table
-            with cursor.cursor.copy(
-                f"COPY {table} (campaign_id, row_number, value, reason) FROM STDIN"
-            ) as copy:
+            with cursor.cursor.copy(f"COPY {table} ({REJECTION_COLUMNS}) FROM STDIN") as copy:
                 copy.write(done.rejections)
-        # Freed now: the future keeps the object itself.
+        # Freed now: a future may keep the object itself.
         done.clear()
 
     def run_selected(
@@ -334,7 +306,7 @@ class _PostgresImport:
         )
 
     def _chunk(
-        self, cursor: Any, job: _Job, batch: str, chunk: _Chunk, seq: int, result: ImportResult
+        self, cursor: Any, job: _Job, batch: str, chunk: Chunk, seq: int, result: ImportResult
     ) -> int:
         """One chunk of a file previewed (no campaign): numbers that may not be messaged left
         out (one query), the rest shown in send order."""
@@ -343,15 +315,20 @@ class _PostgresImport:
         self._preview_rows(job, kept, seq, result)
         return seq + len(kept)
 
-    @staticmethod
     def _deliverable(
-        cursor: Any, rows: list[tuple[int, str, str, dict[str, str]]], result: ImportResult
+        self, cursor: Any, rows: list[tuple[int, str, str, dict[str, str]]], result: ImportResult
     ) -> list[tuple[int, str, str, dict[str, str]]]:
-        """The rows whose numbers may be queued; suppressed (the opt-out policy's rule) and
-        not-on-WhatsApp numbers (the import policy's) are counted and left out, in that
-        order, as `_apply_loaded` does for rows already in the database."""
-        if not rows:
-            return rows
+        """The rows whose numbers may be queued (see `_blocked_positions`)."""
+        dropped = set(self._blocked_positions(cursor, [row[1] for row in rows], result))
+        return [row for i, row in enumerate(rows) if i not in dropped] if dropped else rows
+
+    @staticmethod
+    def _blocked_positions(cursor: Any, phones: list[str], result: ImportResult) -> list[int]:
+        """The positions in `phones` of numbers that may not be queued; suppressed (the
+        opt-out policy's rule) and not-on-WhatsApp numbers (the import policy's) are counted,
+        in that order, as `_apply_loaded` does for rows already in the database."""
+        if not phones:
+            return []
         suppressed, s_params = suppressed_sql("p.phone")
         not_on_whatsapp, u_params = undeliverable_sql("p.phone")
         # OFFSET 0 keeps the subquery whole, so each predicate runs once per number. The
@@ -361,15 +338,15 @@ class _PostgresImport:
             "SELECT phone, s FROM (SELECT p.phone, "  # noqa: S608
             f"{suppressed} AS s, {not_on_whatsapp} AS u FROM "
             "unnest(string_to_array(%s, ',')) AS p(phone) OFFSET 0) x WHERE s OR u",
-            [*s_params, *u_params, ",".join([row[1] for row in rows])],
+            [*s_params, *u_params, ",".join(phones)],
         )
         blocked = dict(cursor.fetchall())
         if not blocked:
-            return rows
+            return []
         suppressed_count = sum(1 for s in blocked.values() if s)
         result.suppressed += suppressed_count
         result.undeliverable += len(blocked) - suppressed_count
-        return [row for row in rows if row[1] not in blocked]
+        return [i for i, phone in enumerate(phones) if phone in blocked]
 
     @staticmethod
     def _preview_rows(
@@ -419,7 +396,7 @@ class _PostgresImport:
         if job.campaign is None:
             self._preview_batch(cursor, job, batch, seq, result)
             return seq + kept
-        self._write(cursor, job, batch, seq)
+        self._insert_selected(cursor, job, batch, seq)
         return seq + kept
 
     @staticmethod
@@ -452,7 +429,7 @@ class _PostgresImport:
         return ids
 
     @staticmethod
-    def _copy_queue(cursor: Any, job: _Job, rendered: _Rendered, ids: dict[str, int]) -> None:
+    def _copy_queue(cursor: Any, job: _Job, rendered: Rendered, ids: dict[str, int]) -> None:
         """A chunk's queue rows COPYed straight into the queue, in send order (ids follow)."""
         campaign = job.campaign
         assert campaign is not None
@@ -473,13 +450,13 @@ class _PostgresImport:
             cursor.cursor.copy(
                 f"COPY {OutboundMessage._meta.db_table} (contact_id, campaign_id, sender_id, "
                 "priority, status, attempts, next_attempt_at, claimed_by, error_category, "
-                "error_detail, template_id, phone, parameters) FROM STDIN"
+                f"error_detail, {QUEUE_LINE_COLUMNS}) FROM STDIN"
             ) as copy,
         ):
             copy.write(text)
 
     @staticmethod
-    def _write(
+    def _insert_selected(
         cursor: Any,
         job: _Job,
         batch: str,

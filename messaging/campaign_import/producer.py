@@ -1,4 +1,4 @@
-"""The parser thread of the PostgreSQL import: rows into chunks, repeated numbers dropped."""
+"""The parser thread of the PostgreSQL import: rows into chunks (`chunks.chunked`)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import contextlib
 import queue
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 from campaigns.csv_import import CsvRow
+from campaigns.csv_import.chunks import Chunk, chunked
 
 # Rows per COPY on PostgreSQL: big enough for set-based statements to pay off, small enough
 # that the few chunks in flight (parsed, queued, rendered, written) stay a few tens of MB.
@@ -17,25 +17,13 @@ from campaigns.csv_import import CsvRow
 CHUNK_ROWS = 25_000
 
 
-@dataclass
-class _Chunk:
-    # First rows of numbers: row number, E.164, name, values (JSON text only once COPYed, so
-    # the chunks in flight hold one copy of them).
-    kept: list[tuple[int, str, str, dict[str, str]]] = field(default_factory=list)
-    rejected: list[tuple[int, str, str]] = field(default_factory=list)  # row, value, reason
-    duplicates: int = 0
-
-
 _END = object()
 
 
 class _Producer:
-    """Parses rows on a thread into chunks; iterate to consume them.
-
-    Repeated numbers are dropped here: the first row of a number wins, and a set of ints
-    (about 60 MB per million numbers) is far cheaper than asking PostgreSQL per chunk. The
-    queue is short, so at most a few chunks are in memory. An error while parsing (a broken
-    row) is raised in the consuming thread, after the chunks before it.
+    """Parses rows on a thread into chunks (repeated numbers dropped); iterate to consume
+    them. The queue is short, so at most a few chunks are in memory. An error while parsing
+    (a broken row) is raised in the consuming thread, after the chunks before it.
     """
 
     def __init__(self, rows: Iterator[CsvRow], chunk_size: int | None = None) -> None:
@@ -47,7 +35,7 @@ class _Producer:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="csv-import-parse", daemon=True)
 
-    def __enter__(self) -> Iterator[_Chunk]:
+    def __enter__(self) -> Iterator[Chunk]:
         self._thread.start()
         return self._chunks()
 
@@ -58,7 +46,7 @@ class _Producer:
                 self._queue.get(timeout=0.1)  # unblock a producer waiting on a full queue
         self._thread.join()
 
-    def _chunks(self) -> Iterator[_Chunk]:
+    def _chunks(self) -> Iterator[Chunk]:
         while True:
             item = self._queue.get()
             if item is _END:
@@ -77,27 +65,10 @@ class _Producer:
         return False
 
     def _run(self) -> None:
-        seen: set[int] = set()
-        chunk = _Chunk()
-        size = 0
         try:
-            for row in self._rows:
-                size += 1
-                if row.phone is None:
-                    chunk.rejected.append((row.row_number, row.raw_phone, row.reason))
-                else:
-                    key = int(row.phone[1:])
-                    if key in seen:
-                        chunk.duplicates += 1
-                    else:
-                        seen.add(key)
-                        chunk.kept.append((row.row_number, row.phone, row.name, row.values))
-                if size >= self._chunk_size:
-                    if not self._put(chunk):
-                        return
-                    chunk, size = _Chunk(), 0
-            if size and not self._put(chunk):
-                return
+            for chunk in chunked(self._rows, self._chunk_size):
+                if not self._put(chunk):
+                    return
             self._put(_END)
         except BaseException as exc:  # handed to the consumer, which raises it
             self._put(exc)

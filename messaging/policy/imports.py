@@ -13,31 +13,20 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import phonenumbers
 from django.conf import settings
 from django.db import connection, models
 from django.db.models import QuerySet, Value
 
 from campaigns.models import Contact
 from campaigns.suppression import phone_hashes, suppressions_matching
+from messaging.policy.numbers import US_MARKETING_REASON as US_MARKETING_REASON
+from messaging.policy.numbers import us_marketing_reason
 from messaging.policy.optout import suppressed_sql, undeliverable_since
 from messaging.sql_paths import postgres_fast_paths
 
-US_MARKETING_REASON = "Meta does not deliver marketing templates to US numbers"
 # Why `refused_among` refuses a number.
 SUPPRESSED = "suppressed"
 UNDELIVERABLE = "undeliverable"
-
-
-def us_marketing_reason(phone: str) -> str:
-    """The refusal for a marketing template to `phone` (E.164), or ""."""
-    if not phone.startswith("+1"):
-        return ""
-    try:
-        region = phonenumbers.region_code_for_number(phonenumbers.parse(phone, None))
-    except phonenumbers.NumberParseException:
-        return ""
-    return US_MARKETING_REASON if region == "US" else ""
 
 
 def phone_rule(categories: Iterable[str]) -> Callable[[str], str] | None:

@@ -1,0 +1,134 @@
+"""Checked rows cut into chunks for the PostgreSQL import, and a chunk as COPY text.
+
+No Django and no database here: the import's parse process (`parse_worker`) runs this on
+its own core, and the import's threads run the same functions when the file is small, so
+both ways give the same rows in the same order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from campaigns.csv_import.rendering import TemplatePlan, plan_json
+from campaigns.csv_import.rows import CsvRow
+
+# (row number, E.164, name, values) of a row whose number is kept.
+KeptRow = tuple[int, str, str, dict[str, str]]
+# (row number, value, reason) of a refused row.
+RejectedRow = tuple[int, str, str]
+
+# The COPY columns of each text below, in the order its lines hold them.
+BATCH_COLUMNS = "row_number, phone, name, vals"
+REJECTION_COLUMNS = "campaign_id, row_number, value, reason"
+QUEUE_LINE_COLUMNS = "template_id, phone, parameters"  # the end of each queue row
+
+_BACKSLASH = "\\"
+# COPY's text format: backslash, tab, newline and carriage return escaped (NUL cannot be in a
+# checked row).
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+@dataclass
+class Chunk:
+    """A run of consecutive rows: the first rows of their numbers, the refused rows, and how
+    many repeated an earlier row's number."""
+
+    kept: list[KeptRow] = field(default_factory=list)
+    rejected: list[RejectedRow] = field(default_factory=list)
+    duplicates: int = 0
+
+
+def chunked(rows: Iterable[CsvRow], size: int) -> Iterator[Chunk]:
+    """`rows` in chunks of `size` rows (the last may be shorter). The first row of a number
+    wins; a set of ints (about 60 MB per million numbers) is far cheaper than asking
+    PostgreSQL per chunk."""
+    seen: set[int] = set()
+    chunk = Chunk()
+    count = 0
+    for row in rows:
+        count += 1
+        if row.phone is None:
+            chunk.rejected.append((row.row_number, row.raw_phone, row.reason))
+        else:
+            key = int(row.phone[1:])
+            if key in seen:
+                chunk.duplicates += 1
+            else:
+                seen.add(key)
+                chunk.kept.append((row.row_number, row.phone, row.name, row.values))
+        if count >= size:
+            yield chunk
+            chunk, count = Chunk(), 0
+    if count:
+        yield chunk
+
+
+def drop_mask(size: int, positions: Iterable[int]) -> bytes:
+    """A bit per row of a chunk's kept rows, set at `positions` (the rows left out): at most
+    size / 8 bytes, however many rows are left out."""
+    mask = bytearray((size + 7) // 8)
+    for position in positions:
+        mask[position >> 3] |= 1 << (position & 7)
+    return bytes(mask)
+
+
+def without_dropped(rows: Sequence[KeptRow], mask: bytes) -> list[KeptRow]:
+    """`rows` but those whose bit is set in `mask` (see drop_mask)."""
+    if not any(mask):
+        return list(rows)
+    return [row for i, row in enumerate(rows) if not mask[i >> 3] & (1 << (i & 7))]
+
+
+@dataclass
+class Rendered:
+    """A chunk's rows ready to COPY: the batch table's text (for the contact upsert), the
+    queue's line of each row but its contact id (known once the contacts are in) with its
+    number, and the refused rows' ImportRejection text."""
+
+    contacts: bytes
+    phones: list[str]
+    lines: list[str]
+    rejections: bytes
+
+    def clear(self) -> None:
+        self.contacts, self.phones, self.lines, self.rejections = b"", [], [], b""
+
+
+def render_chunk(
+    plans: Sequence[TemplatePlan],
+    pattern: Sequence[int],
+    campaign_id: int,
+    kept: Sequence[KeptRow],
+    seq: int,
+    rejected: Sequence[RejectedRow],
+) -> Rendered:
+    """A chunk's kept rows, which start at queue position `seq`, as COPY text: the batch
+    table's whole, the queue's but for each row's contact id (its template by the interleave
+    `pattern` of template ids, its rendered parameters), and its `rejected` rows."""
+    renderers = {p.template_id: plan_json(p) for p in plans}
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    period = len(pattern)
+    contacts: list[str] = []
+    phones: list[str] = []
+    lines: list[str] = []
+    for offset, (row_number, phone, name, values) in enumerate(kept):
+        template_id = pattern[(seq + offset) % period]
+        # JSON text holds no raw tab or newline; its backslashes are COPY's escape. An
+        # E.164 number needs no escaping, a name may.
+        contacts.append(
+            f"{row_number}\t{phone}\t{name.translate(_COPY_ESCAPES)}\t"
+            f"{dumps(values).replace(_BACKSLASH, _BACKSLASH * 2)}\n"
+        )
+        parameters = renderers[template_id](values).replace(_BACKSLASH, _BACKSLASH * 2)
+        phones.append(phone)
+        lines.append(f"{template_id}\t{phone}\t{parameters}\n")
+    rejections = "".join(
+        [
+            f"{campaign_id}\t{row_number}\t{value.translate(_COPY_ESCAPES)}\t"
+            f"{reason.translate(_COPY_ESCAPES)}\n"
+            for row_number, value, reason in rejected
+        ]
+    )
+    return Rendered("".join(contacts).encode(), phones, lines, rejections.encode())

@@ -1,0 +1,154 @@
+"""Where a CSV import's chunks come from: a parse process for a big file, threads otherwise.
+
+Both give `Numbers` for each chunk (the numbers the import asks PostgreSQL about) and then,
+once told which of them to leave out, the chunk's `Rendered` COPY text, through the same
+`Renderer`, so a file gives the same rows either way (tests/campaigns run both).
+
+The process (`campaigns.csv_import.parse_worker`) is a plain subprocess with pipes, as the
+phone workers are (phone_pool.py says why not multiprocessing); it reads the file from its
+path, so only files on disk go there (an upload that big is on disk already).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import IO, Any
+
+from campaigns.csv_import import CsvImportError, CsvRow
+from campaigns.csv_import.chunks import Chunk, Rendered
+from campaigns.csv_import.parse_worker import Numbers, ParseConfig, Renderer
+from campaigns.e164_worker import read_message, write_message
+from messaging.campaign_import.producer import _Producer
+
+_ROOT = Path(__file__).resolve().parents[2]  # the directory that holds `campaigns/`
+# A parse process that does not stop when its stdin closes is killed after this long.
+_STOP_SECONDS = 10
+
+
+class ParseProcessError(RuntimeError):
+    """The parse process died or answered nonsense: the import fails (nothing is written)."""
+
+
+def file_path(source: object) -> str | None:
+    """The path of a CSV source the parse process can open itself, or None."""
+    if isinstance(source, (str, Path)):
+        return str(source)
+    temporary = getattr(source, "temporary_file_path", None)  # Django's big uploads
+    return str(temporary()) if callable(temporary) else None
+
+
+class ThreadChunks:
+    """The chunks of rows parsed here: a thread parses (`_Producer`), another renders."""
+
+    def __init__(self, rows: Iterator[CsvRow], renderer: Renderer) -> None:
+        self._producer = _Producer(rows)
+        self._renderer = renderer
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv-import-render")
+        self._current: Chunk | None = None
+
+    def __enter__(self) -> ThreadChunks:
+        self._chunks = self._producer.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # On an error this waits for the chunk being rendered; the import's atomic block
+        # rolls everything back.
+        self._pool.shutdown()
+        self._producer.__exit__(*exc)
+
+    def numbers(self) -> Iterator[Numbers]:
+        for chunk in self._chunks:
+            self._current = chunk
+            yield Renderer.numbers(chunk)
+
+    def render(self, mask: bytes) -> Callable[[], Rendered]:
+        chunk = self._current
+        assert chunk is not None
+        rendered = self._pool.submit(self._renderer.render, chunk.kept, chunk.rejected, mask)
+        # The render thread holds the rows now; once rendered only their COPY text stays.
+        chunk.kept, chunk.rejected = [], []
+        return rendered.result
+
+
+class ParseProcess:
+    """The chunks of a file parsed and rendered by `campaigns.csv_import.parse_worker`."""
+
+    def __init__(self, config: ParseConfig) -> None:
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH")])),
+        }
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "campaigns.csv_import.parse_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            cwd=_ROOT,
+        )
+        self._config = config
+
+    def __enter__(self) -> ParseProcess:
+        try:
+            write_message(self._pipe("stdin"), self._config)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        process = self._process
+        for stream in (process.stdin, process.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):  # a broken pipe: the process is gone
+                    stream.close()
+        try:
+            process.wait(timeout=_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def numbers(self) -> Iterator[Numbers]:
+        while True:
+            message = self._read()
+            if message[0] == "end":
+                return
+            if message[0] != "numbers" or not isinstance(message[1], Numbers):
+                raise ParseProcessError(f"the parse process sent {message[0]!r}, not numbers")
+            yield message[1]
+
+    def render(self, mask: bytes) -> Callable[[], Rendered]:
+        try:
+            write_message(self._pipe("stdin"), mask)
+        except OSError as exc:  # a broken pipe: the process died
+            code = self._process.poll()
+            raise ParseProcessError(f"the parse process stopped (exit {code})") from exc
+        return self._rendered
+
+    def _rendered(self) -> Rendered:
+        message = self._read()
+        if message[0] != "rendered" or not isinstance(message[1], Rendered):
+            raise ParseProcessError(f"the parse process sent {message[0]!r}, not a chunk")
+        return message[1]
+
+    def _read(self) -> tuple[Any, ...]:
+        message = read_message(self._pipe("stdout"))
+        if not isinstance(message, tuple) or not message:
+            code = self._process.poll()
+            raise ParseProcessError(f"the parse process stopped (exit {code})")
+        if message[0] == "error":
+            _kind, kind, text = message
+            if kind == "csv":
+                raise CsvImportError(text)
+            raise ParseProcessError(f"the parse process failed: {text}")
+        return message
+
+    def _pipe(self, name: str) -> IO[bytes]:
+        stream = getattr(self._process, name)
+        assert stream is not None
+        return stream
