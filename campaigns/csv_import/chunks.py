@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from campaigns.csv_import.reader import NAME_HEADER
 from campaigns.csv_import.rendering import TemplatePlan, plan_json
 from campaigns.csv_import.rows import CsvRow
 
@@ -19,8 +20,8 @@ KeptRow = tuple[int, str, str, dict[str, str]]
 # (row number, value, reason) of a refused row.
 RejectedRow = tuple[int, str, str]
 
-# The COPY columns of each text below, in the order its lines hold them.
-BATCH_COLUMNS = "row_number, phone, name, vals"
+# The fields of each text below, in the order its lines hold them (COPY's column lists).
+CONTACT_LINE_FIELDS = "phone, name, attributes"
 REJECTION_COLUMNS = "campaign_id, row_number, value, reason"
 QUEUE_LINE_COLUMNS = "template_id, phone, parameters"  # the end of each queue row
 
@@ -83,17 +84,17 @@ def without_dropped(rows: Sequence[KeptRow], mask: bytes) -> list[KeptRow]:
 
 @dataclass
 class Rendered:
-    """A chunk's rows ready to COPY: the batch table's text (for the contact upsert), the
-    queue's line of each row but its contact id (known once the contacts are in) with its
-    number, and the refused rows' ImportRejection text."""
+    """A chunk's rows ready to COPY: each kept row's number, its contact's line and its
+    queue line but for the contact id (both known once the contacts are looked up or in),
+    and the refused rows' ImportRejection text."""
 
-    contacts: bytes
     phones: list[str]
+    contacts: list[str]
     lines: list[str]
     rejections: bytes
 
     def clear(self) -> None:
-        self.contacts, self.phones, self.lines, self.rejections = b"", [], [], b""
+        self.phones, self.contacts, self.lines, self.rejections = [], [], [], b""
 
 
 def render_chunk(
@@ -104,24 +105,28 @@ def render_chunk(
     seq: int,
     rejected: Sequence[RejectedRow],
 ) -> Rendered:
-    """A chunk's kept rows, which start at queue position `seq`, as COPY text: the batch
-    table's whole, the queue's but for each row's contact id (its template by the interleave
-    `pattern` of template ids, its rendered parameters), and its `rejected` rows."""
+    """A chunk's kept rows, which start at queue position `seq`, as COPY text: each row's
+    contact (number, name, the other values as attributes), its queue line but for the
+    contact id (its template by the interleave `pattern` of template ids, its rendered
+    parameters), and the chunk's `rejected` rows."""
     renderers = {p.template_id: plan_json(p) for p in plans}
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     period = len(pattern)
     contacts: list[str] = []
     phones: list[str] = []
     lines: list[str] = []
-    for offset, (row_number, phone, name, values) in enumerate(kept):
+    for offset, (_row_number, phone, name, values) in enumerate(kept):
         template_id = pattern[(seq + offset) % period]
         # JSON text holds no raw tab or newline; its backslashes are COPY's escape. An
         # E.164 number needs no escaping, a name may.
+        parameters = renderers[template_id](values).replace(_BACKSLASH, _BACKSLASH * 2)
+        # The name is the contact's own column, not an attribute. (The row's values are
+        # this chunk's own and read no more.)
+        values.pop(NAME_HEADER, None)
         contacts.append(
-            f"{row_number}\t{phone}\t{name.translate(_COPY_ESCAPES)}\t"
+            f"{phone}\t{name.translate(_COPY_ESCAPES)}\t"
             f"{dumps(values).replace(_BACKSLASH, _BACKSLASH * 2)}\n"
         )
-        parameters = renderers[template_id](values).replace(_BACKSLASH, _BACKSLASH * 2)
         phones.append(phone)
         lines.append(f"{template_id}\t{phone}\t{parameters}\n")
     rejections = "".join(
@@ -131,4 +136,4 @@ def render_chunk(
             for row_number, value, reason in rejected
         ]
     )
-    return Rendered("".join(contacts).encode(), phones, lines, rejections.encode())
+    return Rendered(phones, contacts, lines, rejections.encode())

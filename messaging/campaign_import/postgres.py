@@ -14,7 +14,6 @@ from django.db import connection
 
 from campaigns.csv_import import CsvRow, render_plan, value_problem_sql
 from campaigns.csv_import.chunks import (
-    BATCH_COLUMNS,
     QUEUE_LINE_COLUMNS,
     REJECTION_COLUMNS,
     Chunk,
@@ -24,6 +23,7 @@ from campaigns.csv_import.chunks import (
 from campaigns.csv_import.parse_worker import Numbers, ParseConfig, Renderer
 from campaigns.models import Contact, ImportRejection
 from messaging.campaign_import import producer
+from messaging.campaign_import.contacts_sql import write_contacts
 from messaging.campaign_import.job import (
     REJECTIONS_SHOWN,
     ImportResult,
@@ -145,17 +145,17 @@ class _PostgresImport:
         after the last row."""
         with _quick_gil_handover():
             seq = 0
-            pending: Callable[[], Rendered] | None = None
+            pending: tuple[Callable[[], Rendered], dict[str, int]] | None = None
             for numbers in source.numbers():
                 self._count(numbers, result)
-                dropped = self._blocked_positions(cursor, numbers.phones, result)
+                dropped, known = self._look_up(cursor, numbers.phones, result, contacts=True)
                 rendered = source.render(drop_mask(len(numbers.phones), dropped))
                 seq += len(numbers.phones) - len(dropped)
                 if pending is not None:
-                    self._store(cursor, job, batch, pending())
-                pending = rendered
+                    self._store(cursor, job, batch, *pending)
+                pending = (rendered, known)
             if pending is not None:
-                self._store(cursor, job, batch, pending())
+                self._store(cursor, job, batch, *pending)
         return seq
 
     @staticmethod
@@ -171,15 +171,15 @@ class _PostgresImport:
         cursor: Any,
         job: _Job,
         batch: str,
-        done: Rendered,
+        rendered: Callable[[], Rendered],
+        known: dict[str, int],
     ) -> None:
-        """A chunk's rendered rows COPYed and written, then its rejections."""
+        """A chunk's rendered rows written (`known`: its numbers that had a contact when it
+        was looked up, with their ids), then its rejections."""
         assert job.campaign is not None
+        done = rendered()
         if done.phones:
-            cursor.execute(f"TRUNCATE {batch}")
-            with cursor.cursor.copy(f"COPY {batch} ({BATCH_COLUMNS}) FROM STDIN") as copy:
-                copy.write(done.contacts)
-            ids = self._upsert_contacts(cursor, job, batch, len(done.phones))
+            ids = write_contacts(cursor, batch, done, known, job.now)
             self._copy_queue(cursor, job, done, ids)
         if done.rejections:
             table = ImportRejection._meta.db_table
@@ -300,7 +300,8 @@ class _PostgresImport:
             # instead of four checks per queue row piling up for the commit.
             cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute(
-            f"CREATE TEMPORARY TABLE {batch} (row_number integer NOT NULL, "
+            # row_number: a selection's order (a CSV's contacts need none).
+            f"CREATE TEMPORARY TABLE {batch} (row_number integer, "
             'phone text COLLATE "C" NOT NULL, name text, vals jsonb, template_id bigint, '
             "parameters jsonb)"
         )
@@ -318,35 +319,53 @@ class _PostgresImport:
     def _deliverable(
         self, cursor: Any, rows: list[tuple[int, str, str, dict[str, str]]], result: ImportResult
     ) -> list[tuple[int, str, str, dict[str, str]]]:
-        """The rows whose numbers may be queued (see `_blocked_positions`)."""
-        dropped = set(self._blocked_positions(cursor, [row[1] for row in rows], result))
-        return [row for i, row in enumerate(rows) if i not in dropped] if dropped else rows
+        """The rows whose numbers may be queued (see `_look_up`)."""
+        dropped, _ = self._look_up(cursor, [row[1] for row in rows], result, contacts=False)
+        if not dropped:
+            return rows
+        left_out = set(dropped)
+        return [row for i, row in enumerate(rows) if i not in left_out]
 
     @staticmethod
-    def _blocked_positions(cursor: Any, phones: list[str], result: ImportResult) -> list[int]:
-        """The positions in `phones` of numbers that may not be queued; suppressed (the
-        opt-out policy's rule) and not-on-WhatsApp numbers (the import policy's) are counted,
-        in that order, as `_apply_loaded` does for rows already in the database."""
+    def _look_up(
+        cursor: Any, phones: list[str], result: ImportResult, *, contacts: bool
+    ) -> tuple[list[int], dict[str, int]]:
+        """The positions in `phones` of numbers that may not be queued, and (`contacts`) the
+        contact id of each other number that has a contact. Suppressed (the opt-out policy's
+        rule) and not-on-WhatsApp numbers (the import policy's) are counted, in that order,
+        as `_apply_loaded` does for rows already in the database."""
         if not phones:
-            return []
+            return [], {}
         suppressed, s_params = suppressed_sql("p.phone")
         not_on_whatsapp, u_params = undeliverable_sql("p.phone")
+        contact = (
+            f"(SELECT c.id FROM {Contact._meta.db_table} c WHERE c.phone = p.phone)"  # noqa: S608
+            if contacts
+            else "NULL::bigint"
+        )
         # OFFSET 0 keeps the subquery whole, so each predicate runs once per number. The
         # numbers (E.164, no commas) go as one text, not a text[]: psycopg quotes an array
         # element by element in Python.
         cursor.execute(
-            "SELECT phone, s FROM (SELECT p.phone, "  # noqa: S608
-            f"{suppressed} AS s, {not_on_whatsapp} AS u FROM "
-            "unnest(string_to_array(%s, ',')) AS p(phone) OFFSET 0) x WHERE s OR u",
+            "SELECT phone, s, u, c FROM (SELECT p.phone, "  # noqa: S608
+            f"{suppressed} AS s, {not_on_whatsapp} AS u, {contact} AS c FROM "
+            "unnest(string_to_array(%s, ',')) AS p(phone) OFFSET 0) x "
+            "WHERE s OR u OR c IS NOT NULL",
             [*s_params, *u_params, ",".join(phones)],
         )
-        blocked = dict(cursor.fetchall())
+        blocked: dict[str, bool] = {}
+        known: dict[str, int] = {}
+        for phone, is_suppressed, is_undeliverable, contact_id in cursor.fetchall():
+            if is_suppressed or is_undeliverable:
+                blocked[phone] = is_suppressed
+            else:
+                known[phone] = contact_id
         if not blocked:
-            return []
+            return [], known
         suppressed_count = sum(1 for s in blocked.values() if s)
         result.suppressed += suppressed_count
         result.undeliverable += len(blocked) - suppressed_count
-        return [i for i, phone in enumerate(phones) if phone in blocked]
+        return [i for i, phone in enumerate(phones) if phone in blocked], known
 
     @staticmethod
     def _preview_rows(
@@ -398,35 +417,6 @@ class _PostgresImport:
             return seq + kept
         self._insert_selected(cursor, job, batch, seq)
         return seq + kept
-
-    @staticmethod
-    def _upsert_contacts(cursor: Any, job: _Job, batch: str, rows: int) -> dict[str, int]:
-        """The batch's `rows` contacts upserted (sorted by phone, so two imports sharing
-        numbers lock them in the same order); returns each number's contact id (the rows the
-        upsert inserted or changed come back with it, the others are read)."""
-        contact = Contact._meta.db_table
-        cursor.execute(
-            f"INSERT INTO {contact} AS c (phone, name, attributes, wa_id, created_at) "  # noqa: S608
-            f"SELECT phone, coalesce(name, ''), vals - 'name', '', %s FROM {batch} "
-            "ORDER BY phone ON CONFLICT (phone) DO UPDATE SET "
-            "name = CASE WHEN EXCLUDED.name <> '' THEN EXCLUDED.name ELSE c.name END, "
-            "attributes = c.attributes || EXCLUDED.attributes "
-            "WHERE (EXCLUDED.name <> '' AND EXCLUDED.name <> c.name) "
-            "OR NOT c.attributes @> EXCLUDED.attributes RETURNING c.phone, c.id",
-            [job.now],
-        )
-        ids = dict(cursor.fetchall())
-        if len(ids) == rows:
-            # Every number came back (new contacts, a first import): none left to read.
-            return ids
-        cursor.execute(
-            f"SELECT c.phone, c.id FROM {contact} c WHERE c.phone = ANY("  # noqa: S608
-            f'ARRAY(SELECT b.phone COLLATE "default" FROM {batch} b)) '
-            "AND NOT c.phone = ANY(string_to_array(%s, ','))",
-            [",".join(ids)],
-        )
-        ids.update(cursor.fetchall())
-        return ids
 
     @staticmethod
     def _copy_queue(cursor: Any, job: _Job, rendered: Rendered, ids: dict[str, int]) -> None:
