@@ -1,12 +1,13 @@
 """A CSV chunk's contacts written by the PostgreSQL import, and the id of each.
 
-Numbers with no contact when the chunk was looked up (every number of a first import) are
-COPYed straight into the contact table with ids drawn from its sequence: a plain COPY is
-about half the server's CPU of the `INSERT … ON CONFLICT` upsert from a batch table
-(docs/benchmarks.md). Numbers that have a contact go through that upsert, which merges the
-attributes and locks the row as before. If a number's contact was created meanwhile by
-another transaction, the COPY fails on `contact_phone_unique` and the chunk's new numbers go
-through the upsert instead, so the result is the same either way.
+A chunk's numbers are COPYed straight into the contact table as new contacts, with ids
+drawn from its sequence: a plain COPY costs about half the server's CPU of the
+`INSERT … ON CONFLICT` upsert from a batch table (docs/benchmarks.md), and every number of
+a first import is new. When one of them already has a contact (a file imported before, or a
+contact created meanwhile by another transaction), the COPY fails on `contact_phone_unique`
+inside a savepoint, and that chunk and the rest of the file go through the upsert, which
+merges the attributes and locks the contacts as it always did. Either way the contacts and
+ids come out the same (tests/campaigns/test_import_contacts.py).
 """
 
 from __future__ import annotations
@@ -24,54 +25,52 @@ BATCH_CONTACT_COLUMNS = "phone, name, vals"
 _NEW_CONTACT_COLUMNS = "id, wa_id, created_at, phone, name, attributes"
 
 
-def write_contacts(
-    cursor: Any, batch: str, rendered: Rendered, known: dict[str, int], now: Any
-) -> dict[str, int]:
-    """The contacts of a chunk's kept rows written; returns each number's contact id.
-    `known` holds the numbers that had a contact when the chunk was looked up."""
-    phones, lines = rendered.phones, rendered.contacts
-    new = [i for i, phone in enumerate(phones) if phone not in known]
-    upserted = [i for i, phone in enumerate(phones) if phone in known] if known else []
-    ids: dict[str, int] = {}
-    if new:
-        try:
-            with transaction.atomic(), connection.wrap_database_errors:
-                ids = _copy_new(cursor, phones, lines, new, now)
-        except IntegrityError:
-            # A number of `new` got a contact since the look-up: upsert them all.
-            ids, upserted = {}, list(range(len(phones)))
-    if upserted:
+class ContactWriter:
+    """Writes the contacts of one import's chunks, in one transaction, at time `now`."""
+
+    def __init__(self, cursor: Any, batch: str, now: Any) -> None:
+        self._cursor, self._batch, self._now = cursor, batch, now
+        self._copying = True  # until a chunk holds a number that has a contact
+        self._sequence: str | None = None
+
+    def write(self, rendered: Rendered) -> dict[str, int]:
+        """The contacts of a chunk's kept rows written; returns each number's contact id."""
+        if self._copying:
+            try:
+                with transaction.atomic(), connection.wrap_database_errors:
+                    return self._copy_new(rendered)
+            except IntegrityError:
+                self._copying = False  # numbers known here: the rest of the file is upserted
+        cursor, batch = self._cursor, self._batch
         cursor.execute(f"TRUNCATE {batch}")
         with cursor.cursor.copy(f"COPY {batch} ({BATCH_CONTACT_COLUMNS}) FROM STDIN") as copy:
-            copy.write("".join([lines[i] for i in upserted]).encode())
-        ids.update(upsert_contacts(cursor, batch, len(upserted), now))
-    return ids
+            copy.write("".join(rendered.contacts).encode())
+        return upsert_contacts(cursor, batch, len(rendered.phones), self._now)
 
-
-def _copy_new(
-    cursor: Any, phones: list[str], lines: list[str], new: list[int], now: Any
-) -> dict[str, int]:
-    """The rows at positions `new` COPYed in as new contacts, sorted by phone (so the phone
-    index takes them in one sweep, and two imports sharing numbers wait for each other in
-    the same order), their ids drawn in that order (so the primary key appends)."""
-    table = Contact._meta.db_table
-    order = sorted(new, key=phones.__getitem__)
-    cursor.execute(
-        "SELECT string_agg(nextval(s.seq)::text, ',') FROM "
-        "(SELECT pg_get_serial_sequence(%s, 'id')::regclass AS seq) s, generate_series(1, %s)",
-        [table, len(order)],
-    )
-    drawn = [int(i) for i in cursor.fetchone()[0].split(",")]
-    created = now.isoformat()
-    text = "".join(
-        [
-            f"{contact_id}\t\t{created}\t{lines[i]}"
-            for contact_id, i in zip(drawn, order, strict=True)
-        ]
-    )
-    with cursor.cursor.copy(f"COPY {table} ({_NEW_CONTACT_COLUMNS}) FROM STDIN") as copy:
-        copy.write(text.encode())
-    return {phones[i]: contact_id for contact_id, i in zip(drawn, order, strict=True)}
+    def _copy_new(self, rendered: Rendered) -> dict[str, int]:
+        """The chunk's rows COPYed in as new contacts, sorted by phone (so the phone index
+        takes them in one sweep, and two imports sharing numbers wait for each other in the
+        same order), their ids drawn in that order (so the primary key appends)."""
+        cursor = self._cursor
+        table = Contact._meta.db_table
+        if self._sequence is None:
+            cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
+            self._sequence = cursor.fetchone()[0]
+        phones, lines = rendered.phones, rendered.contacts
+        order = sorted(range(len(phones)), key=phones.__getitem__)
+        # The sequence as a constant: nextval over a regclass from a subquery looks the
+        # sequence up again for every id (7 x the CPU).
+        cursor.execute(
+            "SELECT string_agg(nextval(%s::regclass)::text, ',') FROM generate_series(1, %s)",
+            [self._sequence, len(order)],
+        )
+        drawn = [int(i) for i in cursor.fetchone()[0].split(",")]
+        created = self._now.isoformat()
+        pairs = list(zip(drawn, order, strict=True))
+        text = "".join([f"{contact_id}\t\t{created}\t{lines[i]}" for contact_id, i in pairs])
+        with cursor.cursor.copy(f"COPY {table} ({_NEW_CONTACT_COLUMNS}) FROM STDIN") as copy:
+            copy.write(text.encode())
+        return {phones[i]: contact_id for contact_id, i in pairs}
 
 
 def upsert_contacts(cursor: Any, batch: str, rows: int, now: Any) -> dict[str, int]:

@@ -23,7 +23,7 @@ from campaigns.csv_import.chunks import (
 from campaigns.csv_import.parse_worker import Numbers, ParseConfig, Renderer
 from campaigns.models import Contact, ImportRejection
 from messaging.campaign_import import producer
-from messaging.campaign_import.contacts_sql import write_contacts
+from messaging.campaign_import.contacts_sql import ContactWriter
 from messaging.campaign_import.job import (
     REJECTIONS_SHOWN,
     ImportResult,
@@ -143,19 +143,20 @@ class _PostgresImport:
         go in, which gives the same answer: the import writes neither the suppression list
         nor `undeliverable_at`, and a number is in one chunk only. Returns the queue position
         after the last row."""
+        contacts = ContactWriter(cursor, batch, job.now)
         with _quick_gil_handover():
             seq = 0
-            pending: tuple[Callable[[], Rendered], dict[str, int]] | None = None
+            pending: Callable[[], Rendered] | None = None
             for numbers in source.numbers():
                 self._count(numbers, result)
-                dropped, known = self._look_up(cursor, numbers.phones, result, contacts=True)
+                dropped = self._blocked_positions(cursor, numbers.phones, result)
                 rendered = source.render(drop_mask(len(numbers.phones), dropped))
                 seq += len(numbers.phones) - len(dropped)
                 if pending is not None:
-                    self._store(cursor, job, batch, *pending)
-                pending = (rendered, known)
+                    self._store(cursor, job, contacts, pending())
+                pending = rendered
             if pending is not None:
-                self._store(cursor, job, batch, *pending)
+                self._store(cursor, job, contacts, pending())
         return seq
 
     @staticmethod
@@ -166,21 +167,11 @@ class _PostgresImport:
         for row in chunk.rejected[: max(0, REJECTIONS_SHOWN - len(result.rejections))]:
             result.rejections.append(RejectionRow(*row))
 
-    def _store(
-        self,
-        cursor: Any,
-        job: _Job,
-        batch: str,
-        rendered: Callable[[], Rendered],
-        known: dict[str, int],
-    ) -> None:
-        """A chunk's rendered rows written (`known`: its numbers that had a contact when it
-        was looked up, with their ids), then its rejections."""
+    def _store(self, cursor: Any, job: _Job, contacts: ContactWriter, done: Rendered) -> None:
+        """A chunk's rendered rows written, then its rejections."""
         assert job.campaign is not None
-        done = rendered()
         if done.phones:
-            ids = write_contacts(cursor, batch, done, known, job.now)
-            self._copy_queue(cursor, job, done, ids)
+            self._copy_queue(cursor, job, done, contacts.write(done))
         if done.rejections:
             table = ImportRejection._meta.db_table
             with cursor.cursor.copy(f"COPY {table} ({REJECTION_COLUMNS}) FROM STDIN") as copy:
@@ -319,53 +310,38 @@ class _PostgresImport:
     def _deliverable(
         self, cursor: Any, rows: list[tuple[int, str, str, dict[str, str]]], result: ImportResult
     ) -> list[tuple[int, str, str, dict[str, str]]]:
-        """The rows whose numbers may be queued (see `_look_up`)."""
-        dropped, _ = self._look_up(cursor, [row[1] for row in rows], result, contacts=False)
+        """The rows whose numbers may be queued (see `_blocked_positions`)."""
+        dropped = self._blocked_positions(cursor, [row[1] for row in rows], result)
         if not dropped:
             return rows
         left_out = set(dropped)
         return [row for i, row in enumerate(rows) if i not in left_out]
 
     @staticmethod
-    def _look_up(
-        cursor: Any, phones: list[str], result: ImportResult, *, contacts: bool
-    ) -> tuple[list[int], dict[str, int]]:
-        """The positions in `phones` of numbers that may not be queued, and (`contacts`) the
-        contact id of each other number that has a contact. Suppressed (the opt-out policy's
-        rule) and not-on-WhatsApp numbers (the import policy's) are counted, in that order,
-        as `_apply_loaded` does for rows already in the database."""
+    def _blocked_positions(cursor: Any, phones: list[str], result: ImportResult) -> list[int]:
+        """The positions in `phones` of numbers that may not be queued; suppressed (the
+        opt-out policy's rule) and not-on-WhatsApp numbers (the import policy's) are counted,
+        in that order, as `_apply_loaded` does for rows already in the database."""
         if not phones:
-            return [], {}
+            return []
         suppressed, s_params = suppressed_sql("p.phone")
         not_on_whatsapp, u_params = undeliverable_sql("p.phone")
-        contact = (
-            f"(SELECT c.id FROM {Contact._meta.db_table} c WHERE c.phone = p.phone)"  # noqa: S608
-            if contacts
-            else "NULL::bigint"
-        )
         # OFFSET 0 keeps the subquery whole, so each predicate runs once per number. The
         # numbers (E.164, no commas) go as one text, not a text[]: psycopg quotes an array
         # element by element in Python.
         cursor.execute(
-            "SELECT phone, s, u, c FROM (SELECT p.phone, "  # noqa: S608
-            f"{suppressed} AS s, {not_on_whatsapp} AS u, {contact} AS c FROM "
-            "unnest(string_to_array(%s, ',')) AS p(phone) OFFSET 0) x "
-            "WHERE s OR u OR c IS NOT NULL",
+            "SELECT phone, s FROM (SELECT p.phone, "  # noqa: S608
+            f"{suppressed} AS s, {not_on_whatsapp} AS u FROM "
+            "unnest(string_to_array(%s, ',')) AS p(phone) OFFSET 0) x WHERE s OR u",
             [*s_params, *u_params, ",".join(phones)],
         )
-        blocked: dict[str, bool] = {}
-        known: dict[str, int] = {}
-        for phone, is_suppressed, is_undeliverable, contact_id in cursor.fetchall():
-            if is_suppressed or is_undeliverable:
-                blocked[phone] = is_suppressed
-            else:
-                known[phone] = contact_id
+        blocked = dict(cursor.fetchall())
         if not blocked:
-            return [], known
+            return []
         suppressed_count = sum(1 for s in blocked.values() if s)
         result.suppressed += suppressed_count
         result.undeliverable += len(blocked) - suppressed_count
-        return [i for i, phone in enumerate(phones) if phone in blocked], known
+        return [i for i, phone in enumerate(phones) if phone in blocked]
 
     @staticmethod
     def _preview_rows(
