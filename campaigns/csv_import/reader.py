@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -113,6 +114,18 @@ class CsvFile:
         self.layout = self._open(self._stream)
         self.data_rows = count
 
+    def estimated_rows(self) -> int | None:
+        """About how many lines the file has, from its size and its first 64 KB (exact for a
+        file that short), without reading it; None when the size is not known."""
+        try:
+            size = os.fstat(self._stream.fileno()).st_size
+        except (AttributeError, OSError, ValueError):
+            return None
+        lines, length = self._head_lines
+        if length >= size or not lines:
+            return lines
+        return int(size * lines / length)
+
     def close(self) -> None:
         if self._owned is not None:
             self._owned.close()
@@ -128,6 +141,7 @@ class CsvFile:
         head = stream.read(_SNIFF_BYTES)
         if isinstance(head, str):  # a text stream was handed in; encode back, it is cheap
             head = head.encode()
+        self._head_lines = (head.count(b"\n"), len(head))
         _check_head(head)
         text = io.TextIOWrapper(
             io.BufferedReader(_Prefixed(head, stream), buffer_size=_SNIFF_BYTES),

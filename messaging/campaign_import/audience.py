@@ -58,6 +58,11 @@ class Audience:
         """The path of a file big enough for a parse process of its own, or None."""
         return None
 
+    def whole_file_check(self) -> Callable[[], None]:
+        """The check of every row that `__enter__` left for the parse process's import to run
+        beside it (see CsvAudience), or nothing to do."""
+        return lambda: None
+
 
 class CsvAudience(Audience):
     """An uploaded or stored CSV file, streamed."""
@@ -68,13 +73,18 @@ class CsvAudience(Audience):
         self._source = csv_file
         self._file: CsvFile | None = None
         self._pool: PhonePool | None = None
+        self._path: str | None = None  # for a parse process
 
     def __enter__(self) -> CsvAudience:
         self._file = CsvFile(self._source)
         try:
             # A broken row near the end is found now, before any database work on the rows
-            # above it (docs/benchmarks.md measures the extra read).
-            self._file.check_whole_file()
+            # above it (docs/benchmarks.md measures the extra read); for a file a parse
+            # process will import, while the import begins (`whole_file_check`): the check
+            # takes a core for a second, which the import's first chunks leave idle.
+            self._path = self._parse_process_path(self._file)
+            if self._path is None:
+                self._file.check_whole_file()
         except BaseException:
             self._file.close()
             raise
@@ -88,18 +98,26 @@ class CsvAudience(Audience):
         if self._file is not None:
             self._file.close()
 
-    def parse_process_path(self) -> str | None:
-        assert self._file is not None, "enter the audience first"
+    def _parse_process_path(self, csv_file: CsvFile) -> str | None:
         threshold = settings.IMPORT_PARSE_PROCESS_FROM_ROWS
-        rows = self._file.data_rows
+        rows = csv_file.estimated_rows()
         if threshold <= 0 or rows is None or rows < threshold:
             return None
         return file_path(self._source)
+
+    def parse_process_path(self) -> str | None:
+        return self._path
+
+    def whole_file_check(self) -> Callable[[], None]:
+        assert self._file is not None, "enter the audience first"
+        return self._file.check_whole_file if self._path is not None else super().whole_file_check()
 
     def rows(
         self, *, region: str, needed: dict[str, str], phone_rule: PhoneRule = None
     ) -> Iterator[CsvRow]:
         assert self._file is not None, "enter the audience first"
+        if self._path is not None and self._file.data_rows is None:
+            self._file.check_whole_file()  # left for a parse process that is not used (a preview)
         # Big files: numbers normalised in worker processes, on the other core (starting
         # them costs a fraction of a second, so small files stay in this process).
         processes = settings.IMPORT_PHONE_PROCESSES

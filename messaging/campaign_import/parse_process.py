@@ -15,6 +15,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -74,6 +75,45 @@ class ThreadChunks:
         # The render thread holds the rows now; once rendered only their COPY text stays.
         chunk.kept, chunk.rejected = [], []
         return rendered.result
+
+
+class CheckedChunks:
+    """`source`'s chunks while `check` (CsvFile.check_whole_file: every row read once) runs
+    on a thread: its error is raised between chunks, and the last chunk is given only once
+    the check has passed, so an import that commits has had its whole file checked."""
+
+    def __init__(self, source: ParseProcess | ThreadChunks, check: Callable[[], None]) -> None:
+        self._source = source
+        self._check = check
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="csv-import-check", daemon=True)
+
+    def __enter__(self) -> CheckedChunks:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            self._check()
+        except BaseException as exc:  # raised in the importing thread
+            self._error = exc
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def numbers(self) -> Iterator[Numbers]:
+        for numbers in self._source.numbers():
+            self._raise_if_failed()
+            yield numbers
+        self._thread.join()
+        self._raise_if_failed()
+
+    def render(self, mask: bytes) -> Callable[[], Rendered]:
+        return self._source.render(mask)
 
 
 class ParseProcess:

@@ -32,7 +32,7 @@ from messaging.campaign_import.job import (
     _preview_message,
     count_refusal,
 )
-from messaging.campaign_import.parse_process import ParseProcess, ThreadChunks
+from messaging.campaign_import.parse_process import CheckedChunks, ParseProcess, ThreadChunks
 from messaging.campaign_import.producer import _Producer
 from messaging.campaign_import.rendering_sql import _render_case
 from messaging.models import OutboundMessage, OutboundStatus
@@ -104,10 +104,17 @@ class _PostgresImport:
         return result
 
     def run_in_process(
-        self, job: _Job, path: str, *, region: str, needed: dict[str, str]
+        self,
+        job: _Job,
+        path: str,
+        *,
+        region: str,
+        needed: dict[str, str],
+        check: Callable[[], None],
     ) -> ImportResult:
         """The import of the CSV file at `path` into the job's campaign, the file parsed and
-        rendered by a parse process (parse_process.py) while this thread feeds PostgreSQL."""
+        rendered by a parse process (parse_process.py) while this thread feeds PostgreSQL;
+        `check` (the audience's check of every row) runs on a thread beside it."""
         assert job.campaign is not None
         config = ParseConfig(
             path=path,
@@ -123,8 +130,8 @@ class _PostgresImport:
         result = ImportResult(campaign=job.campaign)
         with connection.cursor() as cursor:
             self._prepare(cursor, batch, writing=True)
-            with ParseProcess(config) as source:
-                seq = self._write_chunks(cursor, job, batch, source, result)
+            with ParseProcess(config) as source, CheckedChunks(source, check) as checked:
+                seq = self._write_chunks(cursor, job, batch, checked, result)
             self._finish(cursor, job, batch, seq, result)
         return result
 

@@ -160,7 +160,9 @@ def _run(job: _Job, audience: Audience, region: str) -> ImportResult:
             return backend.run_selected(job, select, needed)
         path = audience.parse_process_path() if job.campaign is not None else None
         if path is not None:
-            return backend.run_in_process(job, path, region=region, needed=needed)
+            return backend.run_in_process(
+                job, path, region=region, needed=needed, check=audience.whole_file_check()
+            )
     return backend.run(job, audience.rows(region=region, needed=needed, phone_rule=job.phone_rule))
 
 

@@ -141,7 +141,25 @@ def test_a_broken_row_read_by_the_parse_process_is_told_with_its_row(write_csv):
             if pending is not None:
                 read.append(pending())
             pending = rendered
-    assert [len(chunk.phones) for chunk in read] == [4]  # the chunks before the error
+    # The chunks before the error, in file order (the first ones smaller: chunks.chunked).
+    phones = [phone for chunk in read for phone in chunk.phones]
+    assert phones == [e164(i) for i in range(len(phones))] and 0 < len(phones) < 9
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_broken_last_row_of_a_big_file_fails_its_import_and_leaves_nothing(
+    sender, templates, write_csv, settings
+):
+    # The whole-file check runs beside a parse process's import rather than before it.
+    settings.IMPORT_PARSE_PROCESS_FROM_ROWS = 1
+    path = write_csv("phone,name,code\n" + "\n".join(_rows(300)) + "\n+14155550000,too,many,x\n")
+    with pytest.raises(CsvImportError, match="row 302: expected 3 fields, got 4"):
+        create_campaign_from_csv(
+            name="b", csv_file=path, sender=sender, templates=[(templates[0], 1)]
+        )
+    assert not Campaign.objects.exists()
+    assert not Contact.objects.exists()
+    assert not OutboundMessage.objects.exists()
 
 
 def _parse_worker_pid() -> int | None:

@@ -103,7 +103,9 @@ def test_a_missing_phone_column_in_a_very_wide_file_is_a_short_message(write_csv
     assert text.endswith("'col9' and 9,990 more")
 
 
-def test_a_broken_row_at_the_end_is_found_when_the_file_is_opened(write_csv):
+def test_a_broken_row_at_the_end_is_found_when_the_file_is_opened(write_csv, settings):
+    # (A file for a parse process is checked beside its import: test_import_parse_process.)
+    settings.IMPORT_PARSE_PROCESS_FROM_ROWS = 100_000
     rows = "".join(f"+1415555{i:04d},N{i}\n" for i in range(5_000))
     path = write_csv("phone,name\n" + rows + "+14155550000,too,many\n")
     with pytest.raises(CsvImportError, match="row 5002: expected 2 fields, got 3"):
