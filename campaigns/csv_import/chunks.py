@@ -23,7 +23,7 @@ RejectedRow = tuple[int, str, str]
 # The fields of each text below, in the order its lines hold them (COPY's column lists).
 CONTACT_LINE_FIELDS = "phone, name, attributes"
 REJECTION_COLUMNS = "campaign_id, row_number, value, reason"
-QUEUE_LINE_COLUMNS = "template_id, phone, parameters"  # the end of each queue row
+QUEUE_LINE_COLUMNS = "template_id, phone, parameters"  # after the line's prefix
 
 _BACKSLASH = "\\"
 # COPY's text format: backslash, tab, newline and carriage return escaped (NUL cannot be in a
@@ -107,11 +107,13 @@ def render_chunk(
     kept: Sequence[KeptRow],
     seq: int,
     rejected: Sequence[RejectedRow],
+    line_prefix: str = "",
 ) -> Rendered:
     """A chunk's kept rows, which start at queue position `seq`, as COPY text: each row's
     contact (number, name, the other values as attributes), its queue line but for the
     contact id (its template by the interleave `pattern` of template ids, its rendered
-    parameters), and the chunk's `rejected` rows."""
+    parameters) after `line_prefix` (the columns every row of the import shares), and the
+    chunk's `rejected` rows."""
     renderers = {p.template_id: plan_json(p) for p in plans}
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     period = len(pattern)
@@ -131,7 +133,7 @@ def render_chunk(
             f"{dumps(values).replace(_BACKSLASH, _BACKSLASH * 2)}\n"
         )
         phones.append(phone)
-        lines.append(f"{template_id}\t{phone}\t{parameters}\n")
+        lines.append(f"{line_prefix}{template_id}\t{phone}\t{parameters}\n")
     rejections = "".join(
         [
             f"{campaign_id}\t{row_number}\t{value.translate(_COPY_ESCAPES)}\t"

@@ -60,6 +60,7 @@ class ParseConfig:
     pattern: list[int]
     campaign_id: int
     chunk_rows: int
+    line_prefix: str  # each queue line's columns before its template (postgres.py)
 
 
 @dataclass
@@ -77,8 +78,11 @@ class Renderer:
     out (the queue positions run on over the rows kept); the same steps whether the parse
     process or a thread of the import runs them."""
 
-    def __init__(self, plans: list[TemplatePlan], pattern: list[int], campaign_id: int) -> None:
+    def __init__(
+        self, plans: list[TemplatePlan], pattern: list[int], campaign_id: int, line_prefix: str
+    ) -> None:
         self._plans, self._pattern, self._campaign_id = plans, pattern, campaign_id
+        self._line_prefix = line_prefix
         self._seq = 0  # the queue position of the next kept row
 
     @staticmethod
@@ -88,7 +92,13 @@ class Renderer:
     def render(self, kept: list[KeptRow], rejected: list[RejectedRow], mask: bytes) -> Rendered:
         rows = without_dropped(kept, mask)
         rendered = render_chunk(
-            self._plans, self._pattern, self._campaign_id, rows, self._seq, rejected
+            self._plans,
+            self._pattern,
+            self._campaign_id,
+            rows,
+            self._seq,
+            rejected,
+            self._line_prefix,
         )
         self._seq += len(rows)
         return rendered
@@ -137,7 +147,7 @@ def serve(source: BinaryIO, sink: BinaryIO) -> None:
     config = read_message(source)
     if not isinstance(config, ParseConfig):
         return
-    renderer = Renderer(config.plans, config.pattern, config.campaign_id)
+    renderer = Renderer(config.plans, config.pattern, config.campaign_id, config.line_prefix)
     sender = _Sender(sink)
 
     def render_next(chunk: Chunk) -> None:

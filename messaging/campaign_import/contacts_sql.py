@@ -12,7 +12,8 @@ ids come out the same (tests/campaigns/test_import_contacts.py).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.db import IntegrityError, connection, transaction
 
@@ -23,6 +24,7 @@ from campaigns.models import Contact
 # and in the contact table after the constants each new contact's line gets in front.
 BATCH_CONTACT_COLUMNS = "phone, name, vals"
 _NEW_CONTACT_COLUMNS = "id, wa_id, created_at, phone, name, attributes"
+_T = TypeVar("_T")
 
 
 class ContactWriter:
@@ -33,24 +35,29 @@ class ContactWriter:
         self._copying = True  # until a chunk holds a number that has a contact
         self._sequence: str | None = None
 
-    def write(self, rendered: Rendered) -> dict[str, int]:
-        """The contacts of a chunk's kept rows written; returns each number's contact id."""
+    def write(self, rendered: Rendered, then: Callable[[list[str]], _T]) -> _T:
+        """The contacts of a chunk's kept rows written; returns `then` of their contact ids
+        (as text, in the rows' order), which runs (when it can) while PostgreSQL takes the
+        contacts in: the caller's next COPY text is built meanwhile instead of after."""
         if self._copying:
             try:
                 with transaction.atomic(), connection.wrap_database_errors:
-                    return self._copy_new(rendered)
+                    return self._copy_new(rendered, then)
             except IntegrityError:
                 self._copying = False  # numbers known here: the rest of the file is upserted
         cursor, batch = self._cursor, self._batch
         cursor.execute(f"TRUNCATE {batch}")
         with cursor.cursor.copy(f"COPY {batch} ({BATCH_CONTACT_COLUMNS}) FROM STDIN") as copy:
             copy.write("".join(rendered.contacts).encode())
-        return upsert_contacts(cursor, batch, len(rendered.phones), self._now)
+        found = upsert_contacts(cursor, batch, len(rendered.phones), self._now)
+        return then([str(found[phone]) for phone in rendered.phones])
 
-    def _copy_new(self, rendered: Rendered) -> dict[str, int]:
+    def _copy_new(self, rendered: Rendered, then: Callable[[list[str]], _T]) -> _T:
         """The chunk's rows COPYed in as new contacts, sorted by phone (so the phone index
         takes them in one sweep, and two imports sharing numbers wait for each other in the
-        same order), their ids drawn in that order (so the primary key appends)."""
+        same order), their ids drawn in the rows' order: the queue's (campaign, contact)
+        entries then append, which saves more than the primary key's entries (within the
+        chunk's range) lose (docs/benchmarks.md)."""
         cursor = self._cursor
         table = Contact._meta.db_table
         if self._sequence is None:
@@ -64,13 +71,13 @@ class ContactWriter:
             "SELECT string_agg(nextval(%s::regclass)::text, ',') FROM generate_series(1, %s)",
             [self._sequence, len(order)],
         )
-        drawn = [int(i) for i in cursor.fetchone()[0].split(",")]
+        drawn: list[str] = cursor.fetchone()[0].split(",")
         created = self._now.isoformat()
-        pairs = list(zip(drawn, order, strict=True))
-        text = "".join([f"{contact_id}\t\t{created}\t{lines[i]}" for contact_id, i in pairs])
+        text = "".join([f"{drawn[i]}\t\t{created}\t{lines[i]}" for i in order])
         with cursor.cursor.copy(f"COPY {table} ({_NEW_CONTACT_COLUMNS}) FROM STDIN") as copy:
             copy.write(text.encode())
-        return {phones[i]: contact_id for contact_id, i in pairs}
+            # Before the COPY's end is waited for: the server is busy with the rows.
+            return then(drawn)
 
 
 def upsert_contacts(cursor: Any, batch: str, rows: int, now: Any) -> dict[str, int]:

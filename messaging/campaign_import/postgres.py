@@ -125,6 +125,7 @@ class _PostgresImport:
             pattern=job.pattern,
             campaign_id=job.campaign.pk,
             chunk_rows=producer.CHUNK_ROWS,
+            line_prefix=self._queue_line_prefix(job),
         )
         batch = f"wac_import_batch_{uuid.uuid4().hex[:12]}"
         result = ImportResult(campaign=job.campaign)
@@ -135,10 +136,10 @@ class _PostgresImport:
             self._finish(cursor, job, batch, seq, result)
         return result
 
-    @staticmethod
-    def _renderer(job: _Job) -> Renderer:
+    @classmethod
+    def _renderer(cls, job: _Job) -> Renderer:
         assert job.campaign is not None
-        return Renderer(job.plans, job.pattern, job.campaign.pk)
+        return Renderer(job.plans, job.pattern, job.campaign.pk, cls._queue_line_prefix(job))
 
     def _write_chunks(
         self, cursor: Any, job: _Job, batch: str, source: _ChunkSource, result: ImportResult
@@ -178,7 +179,12 @@ class _PostgresImport:
         """A chunk's rendered rows written, then its rejections."""
         assert job.campaign is not None
         if done.phones:
-            self._copy_queue(cursor, job, done, contacts.write(done))
+            # Each queue line is its contact's id and the rendered line (_copy_queue's
+            # columns), built while PostgreSQL takes the contacts in.
+            text = contacts.write(
+                done, lambda ids: "".join(map(str.__add__, ids, done.lines)).encode()
+            )
+            self._copy_queue(cursor, text)
         if done.rejections:
             table = ImportRejection._meta.db_table
             with cursor.cursor.copy(f"COPY {table} ({REJECTION_COLUMNS}) FROM STDIN") as copy:
@@ -402,20 +408,19 @@ class _PostgresImport:
         return seq + kept
 
     @staticmethod
-    def _copy_queue(cursor: Any, job: _Job, rendered: Rendered, ids: dict[str, int]) -> None:
-        """A chunk's queue rows COPYed straight into the queue, in send order (ids follow)."""
+    def _queue_line_prefix(job: _Job) -> str:
+        """The columns of `_copy_queue` between the contact id and the template, the same for
+        every row of the import."""
         campaign = job.campaign
         assert campaign is not None
-        constant = (
+        return (
             f"\t{campaign.pk}\t{job.sender.pk}\t{job.priority}\t{OutboundStatus.QUEUED.value}"
             f"\t0\t{job.now.isoformat()}\t\t\t\t"
         )
-        text = "".join(
-            [
-                f"{ids[phone]}{constant}{line}"
-                for phone, line in zip(rendered.phones, rendered.lines, strict=True)
-            ]
-        ).encode()
+
+    @staticmethod
+    def _copy_queue(cursor: Any, text: bytes) -> None:
+        """A chunk's queue rows COPYed straight into the queue (ids follow the send order)."""
         # Django's error wrapper, so a refused row raises django.db.DatabaseError as an
         # INSERT through the cursor does.
         with (

@@ -31,7 +31,10 @@ def _write(*chunks):
     with connection.cursor() as cursor:
         _PostgresImport._prepare(cursor, BATCH, writing=True)
         writer = ContactWriter(cursor, BATCH, timezone.now())
-        ids = [writer.write(_rendered(rows)) for rows in chunks]
+        ids = []
+        for rows in chunks:
+            rendered = _rendered(rows)
+            ids.append(dict(zip(rendered.phones, map(int, writer.write(rendered, list)))))
         cursor.execute(f"DROP TABLE {BATCH}")
     return ids
 

@@ -132,6 +132,7 @@ def test_a_broken_row_read_by_the_parse_process_is_told_with_its_row(write_csv):
         pattern=[1],
         campaign_id=1,
         chunk_rows=4,
+        line_prefix="",
     )
     read = []
     with ParseProcess(config) as source, pytest.raises(CsvImportError, match="row 11: expected"):
