@@ -7,12 +7,11 @@ both ways give the same rows in the same order.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from campaigns.csv_import.reader import NAME_HEADER
-from campaigns.csv_import.rendering import TemplatePlan, plan_json
+from campaigns.csv_import.rendering import TemplatePlan, json_string, plan_json
 from campaigns.csv_import.rows import CsvRow
 
 # (row number, E.164, name, values) of a row whose number is kept.
@@ -100,6 +99,12 @@ class Rendered:
         self.phones, self.contacts, self.lines, self.rejections = [], [], [], b""
 
 
+def _json_object(values: dict[str, str]) -> str:
+    """json.dumps(values, ensure_ascii=False, separators=(",", ":")) of a dict of strings,
+    without the encoder's set-up for every row."""
+    return "{" + ",".join([json_string(k) + ":" + json_string(v) for k, v in values.items()]) + "}"
+
+
 def render_chunk(
     plans: Sequence[TemplatePlan],
     pattern: Sequence[int],
@@ -115,7 +120,6 @@ def render_chunk(
     parameters) after `line_prefix` (the columns every row of the import shares), and the
     chunk's `rejected` rows."""
     renderers = {p.template_id: plan_json(p) for p in plans}
-    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     period = len(pattern)
     contacts: list[str] = []
     phones: list[str] = []
@@ -130,7 +134,7 @@ def render_chunk(
         values.pop(NAME_HEADER, None)
         contacts.append(
             f"{phone}\t{name.translate(_COPY_ESCAPES)}\t"
-            f"{dumps(values).replace(_BACKSLASH, _BACKSLASH * 2)}\n"
+            f"{_json_object(values).replace(_BACKSLASH, _BACKSLASH * 2)}\n"
         )
         phones.append(phone)
         lines.append(f"{line_prefix}{template_id}\t{phone}\t{parameters}\n")

@@ -4,6 +4,8 @@ rest of the file; the contacts and ids come out the same either way."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.db import connection
 from django.utils import timezone
@@ -72,3 +74,14 @@ def test_the_upsert_keeps_a_blank_name_and_merges_attributes():
     assert (known.name, known.attributes) == ("Old", {"a": "1", "b": "2"})
     assert ids[e164(3)] == known.pk
     assert Contact.objects.get(pk=ids[e164(4)]).name == "New"
+
+
+def test_a_contact_line_holds_the_attributes_as_json_dumps_writes_them():
+    values = {"name": "N", "code": 'A "q" \\ é ✓ \u2028', "city": "x\x7f/"}
+    [line] = _rendered([(e164(1), "N", dict(values))]).contacts
+    phone, name, attributes = line.removesuffix("\n").split("\t")
+    expected = json.dumps(
+        {"code": values["code"], "city": values["city"]}, ensure_ascii=False, separators=(",", ":")
+    )
+    assert (phone, name) == (e164(1), "N")
+    assert attributes.replace("\\\\", "\\") == expected  # COPY's text format doubles them
