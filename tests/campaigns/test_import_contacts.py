@@ -5,17 +5,22 @@ rest of the file; the contacts and ids come out the same either way."""
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from campaigns.csv_import.chunks import render_chunk
 from campaigns.csv_import.rendering import TemplatePlan
 from campaigns.models import Contact
+from messaging.campaign_import import create_campaign_from_csv
 from messaging.campaign_import.contacts_sql import ContactWriter
 from messaging.campaign_import.postgres import _PostgresImport
+from messaging.models import OutboundMessage
 from tests import factories
+from tests.concurrency import in_thread, waiting_for_locks
+from tests.engine.conftest import _wait_until
 from tests.factories import e164
 
 pytestmark = pytest.mark.django_db
@@ -85,3 +90,48 @@ def test_a_contact_line_holds_the_attributes_as_json_dumps_writes_them():
     )
     assert (phone, name) == (e164(1), "N")
     assert attributes.replace("\\\\", "\\") == expected  # COPY's text format doubles them
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_imports_sharing_numbers_at_once_give_one_contact_per_number(
+    sender, templates, write_csv, settings
+):
+    """Import a writes its contacts and has not committed; import b, with half of a's
+    numbers, waits on them in its contact COPY, which fails once a commits: b's chunk goes
+    through the upsert. Both campaigns get every row, each number one contact."""
+    settings.IMPORT_PARSE_PROCESS_FROM_ROWS = 1
+    first = write_csv("phone,name,code\n" + "".join(f"{e164(i)},A{i},a\n" for i in range(40)))
+    second = write_csv("phone,name,code\n" + "".join(f"{e164(i)},B{i},b\n" for i in range(20, 60)))
+    written, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def import_a() -> None:
+        with transaction.atomic():
+            create_campaign_from_csv(
+                name="a", csv_file=first, sender=sender, templates=[(templates[0], 1)]
+            )
+            written.set()
+            release.wait(30)
+
+    a = in_thread(import_a, errors)
+    assert written.wait(30)
+    b = in_thread(
+        lambda: create_campaign_from_csv(
+            name="b", csv_file=second, sender=sender, templates=[(templates[0], 1)]
+        ),
+        errors,
+    )
+    try:
+        _wait_until(waiting_for_locks, timeout=30)
+    finally:
+        release.set()
+        a.join(30)
+        b.join(60)
+    assert errors == []
+    assert Contact.objects.count() == 60
+    for name, numbers in (("a", range(40)), ("b", range(20, 60))):
+        rows = OutboundMessage.objects.filter(campaign__name=name)
+        assert sorted(rows.values_list("phone", flat=True)) == [e164(i) for i in numbers]
+        assert all(m.contact.phone == m.phone for m in rows.select_related("contact"))
+    shared = Contact.objects.get(phone=e164(30))
+    assert (shared.name, shared.attributes) == ("B30", {"code": "b"})  # b's upsert, after a

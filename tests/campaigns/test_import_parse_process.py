@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from campaigns.csv_import import CsvImportError
@@ -21,6 +21,7 @@ from messaging.campaign_import import create_campaign_from_csv, producer
 from messaging.campaign_import.parse_process import ParseProcess, ParseProcessError
 from messaging.models import OutboundMessage
 from tests import factories
+from tests.concurrency import waiting_for_locks
 from tests.engine.conftest import _wait_until
 from tests.factories import e164
 
@@ -177,15 +178,6 @@ def _parse_worker_pid() -> int | None:
     return None
 
 
-def _waiting_for_a_lock() -> bool:
-    with connections["default"].cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        return bool(cursor.fetchone()[0])
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_parse_process_killed_mid_import_leaves_nothing_behind(
     sender, templates, write_csv, settings, monkeypatch
@@ -224,7 +216,7 @@ def test_a_parse_process_killed_mid_import_leaves_nothing_behind(
     importer = threading.Thread(target=run_import)
     importer.start()
     try:
-        _wait_until(lambda: _parse_worker_pid() is not None and _waiting_for_a_lock(), timeout=30)
+        _wait_until(lambda: _parse_worker_pid() is not None and waiting_for_locks(), timeout=30)
         os.kill(_parse_worker_pid() or 0, signal.SIGKILL)
     finally:
         release.set()

@@ -27,6 +27,7 @@ from messaging.models import OutboundMessage
 from messaging.models import OutboundStatus as S
 from messaging.policy import gate
 from messaging.transient import Backoff, retry_transient
+from tests.concurrency import in_thread, waiting_for_locks
 from tests.engine.conftest import _wait_until, make_campaign
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -55,29 +56,6 @@ def _reported(event_type: str) -> Counter[int]:
 
 def _once_each(rows) -> dict[int, int]:
     return dict.fromkeys(rows.values_list("pk", flat=True), 1)
-
-
-def _waiting_for_locks() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        return int(cursor.fetchone()[0])
-
-
-def _in_thread(target: Callable[[], object], errors: list[BaseException]) -> threading.Thread:
-    def run() -> None:
-        try:
-            target()
-        except BaseException as exc:  # surfaced by the test
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread
 
 
 def _hold_campaign_row(campaign_id: int, locked: threading.Event, release: threading.Event):
@@ -121,13 +99,13 @@ def test_two_expiries_with_rows_given_back_between_them_report_the_campaign_once
     # The campaign row held elsewhere for a moment: a's expiry waits there with its rows
     # expired but not committed.
     locked, release = threading.Event(), threading.Event()
-    holder = _in_thread(_hold_campaign_row(campaign.pk, locked, release), errors)
+    holder = in_thread(_hold_campaign_row(campaign.pk, locked, release), errors)
     assert locked.wait(10)
-    a = _in_thread(lambda: gate.expire_campaign(campaign.pk), errors)
-    _wait_until(lambda: _waiting_for_locks() == 1, timeout=10)
+    a = in_thread(lambda: gate.expire_campaign(campaign.pk), errors)
+    _wait_until(lambda: waiting_for_locks() == 1, timeout=10)
     assert queue.release(held) == 2  # back to queued, as a worker that drops the campaign does
-    b = _in_thread(lambda: gate.expire_campaign(campaign.pk), errors)
-    _wait_until(lambda: _waiting_for_locks() == 2, timeout=10)  # b waits behind a's rows
+    b = in_thread(lambda: gate.expire_campaign(campaign.pk), errors)
+    _wait_until(lambda: waiting_for_locks() == 2, timeout=10)  # b waits behind a's rows
     release.set()
     for thread in (holder, a, b):
         thread.join(timeout=30)
@@ -201,8 +179,8 @@ def test_workers_and_maintenance_expiring_one_campaign_at_once_report_it_once(
         for _ in range(10):
             retry_transient(gate.expire_due_campaigns, backoff=backoff)
 
-    threads = [_in_thread(lambda n=name: worker(n), errors) for name in in_hand]
-    threads.append(_in_thread(maintenance, errors))
+    threads = [in_thread(lambda n=name: worker(n), errors) for name in in_hand]
+    threads.append(in_thread(maintenance, errors))
     for thread in threads:
         thread.join(timeout=60)
     assert errors == []
