@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from campaigns.csv_import import CsvImportError, CsvRow
 from campaigns.csv_import.chunks import Chunk, Rendered
@@ -30,6 +30,15 @@ from messaging.campaign_import.producer import _Producer
 _ROOT = Path(__file__).resolve().parents[2]  # the directory that holds `campaigns/`
 # A parse process that does not stop when its stdin closes is killed after this long.
 _STOP_SECONDS = 10
+
+
+class ChunkSource(Protocol):
+    """A file's chunks: each one's numbers, then, given the mask of the rows to leave out,
+    a function that returns its rendered rows (called once the previous chunk is written)."""
+
+    def numbers(self) -> Iterator[Numbers]: ...
+
+    def render(self, mask: bytes) -> Callable[[], Rendered]: ...
 
 
 class ParseProcessError(RuntimeError):
@@ -82,7 +91,7 @@ class CheckedChunks:
     on a thread: its error is raised between chunks, and the last chunk is given only once
     the check has passed, so an import that commits has had its whole file checked."""
 
-    def __init__(self, source: ParseProcess | ThreadChunks, check: Callable[[], None]) -> None:
+    def __init__(self, source: ChunkSource, check: Callable[[], None]) -> None:
         self._source = source
         self._check = check
         self._error: BaseException | None = None

@@ -8,7 +8,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any
 
 from django.db import connection
 
@@ -32,21 +32,17 @@ from messaging.campaign_import.job import (
     _preview_message,
     count_refusal,
 )
-from messaging.campaign_import.parse_process import CheckedChunks, ParseProcess, ThreadChunks
+from messaging.campaign_import.parse_process import (
+    CheckedChunks,
+    ChunkSource,
+    ParseProcess,
+    ThreadChunks,
+)
 from messaging.campaign_import.producer import _Producer
 from messaging.campaign_import.rendering_sql import _render_case
 from messaging.models import OutboundMessage, OutboundStatus
 from messaging.policy.imports import undeliverable_sql
 from messaging.policy.optout import suppressed_sql
-
-
-class _ChunkSource(Protocol):
-    """A file's chunks (parse_process.py): each one's numbers, then its rendered rows."""
-
-    def numbers(self) -> Iterator[Numbers]: ...
-
-    def render(self, mask: bytes) -> Callable[[], Rendered]: ...
-
 
 # The GIL hand-over interval while a file's chunks are written (CPython's default is 5 ms).
 # The thread that feeds PostgreSQL gives the GIL up at every wait for the server and needs
@@ -142,7 +138,7 @@ class _PostgresImport:
         return Renderer(job.plans, job.pattern, job.campaign.pk, cls._queue_line_prefix(job))
 
     def _write_chunks(
-        self, cursor: Any, job: _Job, batch: str, source: _ChunkSource, result: ImportResult
+        self, cursor: Any, job: _Job, batch: str, source: ChunkSource, result: ImportResult
     ) -> int:
         """A file's chunks written to the campaign, chunk n's statements overlapping chunk
         n+1's rendering (in the parse process, or a thread that psycopg lets run while it
