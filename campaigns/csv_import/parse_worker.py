@@ -47,23 +47,6 @@ from campaigns.e164_worker import read_message, write_body
 
 
 @dataclass
-class ParseConfig:
-    """What the parse process needs to know of an import (picklable, no Django objects)."""
-
-    path: str
-    region: str
-    needed: dict[str, str]
-    # The send policy's refusal of a valid number: a module-level function the process can
-    # import without Django (messaging.policy.numbers), or None.
-    phone_rule: Callable[[str], str] | None
-    plans: list[TemplatePlan]
-    pattern: list[int]
-    campaign_id: int
-    chunk_rows: int
-    line_prefix: str  # each queue line's columns before its template (postgres.py)
-
-
-@dataclass
 class Numbers:
     """A chunk as the parent first sees it: the kept rows' numbers in file order, what it
     refused and how many rows repeated a number."""
@@ -102,6 +85,20 @@ class Renderer:
         )
         self._seq += len(rows)
         return rendered
+
+
+@dataclass
+class ParseConfig:
+    """What the parse process needs to know of an import (picklable, no Django objects)."""
+
+    path: str
+    region: str
+    needed: dict[str, str]
+    # The send policy's refusal of a valid number: a module-level function the process can
+    # import without Django (messaging.policy.numbers), or None.
+    phone_rule: Callable[[str], str] | None
+    chunk_rows: int
+    renderer: Renderer  # how the chunks become COPY text (the same object a thread would use)
 
 
 def _chunks(config: ParseConfig, csv_file: CsvFile) -> Iterator[Chunk]:
@@ -147,7 +144,7 @@ def serve(source: BinaryIO, sink: BinaryIO) -> None:
     config = read_message(source)
     if not isinstance(config, ParseConfig):
         return
-    renderer = Renderer(config.plans, config.pattern, config.campaign_id, config.line_prefix)
+    renderer = config.renderer
     sender = _Sender(sink)
 
     def render_next(chunk: Chunk) -> None:

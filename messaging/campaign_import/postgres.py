@@ -1,4 +1,5 @@
-"""The PostgreSQL import: chunks COPYed into a temporary table, then set-based SQL."""
+"""The PostgreSQL import: a CSV's chunks COPYed straight into the contact and queue tables
+(parsed and rendered by a parse process or threads); a selection moved in set-based SQL."""
 
 from __future__ import annotations
 
@@ -73,18 +74,22 @@ def _quick_gil_handover() -> Iterator[None]:
                 sys.setswitchinterval(_switch_saved)
 
 
-class _PostgresImport:
-    """Chunks of rows COPYed into a temporary table, each followed by set-based statements.
+def _batch_table() -> str:
+    """A name for an import's temporary table of its own."""
+    return f"wac_import_batch_{uuid.uuid4().hex[:12]}"
 
-    A thread parses the file (phonenumbers is most of the Python time) and drops repeated
-    numbers while this thread feeds PostgreSQL, so both cores work at once. Chunks go in file
-    order and queue positions continue where the last chunk stopped, so the result is the
-    same as one pass over the whole file.
+
+class _PostgresImport:
+    """A CSV's rows in chunks: the parse process (a big file) or threads of this process
+    parse, check and render them while this thread feeds PostgreSQL, so both cores work at
+    once. Chunks go in file order and queue positions continue where the last chunk stopped,
+    so the result is the same as one pass over the whole file. A selection of contacts goes
+    through a temporary table and set-based statements (`run_selected`).
     """
 
     def run(self, job: _Job, rows: Iterator[CsvRow]) -> ImportResult:
         """The import of `rows`, parsed on a thread of this process."""
-        batch = f"wac_import_batch_{uuid.uuid4().hex[:12]}"
+        batch = _batch_table()
         result = ImportResult(campaign=job.campaign)
         seq = 0
         with connection.cursor() as cursor:
@@ -117,13 +122,10 @@ class _PostgresImport:
             region=region,
             needed=needed,
             phone_rule=job.phone_rule,
-            plans=job.plans,
-            pattern=job.pattern,
-            campaign_id=job.campaign.pk,
             chunk_rows=producer.CHUNK_ROWS,
-            line_prefix=self._queue_line_prefix(job),
+            renderer=self._renderer(job),
         )
-        batch = f"wac_import_batch_{uuid.uuid4().hex[:12]}"
+        batch = _batch_table()
         result = ImportResult(campaign=job.campaign)
         with connection.cursor() as cursor:
             self._prepare(cursor, batch, writing=True)
@@ -194,7 +196,7 @@ class _PostgresImport:
         """The same import from contacts a SELECT gives (phone, name, attributes, ordering
         key), set-based: the rows go from table to table without leaving PostgreSQL. Each
         contact appears once in such a selection, so there are no duplicates to drop."""
-        batch = f"wac_import_batch_{uuid.uuid4().hex[:12]}"
+        batch = _batch_table()
         result = ImportResult(campaign=job.campaign)
         sql, params = select
         with connection.cursor() as cursor:

@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from campaigns.csv_import import CsvImportError
-from campaigns.csv_import.parse_worker import ParseConfig
+from campaigns.csv_import.parse_worker import ParseConfig, Renderer
 from campaigns.csv_import.rendering import TemplatePlan
 from campaigns.models import Campaign, Contact, ImportRejection
 from messaging.campaign_import import create_campaign_from_csv, producer
@@ -129,11 +129,8 @@ def test_a_broken_row_read_by_the_parse_process_is_told_with_its_row(write_csv):
         region="US",
         needed={},
         phone_rule=None,
-        plans=[TemplatePlan(template_id=1, label="t")],
-        pattern=[1],
-        campaign_id=1,
         chunk_rows=4,
-        line_prefix="",
+        renderer=Renderer([TemplatePlan(template_id=1, label="t")], [1], 1, ""),
     )
     read = []
     with ParseProcess(config) as source, pytest.raises(CsvImportError, match="row 11: expected"):
