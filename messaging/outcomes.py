@@ -25,10 +25,12 @@ def record_answers(
     *,
     sender_id: int,
     valid_until: Mapping[int, datetime | None],
+    now: datetime | None = None,
 ) -> tuple[list[tuple[int, int, int]], Effects]:
     """The flusher's step: judge a batch of send answers and write them in one statement.
     Returns the rows moved and the effects to apply (policy.apply_effects), kept apart so a
-    lost connection between the two retries only what is left."""
+    lost connection between the two retries only what is left. `now` is the sender's clock:
+    retries are due by the clock its claims read."""
     effects = Effects()
     outcomes = [
         decide(
@@ -37,6 +39,7 @@ def record_answers(
             sender_id=sender_id,
             valid_until=deadline(valid_until.get(message.campaign_id), message.valid_until),
             effects=effects,
+            now=now,
         )
         for message, outcome in answers
     ]

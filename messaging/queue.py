@@ -162,14 +162,14 @@ def _claim_orm(
     ]
 
 
-def bring_forward_retries(*, campaign_id: int) -> int:
-    """Make a campaign's waiting transient-error retries due now; returns how many.
+def bring_forward_retries(*, campaign_id: int, now: datetime | None = None) -> int:
+    """Make a campaign's waiting transient-error retries due `now`; returns how many.
 
     For the tail of a campaign: once nothing else is due and the API answers normally, its
     last rows should not sit out backoffs while the number has capacity to spare. The attempt
     cap still holds (each retry is an attempt).
     """
-    now = timezone.now()
+    now = now or timezone.now()
     return OutboundMessage.objects.filter(
         campaign_id=campaign_id,
         status=S.RETRY,
@@ -179,12 +179,11 @@ def bring_forward_retries(*, campaign_id: int) -> int:
 
 
 def release(messages: list[ClaimedMessage]) -> int:
-    """Give claimed-but-unsent rows back (pause, cancel, shutdown); the attempt never happened."""
+    """Give claimed-but-unsent rows back (pause, cancel, shutdown); the attempt never happened.
+    Each keeps its place in the queue: its next_attempt_at, which the claim did not change."""
     if not messages:
         return 0
     outcomes = [RowOutcome(m.id, m.previous_status, m.attempts - 1) for m in messages]
-    for outcome in outcomes:
-        outcome.next_attempt_at = timezone.now()
     moved = 0
     with transaction.atomic():
         moved = len(record_outcomes(outcomes, from_statuses=(S.SENDING,)))

@@ -543,7 +543,7 @@ class NumberSender:
                     # Less is due than we could send: the campaign's tail. Its transient
                     # retries need not sit out their backoffs; claim them now.
                     self.at_tail = True
-                    if queue.bring_forward_retries(campaign_id=c):
+                    if queue.bring_forward_retries(campaign_id=c, now=now):
                         self.next_retry_claim, self.claim_again = 0.0, True
             claimed = [m for group in _interleave(batches) for m in group]
             self._load_templates(claimed)
@@ -735,7 +735,9 @@ class NumberSender:
 
     def _record(self, batch: list[tuple[ClaimedMessage, SendOutcome]]) -> Effects:
         valid_until = {c.id: c.valid_until for c in self.active.values()}
-        moved, effects = record_answers(batch, sender_id=self.number.pk, valid_until=valid_until)
+        moved, effects = record_answers(
+            batch, sender_id=self.number.pk, valid_until=valid_until, now=self.clock()
+        )
         self.stats.accepted += sum(1 for _id, _c, status in moved if status == 10)
         self._effects_due = effects
         return effects

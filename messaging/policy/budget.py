@@ -4,11 +4,11 @@ customer-service window, per portfolio, over a moving 24 h (docs/policy.md, "Bud
 Every worker on every machine shares one ledger per portfolio in Redis: a sorted set of
 numbers scored by when they were last messaged. Admitting a batch is one Lua call, so two
 workers can never both take the last slot. PostgreSQL stays the source of truth: a ledger that
-is missing (Redis restarted or flushed) is rebuilt from the queue rows of the last 24 h before
-anything is admitted. While Redis cannot be reached the ledger is read from PostgreSQL itself
-(`PostgresLedgers`, one worker at a time per ledger), and the Redis copy, which missed those
-admissions, is rebuilt once Redis answers again. Without Redis (the single-process demo) the
-ledger lives in memory.
+is missing (Redis restarted or flushed) is built from the queue rows of the last 24 h before
+anything is admitted, and a build only ever adds to what the ledger holds. While Redis cannot
+be reached the ledger is read from PostgreSQL itself (`PostgresLedgers`, one worker at a time
+per ledger), and the Redis copy, which missed those admissions, gets them added once Redis
+answers again. Without Redis (the single-process demo) the ledger lives in memory.
 """
 
 from __future__ import annotations
@@ -296,8 +296,8 @@ class RedisLedgers:
         assert ledger.limit is not None
         keys = [f"wac:budget:{ledger.key}", f"wac:budget:{ledger.key}:seeded"]
         if ledger.key in _missed_by_redis:
-            # Admitted from PostgreSQL while Redis was away: Redis' copy lacks those, so it is
-            # rebuilt from PostgreSQL (by whichever worker gets there first).
+            # Admitted from PostgreSQL while Redis was away: Redis' copy lacks those, so what
+            # PostgreSQL knows is added to it (by whichever worker gets there first).
             self.client.delete(keys[1])
             _missed_by_redis.discard(ledger.key)
         args = [now.timestamp(), window().total_seconds(), ledger.limit, *phones]
@@ -316,17 +316,25 @@ class RedisLedgers:
         )
 
     def _seed(self, ledger: Ledger, keys: list[str], now: datetime, judging: list[int]) -> bool:
-        """Rebuild a missing ledger from PostgreSQL; False if another worker is at it."""
+        """Build a missing ledger from PostgreSQL; False if another worker is at it.
+
+        What PostgreSQL knows is added to what the ledger holds, never put in its place: an
+        admission whose claim has not committed yet exists only in Redis (another worker may
+        have built the ledger and admitted since this one found it missing, or admitted while
+        this process could not reach Redis), and dropping it would admit past the limit. An
+        entry with no row behind it only ages out of the window.
+        """
         lock = f"{keys[1]}:lock"
         if not self.client.set(lock, "1", nx=True, ex=30):
             return False
         try:
+            if self.client.exists(keys[1]):
+                return True  # built by another worker since this one looked
             entries = messaged_since(ledger, now - window(), excluding=judging)
             pipe = self.client.pipeline()
-            pipe.delete(keys[0])
             for start in range(0, len(entries), 5000):
                 chunk = dict(list(entries.items())[start : start + 5000])
-                pipe.zadd(keys[0], chunk)
+                pipe.zadd(keys[0], chunk, gt=True)  # a later admission keeps its time
             pipe.set(keys[1], "1", ex=int(window().total_seconds()) + 3600)
             pipe.execute()
         finally:

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from campaigns.models import Campaign
+from messaging import queue
 from messaging.models import OutboundMessage, OutboundStatus
 from messaging.sender import run_number
 from messaging.services import cancel_campaign, pause_campaign, resume_campaign
@@ -69,6 +70,19 @@ def test_pause_stops_sending_within_a_second_and_resume_finishes(sim, slow_sende
     campaign.refresh_from_db()
     assert (campaign.status, campaign.sent) == (Campaign.Status.COMPLETED, 300)
     assert sim.stats()["callbacks"]["more_than_once"] == 0
+
+
+def test_rows_given_back_keep_their_place_in_the_queue(sql_path, sender, template):
+    """A release (pause, shutdown, a row held past its send window) gives the attempt back and
+    leaves the row where it was: due when it was, by whatever clock the sender reads."""
+    campaign = make_campaign(sender=sender, templates=[template], contacts=3)
+    rows = OutboundMessage.objects.filter(campaign=campaign)
+    due = dict(rows.values_list("id", "next_attempt_at"))
+    held = queue.claim_due(campaign_id=campaign.pk, limit=3, worker="w")
+    assert len(held) == 3
+    assert queue.release(held) == 3
+    assert dict(rows.values_list("id", "next_attempt_at")) == due
+    assert set(rows.values_list("status", "attempts")) == {(OutboundStatus.QUEUED, 0)}
 
 
 def test_cancel_stops_sending_and_cancels_the_rest(sim, slow_sender, template):

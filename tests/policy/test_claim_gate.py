@@ -158,6 +158,24 @@ def test_a_portfolio_budget_sends_what_it_allows_and_the_rest_when_the_window_mo
     assert sim.stats()["recipients"]["more_than_once"] == 0
 
 
+def test_a_retry_waits_its_backoff_on_the_senders_clock(number, marketing, sim):
+    """The clock a sender's claims read (injected here: frozen two days ahead) is the clock its
+    retry times are written in: a row refused for throughput is tried once and waits, and
+    goes once that clock has passed its backoff (real-time retry times were due at once)."""
+    campaign = campaign_to(number, marketing, phones("+35191234", 20))
+    moment = noon_utc_ahead()
+    retrying = rows(campaign, S.RETRY)
+    sim.configure(error_rates={"130429": 1.0})
+    run_until(number, lambda: retrying.count() == 20, moment=moment)
+    assert sim.stats()["send_requests"] == 20
+    for at in retrying.values_list("next_attempt_at", flat=True):
+        assert moment < at <= moment + timedelta(seconds=2)
+    sim.configure(error_rates={})
+    later = moment + timedelta(seconds=10)
+    run_until(number, lambda: rows(campaign, *SENT).count() == 20, moment=later)
+    assert sim.stats()["send_requests"] == 40
+
+
 def test_a_recipient_with_an_open_service_window_costs_no_budget(number, marketing, sim):
     portfolio = Portfolio.objects.create(business_id="9002", messaging_tier="TIER_250")
     number.account.portfolio = portfolio
