@@ -9,10 +9,12 @@ import time
 
 import pytest
 
+from messaging import state_version
 from messaging.integrations.transactional import MessageSpec, send_message, stream_for
 from messaging.lanes import Lanes
 from messaging.models import OutboundMessage, OutboundStatus
 from messaging.queue import ClaimedMessage
+from messaging.redis_client import get_redis
 from messaging.sender import NumberSender, run_number
 from tests.engine.conftest import make_campaign
 
@@ -104,7 +106,12 @@ def test_the_waker_claims_a_transactional_send_as_soon_as_it_is_committed(sim, s
     waker = threading.Thread(target=loop._wake_loop)
     waker.start()
     try:
-        time.sleep(0.5)  # subscribed
+        # Subscribed before the send is committed (its message is not kept for later).
+        channel = state_version.urgent_key(sender.pk)
+        deadline = time.monotonic() + 20
+        while dict(get_redis().pubsub_numsub(channel)).get(channel.encode(), 0) < 1:
+            assert time.monotonic() < deadline, "the waker never subscribed"
+            time.sleep(0.02)
         row = send_message(sender=sender, message=_spec(template, "+14155550124"))
         deadline = time.monotonic() + 20
         while not loop.pending and time.monotonic() < deadline:
