@@ -442,6 +442,22 @@ def _json(status: int, payload: dict[str, Any]) -> Response:
     return Response(status, json.dumps(payload).encode(), JSON)
 
 
+def _validate_components(components: object) -> None:
+    """A template's components as the API takes them: an array of objects with a `type`,
+    each one's `parameters` (if any) an array of objects with a `type` (a string where an
+    array belongs, e.g. JSON text sent as a string, is refused with 100)."""
+    if not isinstance(components, list):
+        raise Invalid(100, "Param template['components'] must be an array")
+    for component in components:
+        if not isinstance(component, dict) or not isinstance(component.get("type"), str):
+            raise Invalid(100, "Each of template['components'] must be an object with a type")
+        parameters = component.get("parameters", [])
+        if not isinstance(parameters, list) or not all(
+            isinstance(p, dict) and isinstance(p.get("type"), str) for p in parameters
+        ):
+            raise Invalid(100, "Param components[]['parameters'] must be an array of objects")
+
+
 def _validate(raw: bytes) -> dict[str, Any]:
     """The parsed send body, or Invalid with the code Meta gives for that mistake."""
     try:
@@ -472,9 +488,12 @@ def _validate(raw: bytes) -> dict[str, Any]:
         language = template.get("language")
         if not isinstance(language, dict) or not isinstance(language.get("code"), str):
             raise Invalid(100, "The parameter template.language.code is required")
+        _validate_components(template.get("components", []))
     elif kind == "text":
         text = message.get("text")
         if not isinstance(text, dict) or not isinstance(text.get("body"), str):
+            raise Invalid(100, "The parameter text.body is required")
+        if not text["body"].strip():
             raise Invalid(100, "The parameter text.body is required")
     elif not isinstance(kind, str) or not isinstance(message.get(kind), dict):
         raise Invalid(100, f"The parameter {str(kind)[:40]} is required for type {kind!r}")

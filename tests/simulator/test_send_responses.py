@@ -47,6 +47,19 @@ def test_missing_or_wrong_token_is_401_with_code_190(fresh_simulator, http, auth
     assert fresh_simulator.stats()["accepted"] == 0
 
 
+def _with_components(components: object) -> dict:
+    message = template_message()
+    message["template"]["components"] = components
+    return message
+
+
+def test_a_template_with_components_as_the_api_takes_them_is_accepted(fresh_simulator, http):
+    sim = fresh_simulator
+    body = _with_components([{"type": "body", "parameters": [{"type": "text", "text": "Ann"}]}])
+    response = http.post(sim.messages_url("1065"), headers=sim.auth_headers, json=body)
+    assert response.status_code == 200
+
+
 @pytest.mark.parametrize(
     ("body", "code"),
     [
@@ -69,6 +82,14 @@ def test_missing_or_wrong_token_is_401_with_code_190(fresh_simulator, http, auth
             131009,
         ),
         ([1, 2, 3], 100),
+        # Components as JSON text in a string (what the sender once sent from PostgreSQL).
+        (_with_components('[{"type": "body", "parameters": []}]'), 100),
+        (_with_components([{"parameters": []}]), 100),
+        (_with_components([{"type": "body", "parameters": '[{"type": "text"}]'}]), 100),
+        (
+            {"messaging_product": "whatsapp", "to": "5511987654321", "text": {"body": " "}},
+            100,
+        ),
     ],
 )
 def test_invalid_send_bodies_are_400_with_meta_codes(fresh_simulator, http, body, code):
