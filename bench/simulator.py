@@ -36,7 +36,15 @@ def _request(host: str, port: int, token: str, n: int) -> bytes:
             "template": {
                 "name": "spring_promo",
                 "language": {"code": "en_US"},
-                "components": [{"type": "body", "parameters": [{"type": "text", "text": "Ana"}]}],
+                "components": [
+                    {
+                        "type": "body",
+                        "parameters": [
+                            {"type": "text", "text": "Ana"},
+                            {"type": "text", "text": "20%"},
+                        ],
+                    }
+                ],
             },
         }
     ).encode()

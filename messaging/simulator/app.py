@@ -14,7 +14,7 @@ from messaging.simulator.errors import BARE_HTTP_ERRORS, error_body, http_status
 from messaging.simulator.limits import ECOSYSTEM_CODE, is_us_number
 from messaging.simulator.protocol import Request, Response
 from messaging.simulator.state import SimState
-from messaging.simulator.templates import approved_keys, template_page
+from messaging.simulator.templates import approved_keys, parameter_mismatch, template_page
 from messaging.simulator.webhooks import WebhookDispatcher
 
 JSON = "application/json; charset=UTF-8"
@@ -130,6 +130,9 @@ class SimulatorApp:
             status = known.get("status") if known else None
             if status in _UNSENDABLE_TEMPLATE_CODES:
                 return self._error(_UNSENDABLE_TEMPLATE_CODES[status], f"template {status}", delay)
+            mismatch = parameter_mismatch(known, template) if known else None
+            if mismatch is not None:
+                return self._error(mismatch[0], mismatch[1], delay)
         now = time.monotonic()
         if not state.window(phone_number_id).admits(now, cfg.mps_for(phone_number_id)):
             return self._error(130429, "Cloud API message throughput has been reached.", delay)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -101,6 +102,44 @@ def approved_keys(templates: list[dict[str, Any]]) -> frozenset[tuple[str, str]]
     return frozenset(
         (t["name"], t["language"]) for t in templates if t.get("status", "APPROVED") == "APPROVED"
     )
+
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
+
+
+def parameter_mismatch(known: dict[str, Any], sent: dict[str, Any]) -> tuple[int, str] | None:
+    """(code, details) when a send's body parameters do not fit the template it names, as
+    the API answers: the wrong number of them 132000, a NAMED template's parameter without
+    the `parameter_name` of one of its variables 132012. None when they fit (or the
+    template's body is not known)."""
+    body = next(
+        (c for c in known.get("components", []) if str(c.get("type", "")).upper() == "BODY"),
+        None,
+    )
+    if body is None:
+        return None
+    variables = list(dict.fromkeys(_PLACEHOLDER.findall(str(body.get("text", "")))))
+    given: list[dict[str, Any]] = next(
+        (
+            c.get("parameters", [])
+            for c in sent.get("components", [])
+            if str(c.get("type", "")).lower() == "body"
+        ),
+        [],
+    )
+    if len(given) != len(variables):
+        return 132000, (
+            f"Number of parameters does not match the expected number of params: body of "
+            f"{known['name']} takes {len(variables)}, got {len(given)}"
+        )
+    if str(known.get("parameter_format", "POSITIONAL")).upper() == "NAMED":
+        names = [p.get("parameter_name") for p in given]
+        if sorted(map(str, names)) != sorted(variables):
+            return 132012, (
+                f"Parameter format does not match format in the created template: "
+                f"{known['name']} names {variables}, got {names}"
+            )
+    return None
 
 
 def _cursor(index: int) -> str:

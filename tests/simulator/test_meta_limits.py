@@ -18,7 +18,19 @@ BRAZIL = "5511987654321"
 
 def _utility(to: str) -> dict:
     message = template_message(to=to)
-    message["template"] = {"name": "order_update", "language": {"code": "en_US"}}
+    message["template"] = {
+        "name": "order_update",
+        "language": {"code": "en_US"},
+        "components": [
+            {
+                "type": "body",
+                "parameters": [
+                    {"type": "text", "text": "Ana", "parameter_name": "first_name"},
+                    {"type": "text", "text": "A-1042", "parameter_name": "order_id"},
+                ],
+            }
+        ],
+    }
     return message
 
 

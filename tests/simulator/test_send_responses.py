@@ -55,7 +55,41 @@ def _with_components(components: object) -> dict:
 
 def test_a_template_with_components_as_the_api_takes_them_is_accepted(fresh_simulator, http):
     sim = fresh_simulator
-    body = _with_components([{"type": "body", "parameters": [{"type": "text", "text": "Ann"}]}])
+    body = _with_components([{"type": "body", "parameters": [_text("Ann"), _text("10%")]}])
+    response = http.post(sim.messages_url("1065"), headers=sim.auth_headers, json=body)
+    assert response.status_code == 200
+
+
+def _named(parameters: list[dict]) -> dict:
+    message = _with_components([{"type": "body", "parameters": parameters}])
+    message["template"]["name"] = "order_update"  # NAMED: {{first_name}}, {{order_id}}
+    return message
+
+
+def _text(value: str, name: str | None = None) -> dict:
+    return {"type": "text", "text": value, **({"parameter_name": name} if name else {})}
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (_with_components([{"type": "body", "parameters": [_text("Ann")]}]), 132000),
+        (_with_components([]), 132000),
+        (_named([_text("Ann"), _text("A-1")]), 132012),
+        (_named([_text("Ann", "first_name"), _text("A-1", "order")]), 132012),
+        (_named([_text("Ann", "first_name")]), 132000),
+    ],
+)
+def test_parameters_that_do_not_fit_a_known_template_are_refused(fresh_simulator, http, body, code):
+    sim = fresh_simulator
+    response = http.post(sim.messages_url("1065"), headers=sim.auth_headers, json=body)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == code
+
+
+def test_a_named_template_takes_its_parameters_by_name_in_any_order(fresh_simulator, http):
+    sim = fresh_simulator
+    body = _named([_text("A-1", "order_id"), _text("Ann", "first_name")])
     response = http.post(sim.messages_url("1065"), headers=sim.auth_headers, json=body)
     assert response.status_code == 200
 
