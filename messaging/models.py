@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import Q
 
 from campaigns.models import Campaign, Contact, MessageTemplate, Portfolio, SenderNumber, TierSource
+from messaging.json_text import JsonTextField
 
 
 class OutboundStatus(models.IntegerChoices):
@@ -91,8 +92,9 @@ class OutboundMessage(models.Model):
         db_constraint=False,
     )
     phone = models.CharField(max_length=20)
-    # Rendered template components (the Graph API's `components` list) for this contact.
-    parameters = models.JSONField(default=list)
+    # Rendered template components (the Graph API's `components` list) for this contact;
+    # `json`, not `jsonb`, on PostgreSQL (messaging/json_text.py says why).
+    parameters = JsonTextField(default=list)
     priority = models.SmallIntegerField(default=0)
     # A row of a transactional stream (Campaign.Kind.TRANSACTIONAL), which may message one
     # contact many times. A database default, so the importer's COPY needs no new column.
