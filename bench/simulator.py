@@ -21,7 +21,9 @@ import os
 import time
 
 from messaging.simulator.harness import start_simulator
+from messaging.simulator.templates import demo_template, example_components
 
+COMPONENTS = example_components(demo_template("spring_promo"))
 NUMBERS = 50  # spread over many phone-number-ids so the throughput cap never answers
 
 
@@ -36,15 +38,7 @@ def _request(host: str, port: int, token: str, n: int) -> bytes:
             "template": {
                 "name": "spring_promo",
                 "language": {"code": "en_US"},
-                "components": [
-                    {
-                        "type": "body",
-                        "parameters": [
-                            {"type": "text", "text": "Ana"},
-                            {"type": "text", "text": "20%"},
-                        ],
-                    }
-                ],
+                "components": COMPONENTS,
             },
         }
     ).encode()

@@ -107,26 +107,40 @@ def approved_keys(templates: list[dict[str, Any]]) -> frozenset[tuple[str, str]]
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 
 
+def _body(components: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return next((c for c in components if str(c.get("type", "")).upper() == "BODY"), None)
+
+
+def demo_template(name: str, language: str = "en_US") -> dict[str, Any]:
+    return next(t for t in DEMO_TEMPLATES if (t["name"], t["language"]) == (name, language))
+
+
+def example_components(template: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `components` of a send that fits `template`, from its own example values (the
+    simulator's tests and benchmark send these)."""
+    body = _body(template.get("components", []))
+    example = body.get("example", {}) if body else {}
+    if "body_text_named_params" in example:
+        parameters = [
+            {"type": "text", "text": item["example"], "parameter_name": item["param_name"]}
+            for item in example["body_text_named_params"]
+        ]
+    else:
+        parameters = [{"type": "text", "text": v} for v in (example.get("body_text") or [[]])[0]]
+    return [{"type": "body", "parameters": parameters}] if parameters else []
+
+
 def parameter_mismatch(known: dict[str, Any], sent: dict[str, Any]) -> tuple[int, str] | None:
     """(code, details) when a send's body parameters do not fit the template it names, as
     the API answers: the wrong number of them 132000, a NAMED template's parameter without
     the `parameter_name` of one of its variables 132012. None when they fit (or the
     template's body is not known)."""
-    body = next(
-        (c for c in known.get("components", []) if str(c.get("type", "")).upper() == "BODY"),
-        None,
-    )
+    body = _body(known.get("components", []))
     if body is None:
         return None
     variables = list(dict.fromkeys(_PLACEHOLDER.findall(str(body.get("text", "")))))
-    given: list[dict[str, Any]] = next(
-        (
-            c.get("parameters", [])
-            for c in sent.get("components", [])
-            if str(c.get("type", "")).lower() == "body"
-        ),
-        [],
-    )
+    sent_body = _body(sent.get("components", []))  # checked by _validate: typed objects
+    given: list[dict[str, Any]] = sent_body.get("parameters", []) if sent_body else []
     if len(given) != len(variables):
         return 132000, (
             f"Number of parameters does not match the expected number of params: body of "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from messaging.simulator.templates import demo_template, example_components
+
 
 def template_message(to: str = "5511987654321", callback: str | None = "out:1") -> dict:
     message = {
@@ -12,16 +14,7 @@ def template_message(to: str = "5511987654321", callback: str | None = "out:1") 
         "template": {
             "name": "spring_promo",
             "language": {"code": "en_US"},
-            # Its body's two variables ("Hi {{1}}, everything in store is {{2}} off").
-            "components": [
-                {
-                    "type": "body",
-                    "parameters": [
-                        {"type": "text", "text": "Ana"},
-                        {"type": "text", "text": "20%"},
-                    ],
-                }
-            ],
+            "components": example_components(demo_template("spring_promo")),
         },
     }
     if callback is not None:

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from messaging.simulator.harness import SimulatorError
+from messaging.simulator.templates import demo_template, example_components
 from tests.simulator.payloads import template_message
 
 US = "12025550143"  # a US (+1, region US) number
@@ -21,15 +22,7 @@ def _utility(to: str) -> dict:
     message["template"] = {
         "name": "order_update",
         "language": {"code": "en_US"},
-        "components": [
-            {
-                "type": "body",
-                "parameters": [
-                    {"type": "text", "text": "Ana", "parameter_name": "first_name"},
-                    {"type": "text", "text": "A-1042", "parameter_name": "order_id"},
-                ],
-            }
-        ],
+        "components": example_components(demo_template("order_update")),
     }
     return message
 
