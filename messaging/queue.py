@@ -9,7 +9,6 @@ gets plain ORM equivalents.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -85,16 +84,6 @@ _TZ_COLUMN = f", (SELECT c.attributes->>'timezone' FROM {_CONTACTS} c WHERE c.id
 _CLAIM_TZ_SQL = _CLAIM_SQL.rstrip() + _TZ_COLUMN + "\n"
 
 
-def _claimed(row: tuple[Any, ...]) -> ClaimedMessage:
-    """A row of the claim's RETURNING. Its `parameters` arrive as JSON text (Django has
-    psycopg load jsonb as text, for JSONField to parse): parsed here, or the payload would
-    carry the components as a string, which the API refuses (100)."""
-    message = ClaimedMessage(*row)
-    if isinstance(message.parameters, str):
-        message.parameters = json.loads(message.parameters)
-    return message
-
-
 class Screen(Protocol):
     """The send policy's check of a claimed batch (messaging.policy.gate.screen)."""
 
@@ -131,7 +120,10 @@ def claim_due(
                 with connection.cursor() as cursor:
                     cursor.execute(sql, [campaign_id, status, now, want, now, worker, int(status)])
                     rows = cursor.fetchall()
-                claimed.extend(_claimed(row) for row in rows)
+                # `parameters` come back parsed: the column is json, which psycopg loads
+                # (jsonb it would give as text, as Django has it: the payload would then
+                # carry the components as a string, which the API refuses).
+                claimed.extend(ClaimedMessage(*row) for row in rows)
             else:
                 claimed.extend(_claim_orm(campaign_id, status, now, want, worker))
         claimed.sort(key=lambda m: m.id)
