@@ -35,7 +35,7 @@ from campaigns.models import (
     Suppression,
 )
 from campaigns.suppression import phone_hash
-from messaging.models import OutboundMessage
+from messaging.models import OutboundMessage, to_numbers
 from messaging.policy.optout import opt_out
 from webhooks.models import AutoReply, InboundMessage, RawEvent, RejectedWebhookItem, StatusLog
 
@@ -72,10 +72,8 @@ def forget_contact(phone: str) -> ErasureReport:
         report.counts["suppressions"] = Suppression.objects.filter(
             phone_hash__in=[phone_hash(p) for p in phones]
         ).update(phone=None, source=Suppression.Source.ERASURE, reason="erased")
-        rows = OutboundMessage.objects.filter(phone__in=phones)
-        if contact is not None:
-            rows = rows | OutboundMessage.objects.filter(contact=contact)
-        # Statuses first: they are found through the queue rows' phone.
+        rows = OutboundMessage.objects.filter(to_numbers(phones))
+        # Statuses first: they are found through the queue rows, before those are rewritten.
         # Two statements, each on an index: matched rows by their FK, unmatched ones through
         # the small partial index (an OR would read the whole log).
         logs = StatusLog.objects.exclude(recipient_id="")
@@ -113,7 +111,7 @@ def forget_contact(phone: str) -> ErasureReport:
 def _first_appearance(phones: set[str]) -> datetime | None:
     """The earliest a webhook body can have named the number: the start of the first
     campaign that had it, or its first message to us."""
-    started = OutboundMessage.objects.filter(phone__in=phones).aggregate(
+    started = OutboundMessage.objects.filter(to_numbers(phones)).aggregate(
         s=Min("campaign__started_at")
     )["s"]
     senders = list(SenderNumber.objects.values_list("pk", flat=True))  # for the index

@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from campaigns.models import Contact, SenderNumber, Suppression
 from messaging import minutes
 from messaging.integrations.events.payloads import publish_inbound
-from messaging.models import OutboundMessage, OutboundStatus
+from messaging.models import OutboundMessage, OutboundStatus, to_numbers
 from messaging.policy.optout import opt_in, opt_out
 from messaging.sql_paths import postgres_fast_paths
 from webhooks.models import InboundMessage
@@ -68,10 +68,10 @@ def _attribute(
     if not phones:
         return None
     window = timedelta(hours=settings.REPLY_ATTRIBUTION_WINDOW_HOURS)
-    # Served by outbound_phone (phone, -id): the latest message that reached this user.
+    # The latest message that reached this user.
     return (
         OutboundMessage.objects.filter(
-            phone__in=phones,
+            to_numbers(phones),
             sender_id=sender_id,
             status__in=REACHED,
             accepted_at__gte=event.timestamp - window,

@@ -1,7 +1,7 @@
 """Inbox reads: conversations (one sender number and one user) and a thread, interleaved by time.
 
 A thread costs a constant number of queries whatever its length: one per source, each served by
-its compound index (inbound_conversation, outbound_phone, autoreply_user, staffreply_user).
+its compound index (inbound_conversation, outbound_contact, autoreply_user, staffreply_user).
 `window_closes_at` is the one rule for the 24 h customer service window (auto-replies and staff
 replies and the API's free-form sends all ask it).
 """
@@ -18,7 +18,7 @@ from django.utils import timezone
 from campaigns.csv_import.rendering import message_text
 from campaigns.models import Contact
 from campaigns.suppression import suppressed_phones
-from messaging.models import OutboundMessage
+from messaging.models import OutboundMessage, to_numbers
 from webhooks.models import AutoReply, InboundMessage, StaffReply
 
 THREAD_LIMIT = 100
@@ -128,7 +128,7 @@ def thread(*, sender_id: int, user_phone: str, limit: int = THREAD_LIMIT) -> lis
         "-timestamp"
     )[:limit]
     outbound = (
-        OutboundMessage.objects.filter(phone=user_phone, sender_id=sender_id)
+        OutboundMessage.objects.filter(to_numbers([user_phone]), sender_id=sender_id)
         .select_related("campaign", "template")
         .order_by("-id")[:limit]
     )

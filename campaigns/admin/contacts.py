@@ -34,6 +34,12 @@ class ContactAdmin(ContactAudienceActions, admin.ModelAdmin[Contact]):
     paginator = CappedCountPaginator
     actions = ["opt_out", "opt_in", "forget", "add_to_list", "draft_from_selection"]
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # A contact's number is who it is: its queue rows carry the same number and are found
+        # through it (messaging.models.to_numbers), so it is set once, when the contact is
+        # added. Only erasure rewrites it, in the contact and its rows at once.
+        return [*self.readonly_fields] if obj is None else ["phone", *self.readonly_fields]
+
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Queue rows point at contacts without a database FK (import speed): a contact is
         # erased in place ("Forget" below), never deleted.

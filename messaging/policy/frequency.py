@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import F, Q
 
-from messaging.models import OutboundMessage, OutboundStatus
+from messaging.models import OutboundMessage, OutboundStatus, to_numbers
 from messaging.sql_paths import AnyOf
 
 _CAP = re.compile(r"^\s*(\d{1,4})\s*/\s*(\d{1,4})\s*d\s*$")
@@ -84,7 +84,7 @@ def recent_sends(
     """Per number, when each capped (marketing) message of the period went, oldest first;
     a message in flight counts as going now."""
     rows = (
-        OutboundMessage.objects.filter(AnyOf(F("phone"), sorted(set(phones))))
+        OutboundMessage.objects.filter(to_numbers(phones))
         .exclude(AnyOf(F("pk"), excluding))
         .exclude(template__category__in=_exempt())
         .filter(

@@ -24,7 +24,7 @@ from campaigns.models import Contact, Suppression
 from campaigns.suppression import phone_hash_sql, phone_hashes, suppressed_phones
 from messaging import state_version
 from messaging.integrations.events.payloads import publish_opt_ins, publish_opt_outs
-from messaging.models import OutboundMessage, OutboundStatus
+from messaging.models import OutboundMessage, OutboundStatus, to_numbers
 from messaging.sql_paths import postgres_fast_paths
 
 logger = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def opt_in(*, phones: Iterable[str], source: str | None = None) -> int:
 
 def cancel_pending_to(*, phones: list[str], detail: str) -> int:
     """Cancel the not-yet-claimed messages to these numbers, in every campaign."""
-    return OutboundMessage.objects.filter(phone__in=phones, status__in=CANCELLABLE).update(
+    return OutboundMessage.objects.filter(to_numbers(phones), status__in=CANCELLABLE).update(
         status=OutboundStatus.CANCELLED, error_detail=detail
     )
 

@@ -426,6 +426,7 @@ class SimulatorApp:
             now=time.monotonic(), window_s=self.config.portfolio_window_s
         )
         data["webhooks"]["pending"] = self.webhooks.pending()
+        data["webhooks"]["in_flight"] = self.webhooks.in_flight()
         data["config"] = self.config.as_json()
         return data
 

@@ -66,6 +66,10 @@ class WebhookDispatcher:
     def pending(self) -> int:
         return len(self._heap) + self._batches.qsize() * self._config().webhook_batch_size
 
+    def in_flight(self) -> int:
+        """POSTs being made right now (a reset stops the rest, not these)."""
+        return self._in_flight
+
     def clear(self) -> None:
         self._generation += 1
         self._heap.clear()
@@ -203,7 +207,11 @@ class WebhookDispatcher:
                     if client is not None:
                         await client.close()
                     client = WebhookClient(cfg.webhook_url, timeout=cfg.webhook_timeout_s)
-                await self._deliver(client, cfg, generation, payload, statuses)
+                self._in_flight += 1
+                try:
+                    await self._deliver(client, cfg, generation, payload, statuses)
+                finally:
+                    self._in_flight -= 1
         finally:
             if client is not None:
                 await client.close()

@@ -5,6 +5,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import Contact, Suppression, WhatsAppAccount
+from messaging.models import OutboundMessage, to_numbers
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -95,6 +96,27 @@ def test_contact_opt_out_and_back_in_go_through_the_suppression_list(admin_clien
     contact.refresh_from_db()
     assert contact.opted_out_at is None
     assert not Suppression.objects.filter(phone="+14155550123").exists()
+
+
+def test_a_saved_contacts_number_cannot_be_changed_but_the_rest_can(admin_client):
+    # Its queue rows carry the number and are found through the contact (to_numbers): a
+    # new number would hide them from opt-out cancellation, the inbox and erasure.
+    contact = factories.ContactFactory(phone="+14155550123", name="Ann")
+    queued = factories.OutboundMessageFactory(contact=contact)
+    url = reverse("admin:campaigns_contact_change", args=[contact.pk])
+    assert 'name="phone"' not in admin_client.get(url).content.decode()
+    assert (
+        'name="phone"' in admin_client.get(reverse("admin:campaigns_contact_add")).content.decode()
+    )
+
+    response = admin_client.post(
+        url, {"phone": "+14155550999", "name": "Ann B", "attributes": "{}", "wa_id": ""}
+    )
+
+    assert response.status_code == 302
+    contact.refresh_from_db()
+    assert (contact.phone, contact.name) == ("+14155550123", "Ann B")
+    assert OutboundMessage.objects.filter(to_numbers(["+14155550123"])).get() == queued
 
 
 def test_contact_search_matches_a_phone_written_any_way(admin_client):

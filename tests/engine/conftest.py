@@ -23,14 +23,20 @@ def simulator_process():
 
 @pytest.fixture
 def sim(simulator_process, settings):
-    """A simulator with fresh counters and start options, and the app pointed at it."""
+    """A simulator with fresh counters and start options, and the app pointed at it. After
+    the test, its webhooks stop and the POSTs under way finish: one reaching the live server
+    while the test database is flushed would deadlock the flush."""
     simulator_process.reset(config=True)
     settings.WHATSAPP_API_BASE_URL = simulator_process.base_url
     settings.WHATSAPP_ACCESS_TOKEN = simulator_process.token
     settings.SENDER_RETRY_FIRST_SECONDS = 0.2
     settings.SENDER_RETRY_BASE_SECONDS = 0.2
     settings.SENDER_RETRY_MAX_SECONDS = 1.0
-    return simulator_process
+    yield simulator_process
+    simulator_process.reset(config=True)
+    deadline = time.monotonic() + 30
+    while simulator_process.stats()["webhooks"]["in_flight"] and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 @pytest.fixture(autouse=True)

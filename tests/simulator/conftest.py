@@ -18,6 +18,9 @@ class Receiver:
         self.posts: list[tuple[dict[str, str], bytes]] = []
         self.fail_first = 0
         self.lock = threading.Lock()
+        # Cleared: each POST waits for it before it is answered (a slow webhook endpoint).
+        self.answering = threading.Event()
+        self.answering.set()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -25,6 +28,7 @@ class Receiver:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.answering.wait(timeout=30)
                 with receiver.lock:
                     failing = receiver.fail_first > 0
                     if failing:
@@ -64,6 +68,7 @@ class Receiver:
         raise AssertionError(f"expected {count} statuses, got {len(self.statuses())}")
 
     def close(self) -> None:
+        self.answering.set()
         self.server.shutdown()
         self.server.server_close()
 
