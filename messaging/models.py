@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Q, Subquery
 
 from campaigns.models import Campaign, Contact, MessageTemplate, Portfolio, SenderNumber, TierSource
 from messaging.json_text import JsonTextField
@@ -190,8 +190,14 @@ def to_numbers(phones: Iterable[str]) -> Q:
     admin shows it read-only once saved). An index on the row's own phone cost the 1 M-row
     import ≈ 2.5 µs a row, its entries landing on random pages; new contacts' ids rise in
     send order, so these entries append (docs/benchmarks.md)."""
-    numbers = Contact.objects.filter(AnyOf(F("phone"), sorted(set(phones))))
-    return Q(contact__in=numbers.values("pk"))
+    numbers = sorted(set(phones))
+    contacts = Contact.objects.filter(AnyOf(F("phone"), numbers)).values("pk")
+    if len(numbers) == 1:
+        # One person: the contact's id is one value of the query (a scalar subquery), so the
+        # index also hands the rows over newest first (the inbox thread's ORDER BY id DESC
+        # LIMIT) whatever the planner guesses of a semi-join's size.
+        return Q(contact_id=Subquery(contacts[:1]))
+    return Q(contact__in=contacts)
 
 
 class StatusEvidence(models.Model):
