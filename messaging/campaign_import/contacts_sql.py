@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from django.db import IntegrityError, connection, transaction
 
-from campaigns.csv_import.chunks import Rendered
+from campaigns.csv_import.chunks import Rendered, joined_columns
 from campaigns.models import Contact
 
 # The columns of a chunk's contact lines (`chunks.CONTACT_LINE_FIELDS`) in the batch table,
@@ -63,8 +63,7 @@ class ContactWriter:
         if self._sequence is None:
             cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
             self._sequence = cursor.fetchone()[0]
-        phones, lines = rendered.phones, rendered.contacts
-        order = sorted(range(len(phones)), key=phones.__getitem__)
+        order, lines = rendered.order, rendered.contacts
         # The sequence as a constant: nextval over a regclass from a subquery looks the
         # sequence up again for every id (7 x the CPU).
         cursor.execute(
@@ -72,8 +71,9 @@ class ContactWriter:
             [self._sequence, len(order)],
         )
         drawn: list[str] = cursor.fetchone()[0].split(",")
-        created = self._now.isoformat()
-        text = "".join([f"{drawn[i]}\t\t{created}\t{lines[i]}" for i in order])
+        # id, wa_id (none), created_at, then the contact's line.
+        between = [f"\t\t{self._now.isoformat()}\t"] * len(order)
+        text = joined_columns([drawn[i] for i in order], between, lines)
         with cursor.cursor.copy(f"COPY {table} ({_NEW_CONTACT_COLUMNS}) FROM STDIN") as copy:
             copy.write(text.encode())
             # Before the COPY's end is waited for: the server is busy with the rows.

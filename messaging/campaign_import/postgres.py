@@ -20,6 +20,7 @@ from campaigns.csv_import.chunks import (
     Chunk,
     Rendered,
     drop_mask,
+    joined_columns,
 )
 from campaigns.csv_import.parse_worker import Numbers, ParseConfig, Renderer
 from campaigns.models import Contact, ImportRejection
@@ -179,9 +180,7 @@ class _PostgresImport:
         if done.phones:
             # Each queue line is its contact's id and the rendered line (_copy_queue's
             # columns), built while PostgreSQL takes the contacts in.
-            text = contacts.write(
-                done, lambda ids: "".join(map(str.__add__, ids, done.lines)).encode()
-            )
+            text = contacts.write(done, lambda ids: joined_columns(ids, done.lines).encode())
             self._copy_queue(cursor, text)
         if done.rejections:
             table = ImportRejection._meta.db_table

@@ -11,7 +11,7 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from campaigns.csv_import.chunks import render_chunk
+from campaigns.csv_import.chunks import joined_columns, render_chunk
 from campaigns.csv_import.rendering import TemplatePlan
 from campaigns.models import Contact
 from messaging.campaign_import import create_campaign_from_csv
@@ -135,3 +135,19 @@ def test_two_imports_sharing_numbers_at_once_give_one_contact_per_number(
         assert all(m.contact.phone == m.phone for m in rows.select_related("contact"))
     shared = Contact.objects.get(phone=e164(30))
     assert (shared.name, shared.attributes) == ("B30", {"code": "b"})  # b's upsert, after a
+
+
+def test_rows_joined_from_their_columns_are_the_rows_made_one_by_one():
+    ids, between, lines = ["7", "12", "3"], ["\t\t"] * 3, ["a\n", "b\tc\n", "\n"]
+    assert joined_columns(ids, between, lines) == "".join(
+        i + b + line for i, b, line in zip(ids, between, lines, strict=True)
+    )
+    assert joined_columns(["1"], ["x\n"]) == "1x\n"
+    assert joined_columns([], []) == ""
+
+
+def test_a_chunks_contacts_come_in_phone_order_with_their_rows_positions():
+    rendered = _rendered([(e164(3), "C", {}), (e164(1), "A", {}), (e164(2), "B", {})])
+    assert rendered.order == [1, 2, 0]
+    assert [line.split("\t")[0] for line in rendered.contacts] == [e164(1), e164(2), e164(3)]
+    assert [rendered.phones[i] for i in rendered.order] == sorted(rendered.phones)
