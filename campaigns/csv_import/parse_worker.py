@@ -18,10 +18,14 @@ order, so neither side ever waits on a pipe the other is not reading:
 
 A mask is a bit per kept row (`chunks.drop_mask`, at most 3 KB for 25,000 rows), so the two
 masks the parent may write ahead always fit in the pipe's buffer.
+
+`python -m campaigns.csv_import.parse_worker --check PATH` is the whole-file check of the same
+import (`check`), in a process of its own beside it.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
 import queue
 import sys
@@ -43,7 +47,7 @@ from campaigns.csv_import.errors import CsvImportError
 from campaigns.csv_import.reader import CsvFile
 from campaigns.csv_import.rendering import TemplatePlan
 from campaigns.csv_import.rows import parse_rows
-from campaigns.e164_worker import read_message, write_body
+from campaigns.e164_worker import read_message, write_body, write_message
 
 
 @dataclass
@@ -174,9 +178,35 @@ def serve(source: BinaryIO, sink: BinaryIO) -> None:
         sender.close()
 
 
+# How much less of the CPU the whole-file check asks for than the import beside it.
+CHECK_NICENESS = 10
+
+
+def check(path: str, sink: BinaryIO) -> None:
+    """`CsvFile.check_whole_file` of the file at `path`, then ("end",), or the error as the
+    parse process tells it. Run at a lower priority than PostgreSQL and the parse process,
+    whose work it must not delay: the import needs its answer only before the last chunk,
+    and the cores have idle moments enough for the check's second of CPU a million rows. In
+    a process of its own, not a thread of the importing process, whose GIL it would hold
+    while that thread feeds PostgreSQL."""
+    os.nice(CHECK_NICENESS)
+    try:
+        with CsvFile(path) as csv_file:
+            csv_file.check_whole_file()
+    except CsvImportError as exc:
+        write_message(sink, ("error", "csv", str(exc)))
+    except Exception as exc:
+        write_message(sink, ("error", "crash", f"{type(exc).__name__}: {exc}"))
+    else:
+        write_message(sink, ("end",))
+
+
 if __name__ == "__main__":
     # Through the module's own name, so the classes in the pickles are the ones the parent
     # knows (`campaigns.csv_import.parse_worker.Numbers`, not `__main__.Numbers`).
     from campaigns.csv_import import parse_worker
 
-    parse_worker.serve(sys.stdin.buffer, sys.stdout.buffer)
+    if sys.argv[1:2] == ["--check"]:
+        parse_worker.check(sys.argv[2], sys.stdout.buffer)
+    else:
+        parse_worker.serve(sys.stdin.buffer, sys.stdout.buffer)

@@ -9,6 +9,7 @@ database (see `_PostgresImport.run_selected`); nothing is written to disk either
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any
 
@@ -26,7 +27,7 @@ from campaigns.csv_import import (
     parse_rows,
 )
 from campaigns.csv_import.reader import _normalise_header, describe_columns
-from messaging.campaign_import.parse_process import file_path
+from messaging.campaign_import.parse_process import check_in_process, file_path
 from messaging.campaign_import.phone_pool import PhonePool
 
 # The send policy's refusal of a valid number (messaging.policy.imports.phone_rule).
@@ -80,8 +81,9 @@ class CsvAudience(Audience):
         try:
             # A broken row near the end is found now, before any database work on the rows
             # above it (docs/benchmarks.md measures the extra read); for a file a parse
-            # process will import, while the import begins (`whole_file_check`): the check
-            # takes a core for a second, which the import's first chunks leave idle.
+            # process will import, beside the import, in a process of its own at a lower
+            # priority (`whole_file_check`): a second of CPU a million rows, which the
+            # import's idle moments absorb.
             self._path = self._parse_process_path(self._file)
             if self._path is None:
                 self._file.check_whole_file()
@@ -110,7 +112,9 @@ class CsvAudience(Audience):
 
     def whole_file_check(self) -> Callable[[], None]:
         assert self._file is not None, "enter the audience first"
-        return self._file.check_whole_file if self._path is not None else super().whole_file_check()
+        if self._path is None:
+            return super().whole_file_check()
+        return functools.partial(check_in_process, self._path)
 
     def rows(
         self, *, region: str, needed: dict[str, str], phone_rule: PhoneRule = None

@@ -87,9 +87,10 @@ class ThreadChunks:
 
 
 class CheckedChunks:
-    """`source`'s chunks while `check` (CsvFile.check_whole_file: every row read once) runs
-    on a thread: its error is raised between chunks, and the last chunk is given only once
-    the check has passed, so an import that commits has had its whole file checked."""
+    """`source`'s chunks while `check` (the whole-file check, every row read once: for the
+    parse process's file `check_in_process`) runs on a thread: its error is raised between
+    chunks, and the last chunk is given only once the check has passed, so an import that
+    commits has had its whole file checked."""
 
     def __init__(self, source: ChunkSource, check: Callable[[], None]) -> None:
         self._source = source
@@ -125,21 +126,50 @@ class CheckedChunks:
         return self._source.render(mask)
 
 
+def _parse_worker(*args: str, stdin: int | None = None) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "campaigns.csv_import.parse_worker", *args],
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        env=env,
+        cwd=_ROOT,
+    )
+
+
+def _raise_error(message: tuple[Any, ...]) -> None:
+    """A parse worker's ("error", kind, text) raised as the import's error."""
+    if message[0] == "error":
+        _kind, kind, text = message
+        if kind == "csv":
+            raise CsvImportError(text)
+        raise ParseProcessError(f"the parse process failed: {text}")
+
+
+def check_in_process(path: str) -> None:
+    """`CsvFile.check_whole_file` of the file at `path`, in a process of its own at a lower
+    priority (`parse_worker.check`); raises its error. The caller's thread only waits."""
+    process = _parse_worker("--check", path)
+    try:
+        assert process.stdout is not None
+        message = read_message(process.stdout)
+    finally:
+        if process.stdout is not None:
+            process.stdout.close()
+        process.wait()
+    if not isinstance(message, tuple) or not message:
+        raise ParseProcessError(f"the file check stopped (exit {process.returncode})")
+    _raise_error(message)
+
+
 class ParseProcess:
     """The chunks of a file parsed and rendered by `campaigns.csv_import.parse_worker`."""
 
     def __init__(self, config: ParseConfig) -> None:
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH")])),
-        }
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "campaigns.csv_import.parse_worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-            cwd=_ROOT,
-        )
+        self._process = _parse_worker(stdin=subprocess.PIPE)
         self._config = config
 
     def __enter__(self) -> ParseProcess:
@@ -190,11 +220,7 @@ class ParseProcess:
         if not isinstance(message, tuple) or not message:
             code = self._process.poll()
             raise ParseProcessError(f"the parse process stopped (exit {code})")
-        if message[0] == "error":
-            _kind, kind, text = message
-            if kind == "csv":
-                raise CsvImportError(text)
-            raise ParseProcessError(f"the parse process failed: {text}")
+        _raise_error(message)
         return message
 
     def _pipe(self, name: str) -> IO[bytes]:

@@ -18,7 +18,11 @@ from campaigns.csv_import.parse_worker import ParseConfig, Renderer
 from campaigns.csv_import.rendering import TemplatePlan
 from campaigns.models import Campaign, Contact, ImportRejection
 from messaging.campaign_import import create_campaign_from_csv, producer
-from messaging.campaign_import.parse_process import ParseProcess, ParseProcessError
+from messaging.campaign_import.parse_process import (
+    ParseProcess,
+    ParseProcessError,
+    check_in_process,
+)
 from messaging.models import OutboundMessage
 from tests import factories
 from tests.concurrency import waiting_for_locks
@@ -145,6 +149,16 @@ def test_a_broken_row_read_by_the_parse_process_is_told_with_its_row(write_csv):
     assert phones == [e164(i) for i in range(len(phones))] and 0 < len(phones) < 9
 
 
+def test_the_whole_file_check_in_its_own_process_tells_a_broken_row_with_its_number(write_csv):
+    good = write_csv("phone,name,code\n" + "\n".join(_rows(50)) + "\n")
+    broken = write_csv("phone,name,code\n" + "\n".join(_rows(50)) + "\n+14155550000,a,b,c\n")
+    assert check_in_process(str(good)) is None
+    with pytest.raises(CsvImportError, match="row 52: expected 3 fields, got 4"):
+        check_in_process(str(broken))
+    with pytest.raises(CsvImportError, match=r"upload_1\.csv\.gone: no such file"):
+        check_in_process(str(good) + ".gone")
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_broken_last_row_of_a_big_file_fails_its_import_and_leaves_nothing(
     sender, templates, write_csv, settings
@@ -170,7 +184,8 @@ def _parse_worker_pid() -> int | None:
             parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
             continue
-        if parent == os.getpid() and WORKER.encode() in cmdline:
+        # The parse process, not the whole-file check beside it (`--check`).
+        if parent == os.getpid() and WORKER.encode() in cmdline and b"--check" not in cmdline:
             return int(entry)
     return None
 
