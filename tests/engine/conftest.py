@@ -34,9 +34,7 @@ def sim(simulator_process, settings):
     settings.SENDER_RETRY_MAX_SECONDS = 1.0
     yield simulator_process
     simulator_process.reset(config=True)
-    deadline = time.monotonic() + 30
-    while simulator_process.stats()["webhooks"]["in_flight"] and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _wait_until(lambda: simulator_process.stats()["webhooks"]["in_flight"] == 0, timeout=30)
 
 
 @pytest.fixture(autouse=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import time
 from collections import Counter
 
+from tests.engine.conftest import _wait_until
 from tests.simulator.payloads import template_message
 
 RANK = {"sent": 1, "delivered": 2, "read": 3}
@@ -198,19 +198,12 @@ def test_stats_count_the_posts_under_way_which_a_reset_lets_finish(fresh_simulat
     sim.configure(webhook_url=receiver.url, webhook_delay_ms=10, webhook_batch_size=1)
     receiver.answering.clear()
     _send(sim, http, 3)
-    _wait(lambda: sim.stats()["webhooks"]["in_flight"] >= 1)
+    _wait_until(lambda: sim.stats()["webhooks"]["in_flight"] >= 1)
 
     sim.reset(config=True)
     assert sim.stats()["webhooks"]["in_flight"] >= 1
     receiver.answering.set()
 
-    _wait(lambda: sim.stats()["webhooks"]["in_flight"] == 0)
+    _wait_until(lambda: sim.stats()["webhooks"]["in_flight"] == 0)
     assert sim.stats()["webhooks"]["pending"] == 0
     assert sim.stats()["config"]["webhook_url"] is None  # nothing more is sent
-
-
-def _wait(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
